@@ -1,0 +1,432 @@
+"""Calibration metrics (SPEC §5): reliability curves, ECE, MCE, Brier, smooth ECE, bootstrap.
+
+Calibration compares a ``score`` in [0, 1] with the ``correct`` bit. With bins b holding n_b of
+the N samples,
+
+.. math::
+
+    \\mathrm{ECE} = \\sum_b \\frac{n_b}{N} \\left| \\bar{y}_b - \\bar{s}_b \\right|, \\qquad
+    \\mathrm{MCE} = \\max_{b: n_b > 0} \\left| \\bar{y}_b - \\bar{s}_b \\right|, \\qquad
+    \\mathrm{Brier} = \\frac{1}{N} \\sum_i (s_i - y_i)^2 .
+
+Equal-width bins (``strategy="uniform"``) put a score in bin ``min(floor(score * n_bins),
+n_bins - 1)``; equal-mass bins (``strategy="quantile"``) cut at the empirical quantiles. Empty
+bins are skipped. Every function also takes optional non-negative ``sample_weight`` (used by the
+bootstrap, which resamples whole utterances).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from reranker.errors import DataError
+
+__all__ = [
+    "Interval",
+    "ReliabilityCurve",
+    "ReliabilityStats",
+    "bin_indices",
+    "bootstrap_interval",
+    "brier_loss",
+    "expected_calibration_error",
+    "maximum_calibration_error",
+    "reliability_curve",
+    "smooth_ece",
+    "utterance_bootstrap_weights",
+]
+
+Strategy = Literal["uniform", "quantile"]
+FloatArray = NDArray[np.float64]
+
+
+def _check_pair(
+    correct: ArrayLike, score: ArrayLike, sample_weight: ArrayLike | None = None
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    y = np.asarray(correct, dtype=np.float64).ravel()
+    s = np.asarray(score, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise DataError(f"correct and score must have the same length, got {y.size} and {s.size}")
+    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
+        bad = s[np.isnan(s) | (s < 0) | (s > 1)][0]
+        raise DataError(f"score must lie in [0, 1], got {bad!r}")
+    if np.isnan(y).any() or (y < 0).any() or (y > 1).any():
+        bad = y[np.isnan(y) | (y < 0) | (y > 1)][0]
+        raise DataError(f"correct must lie in [0, 1], got {bad!r}")
+    if sample_weight is None:
+        w = np.ones_like(s)
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64).ravel()
+        if w.shape != s.shape or (w < 0).any() or np.isnan(w).any():
+            raise DataError("sample_weight must be non-negative and as long as score")
+    return y, s, w
+
+
+def _check_bins(n_bins: int, strategy: str) -> None:
+    if not isinstance(n_bins, int | np.integer) or n_bins < 1:
+        raise DataError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if strategy not in ("uniform", "quantile"):
+        raise DataError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+
+
+def bin_indices(
+    score: ArrayLike, *, n_bins: int = 10, strategy: Strategy = "uniform"
+) -> tuple[NDArray[np.int64], FloatArray]:
+    """Bin index of every score, and the bin edges (length ``n_bins + 1``).
+
+    ``uniform``: bin ``min(floor(score * n_bins), n_bins - 1)``, edges ``k / n_bins``.
+    ``quantile``: edges at the empirical quantiles of ``score`` (first edge 0, last 1); a score
+    equal to an inner edge goes to the bin above it. Repeated edges give empty bins.
+    """
+    _check_bins(n_bins, strategy)
+    s = np.asarray(score, dtype=np.float64).ravel()
+    if strategy == "uniform":
+        idx = np.minimum(np.floor(s * n_bins), n_bins - 1).astype(np.int64)
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        return idx, edges
+    inner = (
+        np.quantile(s, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]) if s.size else np.zeros(n_bins - 1)
+    )
+    idx = np.searchsorted(inner, s, side="right").astype(np.int64)
+    edges = np.concatenate([[0.0], inner, [1.0]])
+    return idx, edges
+
+
+def _bin_sums(
+    y: FloatArray, s: FloatArray, w: FloatArray, idx: NDArray[np.int64], n_bins: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    count = np.bincount(idx, weights=w, minlength=n_bins)
+    sum_s = np.bincount(idx, weights=w * s, minlength=n_bins)
+    sum_y = np.bincount(idx, weights=w * y, minlength=n_bins)
+    return count, sum_s, sum_y
+
+
+def _gaps(count: FloatArray, sum_s: FloatArray, sum_y: FloatArray) -> FloatArray:
+    nonempty = count > 0
+    gap = np.full(count.shape, np.nan)
+    gap[nonempty] = np.abs(sum_y[nonempty] - sum_s[nonempty]) / count[nonempty]
+    return gap
+
+
+def expected_calibration_error(
+    correct: ArrayLike,
+    score: ArrayLike,
+    *,
+    n_bins: int = 10,
+    strategy: Strategy = "uniform",
+    sample_weight: ArrayLike | None = None,
+) -> float:
+    """Expected calibration error: ``sum_b (n_b / N) |mean(correct)_b - mean(score)_b|``.
+
+    Parameters
+    ----------
+    correct : array-like of shape (n,)
+        1 where the prediction is correct, else 0 (fractions in [0, 1] are accepted).
+    score : array-like of shape (n,)
+        Confidence in [0, 1].
+    n_bins : int, default 10
+    strategy : {"uniform", "quantile"}, default "uniform"
+        Equal-width or equal-mass bins (see :func:`bin_indices`).
+    sample_weight : array-like, optional
+        Non-negative weights (counts of a bootstrap resample).
+
+    Returns
+    -------
+    float
+        ECE in [0, 1]; ``nan`` for an empty sample.
+    """
+    y, s, w = _check_pair(correct, score, sample_weight)
+    total = w.sum()
+    if total == 0:
+        return float("nan")
+    idx, _ = bin_indices(s, n_bins=n_bins, strategy=strategy)
+    count, sum_s, sum_y = _bin_sums(y, s, w, idx, n_bins)
+    return float(np.abs(sum_y - sum_s).sum() / total)
+
+
+def maximum_calibration_error(
+    correct: ArrayLike,
+    score: ArrayLike,
+    *,
+    n_bins: int = 10,
+    strategy: Strategy = "uniform",
+    sample_weight: ArrayLike | None = None,
+) -> float:
+    """Maximum calibration error: ``max_b |mean(correct)_b - mean(score)_b|`` over non-empty bins."""
+    y, s, w = _check_pair(correct, score, sample_weight)
+    if w.sum() == 0:
+        return float("nan")
+    idx, _ = bin_indices(s, n_bins=n_bins, strategy=strategy)
+    gap = _gaps(*_bin_sums(y, s, w, idx, n_bins))
+    return float(np.nanmax(gap))
+
+
+def brier_loss(
+    correct: ArrayLike, score: ArrayLike, *, sample_weight: ArrayLike | None = None
+) -> float:
+    """Brier score: ``mean((score - correct) ** 2)`` (lower is better)."""
+    y, s, w = _check_pair(correct, score, sample_weight)
+    total = w.sum()
+    if total == 0:
+        return float("nan")
+    return float(np.dot(w, (s - y) ** 2) / total)
+
+
+def _reflected_kernel(grid: FloatArray, centers: FloatArray, sigma: float) -> FloatArray:
+    """Gaussian kernel on [0, 1] reflected at both ends (integrates to 1 over [0, 1])."""
+    diff = grid[:, None] - centers[None, :]
+    total = np.zeros_like(diff)
+    for k in range(-2, 3):
+        total += np.exp(-0.5 * ((diff - 2 * k) / sigma) ** 2)
+        total += np.exp(-0.5 * ((grid[:, None] + centers[None, :] - 2 * k) / sigma) ** 2)
+    return total / (sigma * np.sqrt(2 * np.pi))
+
+
+def smooth_ece(
+    correct: ArrayLike,
+    score: ArrayLike,
+    *,
+    bandwidth: float | None = None,
+    sample_weight: ArrayLike | None = None,
+    grid_size: int = 400,
+) -> float:
+    """Smooth ECE of Błasiok and Nakkiran (2023), with a reflected Gaussian kernel.
+
+    .. math:: \\mathrm{smECE}_\\sigma = \\int_0^1 \\Big| \\tfrac{1}{N} \\sum_i
+              K_\\sigma(t, s_i)(y_i - s_i) \\Big| \\, dt
+
+    With ``bandwidth=None`` the bandwidth is the fixed point ``σ* = smECE_σ*``, found by
+    bisection (smECE decreases in σ), which is the paper's hyper-parameter-free choice. Scores
+    are first aggregated onto ``grid_size`` fine bins, so the cost does not grow with N beyond
+    one pass.
+    """
+    y, s, w = _check_pair(correct, score, sample_weight)
+    total = w.sum()
+    if total == 0:
+        return float("nan")
+    fine = np.minimum((s * grid_size).astype(np.int64), grid_size - 1)
+    residual = np.bincount(fine, weights=w * (y - s), minlength=grid_size) / total
+    centers = (np.arange(grid_size) + 0.5) / grid_size
+    grid = centers
+
+    def at(sigma: float) -> float:
+        density = _reflected_kernel(grid, centers, sigma) @ residual
+        return float(np.abs(density).mean())
+
+    if bandwidth is not None:
+        if not bandwidth > 0:
+            raise DataError(f"bandwidth must be positive, got {bandwidth!r}")
+        return at(bandwidth)
+    lo, hi = 1e-4, 1.0
+    if at(lo) <= lo:
+        return at(lo)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if at(mid) > mid:
+            lo = mid
+        else:
+            hi = mid
+    return at(0.5 * (lo + hi))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a bootstrap confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ReliabilityCurve:
+    """Per-bin reliability statistics.
+
+    Attributes
+    ----------
+    edges : ndarray of shape (n_bins + 1,)
+    count : ndarray of shape (n_bins,)
+        Hypotheses per bin (weighted count if weights were given).
+    mean_score, frac_correct : ndarray of shape (n_bins,)
+        ``nan`` for empty bins.
+    low, high : ndarray of shape (n_bins,)
+        Bootstrap interval of ``frac_correct`` (``nan`` without bootstrap or for empty bins).
+    """
+
+    edges: FloatArray
+    count: FloatArray
+    mean_score: FloatArray
+    frac_correct: FloatArray
+    low: FloatArray
+    high: FloatArray
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per bin: ``bin_low, bin_high, count, mean_score, frac_correct, low, high``."""
+        return pd.DataFrame(
+            {
+                "bin_low": self.edges[:-1],
+                "bin_high": self.edges[1:],
+                "count": self.count,
+                "mean_score": self.mean_score,
+                "frac_correct": self.frac_correct,
+                "frac_correct_low": self.low,
+                "frac_correct_high": self.high,
+            }
+        )
+
+
+def utterance_bootstrap_weights(
+    groups: ArrayLike, n_boot: int, *, seed: int | np.random.Generator = 0
+) -> NDArray[np.float64]:
+    """Weights of ``n_boot`` bootstrap resamples of whole utterances.
+
+    Each resample draws as many utterances as there are, with replacement; a hypothesis gets the
+    number of times its utterance was drawn. Returns shape ``(n_boot, n)``.
+    """
+    codes, uniques = pd.factorize(pd.Series(np.asarray(groups)))
+    rng = np.random.default_rng(seed)
+    n_groups = len(uniques)
+    out = np.empty((n_boot, len(codes)), dtype=np.float64)
+    for b in range(n_boot):
+        drawn = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
+        out[b] = drawn[codes]
+    return out
+
+
+def bootstrap_interval(
+    metric: Callable[[NDArray[np.float64]], float],
+    weights: NDArray[np.float64],
+    *,
+    confidence: float = 0.9,
+) -> tuple[float, float]:
+    """Percentile interval of ``metric(sample_weight)`` over the rows of ``weights``."""
+    values = np.array([metric(w) for w in weights], dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def reliability_curve(
+    correct: ArrayLike,
+    score: ArrayLike,
+    *,
+    n_bins: int = 10,
+    strategy: Strategy = "uniform",
+    groups: ArrayLike | None = None,
+    n_boot: int = 0,
+    confidence: float = 0.9,
+    seed: int = 0,
+    sample_weight: ArrayLike | None = None,
+) -> ReliabilityCurve:
+    """Reliability curve: per bin, edges, count, mean score, fraction correct and its interval.
+
+    Parameters
+    ----------
+    correct, score : array-like of shape (n,)
+    n_bins : int, default 10
+    strategy : {"uniform", "quantile"}
+    groups : array-like of shape (n,), optional
+        Utterance id of each row; with ``n_boot > 0`` the interval of each bin's fraction correct
+        comes from resampling whole utterances (rows of one utterance are not independent).
+    n_boot : int, default 0
+        Bootstrap resamples; 0 leaves ``low``/``high`` as ``nan``.
+    confidence : float, default 0.9
+    seed : int, default 0
+    """
+    y, s, w = _check_pair(correct, score, sample_weight)
+    idx, edges = bin_indices(s, n_bins=n_bins, strategy=strategy)
+    count, sum_s, sum_y = _bin_sums(y, s, w, idx, n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_score = np.where(count > 0, sum_s / np.where(count > 0, count, 1), np.nan)
+        frac = np.where(count > 0, sum_y / np.where(count > 0, count, 1), np.nan)
+    low = np.full(n_bins, np.nan)
+    high = np.full(n_bins, np.nan)
+    if n_boot > 0:
+        g = np.arange(s.size) if groups is None else np.asarray(groups)
+        boot = utterance_bootstrap_weights(g, n_boot, seed=seed) * w
+        fracs = np.full((n_boot, n_bins), np.nan)
+        for b in range(n_boot):
+            c = np.bincount(idx, weights=boot[b], minlength=n_bins)
+            sy = np.bincount(idx, weights=boot[b] * y, minlength=n_bins)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                fracs[b] = np.where(c > 0, sy / np.where(c > 0, c, 1), np.nan)
+        alpha = (1.0 - confidence) / 2.0
+        for k in np.flatnonzero(count > 0):
+            col = fracs[:, k][~np.isnan(fracs[:, k])]
+            if col.size:
+                low[k], high[k] = np.quantile(col, [alpha, 1.0 - alpha])
+    return ReliabilityCurve(edges, count, mean_score, frac, low, high)
+
+
+@dataclass(frozen=True)
+class ReliabilityStats:
+    """Mergeable sufficient statistics of a reliability diagram on ``n_fine`` equal-width bins.
+
+    ``count``, ``sum_score`` and ``sum_correct`` per fine bin. Partial statistics of data
+    partitions add up (``a + b``), and any equal-width binning whose bin count divides ``n_fine``
+    can be read off without rescanning the scores (:meth:`curve`). Exact metrics at the coarse
+    bins should still come from :func:`expected_calibration_error` on the raw scores, since a
+    score on a bin boundary may round differently at the two resolutions.
+    """
+
+    count: FloatArray
+    sum_score: FloatArray
+    sum_correct: FloatArray
+
+    @classmethod
+    def from_arrays(
+        cls, correct: ArrayLike, score: ArrayLike, *, n_fine: int = 1000
+    ) -> ReliabilityStats:
+        """Accumulate statistics in one pass."""
+        y, s, w = _check_pair(correct, score)
+        idx, _ = bin_indices(s, n_bins=n_fine)
+        return cls(*_bin_sums(y, s, w, idx, n_fine))
+
+    @property
+    def n_fine(self) -> int:
+        return int(self.count.size)
+
+    def __add__(self, other: ReliabilityStats) -> ReliabilityStats:
+        if self.n_fine != other.n_fine:
+            raise DataError(f"cannot merge statistics on {self.n_fine} and {other.n_fine} bins")
+        return ReliabilityStats(
+            self.count + other.count,
+            self.sum_score + other.sum_score,
+            self.sum_correct + other.sum_correct,
+        )
+
+    def curve(self, n_bins: int = 10) -> ReliabilityCurve:
+        """The reliability curve on ``n_bins`` equal-width bins (``n_bins`` must divide ``n_fine``)."""
+        if self.n_fine % n_bins:
+            raise DataError(f"n_bins={n_bins} does not divide the {self.n_fine} fine bins")
+        k = self.n_fine // n_bins
+        count = self.count.reshape(n_bins, k).sum(axis=1)
+        ss = self.sum_score.reshape(n_bins, k).sum(axis=1)
+        sy = self.sum_correct.reshape(n_bins, k).sum(axis=1)
+        safe = np.where(count > 0, count, 1)
+        nan = np.full(n_bins, np.nan)
+        return ReliabilityCurve(
+            np.linspace(0.0, 1.0, n_bins + 1),
+            count,
+            np.where(count > 0, ss / safe, np.nan),
+            np.where(count > 0, sy / safe, np.nan),
+            nan,
+            nan.copy(),
+        )
+
+    def ece(self, n_bins: int = 10) -> float:
+        """ECE read off the fine statistics (equal-width bins)."""
+        total = self.count.sum()
+        if total == 0:
+            return float("nan")
+        c = self.curve(n_bins)
+        gap = np.abs(np.nan_to_num(c.frac_correct) - np.nan_to_num(c.mean_score))
+        return float((c.count * gap).sum() / total)

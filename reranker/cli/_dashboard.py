@@ -1,0 +1,1 @@
+"""Commands of this layer register on ``reranker.cli._app.app`` when imported."""

@@ -1,0 +1,148 @@
+"""``reranker rerank`` and ``reranker evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from reranker.cli._app import app
+from reranker.cli._common import check_output_path, err_console, out_console, status
+from reranker.evaluation import METRIC_KEYS, evaluate, score_table
+from reranker.hypotheses import has_references, read_hypotheses, write_table
+from reranker.scoring import score_hypotheses
+
+HypothesesOpt = Annotated[
+    Path, typer.Option("--hypotheses", "-H", help="Hypothesis table (.parquet, .csv or .jsonl).")
+]
+WeightsOpt = Annotated[
+    str,
+    typer.Option("--weights", "-w", help="A weights registry directory, or 'r0' for the baseline."),
+]
+
+
+def _report_fallback(source: dict[str, str]) -> None:
+    r0 = sorted(d for d, s in source.items() if s == "r0")
+    if r0 and len(r0) < len(source):
+        err_console.print(f"note: no weights for {', '.join(r0)}: scored with R0", highlight=False)
+
+
+@app.command()
+def rerank(
+    hypotheses: HypothesesOpt,
+    weights: WeightsOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output table; format by extension.")],
+) -> None:
+    """Score and rank every hypothesis; write the table plus score, rank, semer and correct."""
+    check_output_path(out)
+    with status(f"reading {hypotheses}"):
+        table = read_hypotheses(hypotheses)
+    with status("scoring"):
+        scoring = score_hypotheses(table, weights)
+        scored = score_table(table, scoring.score)
+    result = table.copy()
+    result["score"] = scored.score
+    result["rank"] = scored.rank
+    if scored.semer is not None and scored.correct is not None:
+        result["semer"] = scored.semer
+        result["correct"] = scored.correct
+    with status(f"writing {out}"):
+        write_table(result, out)
+    _report_fallback(scoring.source)
+    err_console.print(
+        f"wrote {len(result):,} hypotheses of {scored.top.size:,} utterances to {out}",
+        highlight=False,
+    )
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _print_report(report: dict[str, object]) -> None:
+    columns = ["slice", *METRIC_KEYS]
+    table = Table(title="Evaluation", show_lines=False)
+    for c in columns:
+        table.add_column(c, justify="left" if c == "slice" else "right")
+    table.add_row("all", *(_fmt(report[k]) for k in METRIC_KEYS))
+    for group in ("by_domain", "by_device"):
+        slices = report[group]
+        assert isinstance(slices, dict)
+        for name, metrics in slices.items():
+            table.add_row(f"{group[3:]}={name}", *(_fmt(metrics[k]) for k in METRIC_KEYS))
+    out_console.print(table)
+    if "intervals" in report:
+        intervals = report["intervals"]
+        assert isinstance(intervals, dict)
+        for k, (lo, hi) in intervals.items():
+            out_console.print(f"{k}: {_fmt(report[k])} [{lo:.4f}, {hi:.4f}]", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    hypotheses: HypothesesOpt,
+    weights: WeightsOpt,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout.")
+    ] = False,
+    bins: Annotated[int, typer.Option("--bins", min=1, help="Calibration bins.")] = 10,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="uniform (equal width) or quantile (equal mass).")
+    ] = "uniform",
+    population: Annotated[
+        str, typer.Option("--population", help="Hypotheses in ece/mce/brier: all or top1.")
+    ] = "all",
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap", min=0, help="Bootstrap resamples of utterances for intervals (0: none)."
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+) -> None:
+    """Top-1 SemER / IE and calibration (ECE, MCE, Brier), overall, by domain and by device."""
+    if strategy not in ("uniform", "quantile"):
+        raise typer.BadParameter("must be 'uniform' or 'quantile'", param_hint="--strategy")
+    if population not in ("all", "top1"):
+        raise typer.BadParameter("must be 'all' or 'top1'", param_hint="--population")
+    with status(f"reading {hypotheses}"):
+        table = read_hypotheses(hypotheses)
+    if not has_references(table):
+        from reranker.errors import DataError
+
+        raise DataError(
+            f"{hypotheses}: evaluation needs the reference columns ref_domain, ref_intent and ref_slots"
+        )
+    with status("scoring and evaluating"):
+        scoring = score_hypotheses(table, weights)
+        report = evaluate(
+            table,
+            scoring.score,
+            n_bins=bins,
+            strategy=strategy,  # type: ignore[arg-type]
+            population=population,  # type: ignore[arg-type]
+            n_boot=bootstrap,
+            seed=seed,
+        )
+    report["weights"] = {d: s for d, s in sorted(scoring.source.items())}
+    if as_json:
+        print(json.dumps(report, indent=1, sort_keys=True, default=_json_default))
+    else:
+        _report_fallback(scoring.source)
+        _print_report(report)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

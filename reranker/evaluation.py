@@ -1,0 +1,237 @@
+"""Data-set metrics of a scored hypothesis table: the object ``reranker evaluate --json`` prints.
+
+Top-1 metrics (SPEC §3) rank each utterance's whole n-best by score; calibration metrics (SPEC
+§5) compare score with the correct bit, by default over every hypothesis. Slices:
+
+- ``by_device``: whole utterances of one device;
+- ``by_domain``: for the all-hypothesis metrics (``n_hypotheses``, ``ece``, ``mce``, ``brier``)
+  the hypotheses domain D produced; for the top-1 metrics (``n_utterances``, ``top1_semer``,
+  ``top1_ie``, ``ece_top1``) the utterances whose reference domain is D, ranked over their whole
+  n-best.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from reranker.calibration import (
+    Strategy,
+    brier_loss,
+    expected_calibration_error,
+    maximum_calibration_error,
+    utterance_bootstrap_weights,
+)
+from reranker.errors import DataError
+from reranker.hypotheses import has_references
+from reranker.ranking import rank_within_utterance, top1_indices, utterance_codes
+from reranker.semer import table_errors
+
+__all__ = ["METRIC_KEYS", "ScoredTable", "evaluate", "score_table"]
+
+METRIC_KEYS = (
+    "n_utterances",
+    "n_hypotheses",
+    "top1_semer",
+    "top1_ie",
+    "ece",
+    "mce",
+    "brier",
+    "ece_top1",
+)
+Population = Literal["all", "top1"]
+
+
+@dataclass(frozen=True)
+class ScoredTable:
+    """A hypothesis table with everything the metrics need, computed once.
+
+    Attributes
+    ----------
+    codes : utterance code of each row.
+    score : the re-ranker score of each row.
+    rank : 1 = top of its utterance.
+    top : row index of each utterance's top hypothesis (ordered by utterance code).
+    semer, correct : per row; ``None`` without references.
+    """
+
+    hypotheses: pd.DataFrame
+    codes: NDArray[np.int64]
+    score: NDArray[np.float64]
+    rank: NDArray[np.int64]
+    top: NDArray[np.int64]
+    semer: NDArray[np.float64] | None
+    correct: NDArray[np.int64] | None
+
+
+def score_table(
+    hypotheses: pd.DataFrame,
+    scores: ArrayLike,
+    *,
+    errors: tuple[NDArray[np.float64], NDArray[np.int64]] | None = None,
+) -> ScoredTable:
+    """Attach scores to a validated table and compute ranks, top-1 rows and (if possible) errors.
+
+    ``errors`` lets a caller pass precomputed ``(semer, correct)`` (they do not depend on scores).
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if s.size != len(hypotheses):
+        raise DataError(f"got {s.size} scores for {len(hypotheses)} hypotheses")
+    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
+        raise DataError("scores must lie in [0, 1]")
+    codes = utterance_codes(hypotheses["utterance_id"])
+    dscore = hypotheses["domain_score"].to_numpy(dtype=np.float64)
+    rank = rank_within_utterance(codes, s, dscore)
+    top = top1_indices(codes, s, dscore)
+    semer: NDArray[np.float64] | None = None
+    correct: NDArray[np.int64] | None = None
+    if errors is not None:
+        semer, correct = errors
+    elif has_references(hypotheses):
+        semer, correct = table_errors(hypotheses)
+    return ScoredTable(hypotheses, codes, s, rank, top, semer, correct)
+
+
+def _slice_metrics(
+    t: ScoredTable,
+    hyp_mask: NDArray[np.bool_],
+    utt_mask: NDArray[np.bool_],
+    *,
+    n_bins: int,
+    strategy: Strategy,
+    population: Population,
+    hyp_weight: NDArray[np.float64] | None = None,
+    utt_weight: NDArray[np.float64] | None = None,
+) -> dict[str, Any]:
+    assert t.correct is not None and t.semer is not None
+    top_rows = t.top[utt_mask]
+    hw = np.ones(int(hyp_mask.sum())) if hyp_weight is None else hyp_weight[hyp_mask]
+    uw = np.ones(top_rows.size) if utt_weight is None else utt_weight[utt_mask]
+    y_top, s_top = t.correct[top_rows], t.score[top_rows]
+    if population == "all":
+        y_cal, s_cal, w_cal = t.correct[hyp_mask], t.score[hyp_mask], hw
+    else:
+        y_cal, s_cal, w_cal = y_top, s_top, uw
+
+    def mean(values: NDArray[Any], w: NDArray[np.float64]) -> float | None:
+        return float(np.dot(values, w) / w.sum()) if w.sum() > 0 else None
+
+    def nan_to_none(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
+    return {
+        "n_utterances": int(top_rows.size),
+        "n_hypotheses": int(hyp_mask.sum()),
+        "top1_semer": mean(t.semer[top_rows], uw),
+        "top1_ie": mean(1 - y_top, uw),
+        "ece": nan_to_none(
+            expected_calibration_error(
+                y_cal, s_cal, n_bins=n_bins, strategy=strategy, sample_weight=w_cal
+            )
+        ),
+        "mce": nan_to_none(
+            maximum_calibration_error(
+                y_cal, s_cal, n_bins=n_bins, strategy=strategy, sample_weight=w_cal
+            )
+        ),
+        "brier": nan_to_none(brier_loss(y_cal, s_cal, sample_weight=w_cal)),
+        "ece_top1": nan_to_none(
+            expected_calibration_error(
+                y_top, s_top, n_bins=n_bins, strategy=strategy, sample_weight=uw
+            )
+        ),
+    }
+
+
+def evaluate(
+    hypotheses: pd.DataFrame | ScoredTable,
+    scores: ArrayLike | None = None,
+    *,
+    n_bins: int = 10,
+    strategy: Strategy = "uniform",
+    population: Population = "all",
+    n_boot: int = 0,
+    confidence: float = 0.9,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Top-1 SemER / IE and calibration of a scored hypothesis table, overall and per slice.
+
+    Parameters
+    ----------
+    hypotheses : pandas.DataFrame or ScoredTable
+        A validated table with references (:func:`reranker.read_hypotheses`), or the result of
+        :func:`score_table`.
+    scores : array-like of shape (n,)
+        Re-ranker score of each row (e.g. :func:`reranker.r0_score`); omit with a ScoredTable.
+    n_bins, strategy : binning of ECE and MCE (SPEC §5 default: 10 equal-width bins).
+    population : {"all", "top1"}
+        Hypotheses entering ``ece``, ``mce`` and ``brier``: every hypothesis (default) or each
+        utterance's top one. ``ece_top1`` always uses the top ones.
+    n_boot : int, default 0
+        With ``n_boot > 0``, an ``intervals`` object gives ``[low, high]`` of every overall rate
+        from a bootstrap over utterances.
+
+    Returns
+    -------
+    dict
+        ``n_utterances``, ``n_hypotheses``, ``top1_semer``, ``top1_ie``, ``ece``, ``mce``,
+        ``brier``, ``ece_top1``, and ``by_domain`` / ``by_device`` objects with the same keys.
+        Rates of an empty slice are ``None``.
+    """
+    if isinstance(hypotheses, ScoredTable):
+        t = hypotheses
+    else:
+        if scores is None:
+            raise DataError("evaluate needs scores for a plain hypothesis table")
+        if not has_references(hypotheses):
+            raise DataError(
+                "evaluation needs the reference columns ref_domain, ref_intent and ref_slots"
+            )
+        t = score_table(hypotheses, scores)
+    if t.correct is None:
+        raise DataError(
+            "evaluation needs the reference columns ref_domain, ref_intent and ref_slots"
+        )
+    if population not in ("all", "top1"):
+        raise DataError(f"population must be 'all' or 'top1', got {population!r}")
+    frame = t.hypotheses
+    n_utt = int(t.top.size)
+    all_hyp = np.ones(len(frame), dtype=bool)
+    all_utt = np.ones(n_utt, dtype=bool)
+    opts = {"n_bins": n_bins, "strategy": strategy, "population": population}
+    result = _slice_metrics(t, all_hyp, all_utt, **opts)  # type: ignore[arg-type]
+
+    domain = frame["domain"].to_numpy(dtype=object)
+    top_ref_domain = frame["ref_domain"].to_numpy(dtype=object)[t.top]
+    by_domain: dict[str, Any] = {}
+    for d in sorted(set(domain) | set(top_ref_domain)):
+        by_domain[str(d)] = _slice_metrics(t, domain == d, top_ref_domain == d, **opts)  # type: ignore[arg-type]
+    device = frame["device"].to_numpy(dtype=object)
+    top_device = device[t.top]
+    by_device: dict[str, Any] = {}
+    for dev in sorted(set(device)):
+        by_device[str(dev)] = _slice_metrics(t, device == dev, top_device == dev, **opts)  # type: ignore[arg-type]
+    result["by_domain"] = by_domain
+    result["by_device"] = by_device
+
+    if n_boot > 0:
+        weights = utterance_bootstrap_weights(np.arange(n_utt), n_boot, seed=seed)
+        samples = []
+        for w_utt in weights:
+            w_hyp = w_utt[t.codes]
+            samples.append(
+                _slice_metrics(t, all_hyp, all_utt, hyp_weight=w_hyp, utt_weight=w_utt, **opts)  # type: ignore[arg-type]
+            )
+        alpha = (1.0 - confidence) / 2.0
+        intervals: dict[str, list[float]] = {}
+        for key in ("top1_semer", "top1_ie", "ece", "mce", "brier", "ece_top1"):
+            vals = np.array([s[key] for s in samples if s[key] is not None], dtype=np.float64)
+            lo, hi = np.quantile(vals, [alpha, 1.0 - alpha]) if vals.size else (np.nan, np.nan)
+            intervals[key] = [float(lo), float(hi)]
+        result["intervals"] = intervals
+        result["confidence"] = confidence
+    return result

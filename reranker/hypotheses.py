@@ -1,0 +1,399 @@
+"""Hypothesis tables (SPEC §2): reading, validating and writing.
+
+A hypothesis table has one row per hypothesis of an utterance's n-best list. It is read from
+Parquet, CSV or JSONL (chosen by extension), validated against every rule of the contract and
+returned as a :class:`pandas.DataFrame` whose required columns have fixed dtypes:
+
+- ``utterance_id``, ``text``, ``device``, ``domain``, ``intent``, ``slots`` (and ``ref_*`` if
+  present): ``str``; ``slots`` and ``ref_slots`` may be ``""`` (no slots);
+- ``domain_score``, ``intent_score``, ``slot_score``: ``float64`` in [0, 1].
+
+Extra columns are kept untouched. Every error names the file, the row (1-based, counting data
+rows; for text formats the line number too) and the column.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reranker.annotation import parse_slots
+from reranker.errors import DataError
+
+__all__ = [
+    "OPTIONAL_COLUMNS",
+    "REFERENCE_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SCORE_COLUMNS",
+    "has_references",
+    "read_hypotheses",
+    "read_table",
+    "validate_hypotheses",
+    "write_table",
+]
+
+SCORE_COLUMNS: tuple[str, ...] = ("domain_score", "intent_score", "slot_score")
+REQUIRED_COLUMNS: tuple[str, ...] = ("utterance_id", "domain", "intent", "slots", *SCORE_COLUMNS)
+OPTIONAL_COLUMNS: dict[str, str] = {"text": "", "device": "unknown"}
+REFERENCE_COLUMNS: tuple[str, ...] = ("ref_domain", "ref_intent", "ref_slots")
+_KEY = ("utterance_id", "domain", "intent", "slots")
+_MAY_BE_EMPTY = frozenset({"slots", "ref_slots", "text"})
+SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(
+            f"{path}: unknown file extension {path.suffix or '(none)'!r}; "
+            "use .parquet, .csv or .jsonl"
+        )
+    return suffix
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a hypothesis file")
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line}: bytes are not valid UTF-8 (byte offset {e.start})"
+        ) from e
+
+
+def _read_csv(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
+    text = _decode(path, data)
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c"
+        )
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{path}: file is empty") from e
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: malformed CSV: {' '.join(str(e).split())}") from e
+    return frame, 2  # data row 1 is on line 2
+
+
+def _read_jsonl(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
+    text = _decode(path, data)
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    records: list[dict[str, object]] = []
+    first_line = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {lineno}: expected a JSON object, got {line[:40]!r}")
+        if not first_line:
+            first_line = lineno
+        elif lineno != first_line + len(records):
+            # Blank lines inside the file: keep line numbers honest by refusing them.
+            raise DataError(f"{path}: line {lineno - 1}: blank line inside the file")
+        records.append(record)
+    return pd.DataFrame.from_records(records), first_line
+
+
+def _read_parquet(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
+    if not data:
+        raise DataError(f"{path}: file is empty")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
+    return table.to_pandas(), 0
+
+
+_READERS: dict[str, Callable[[Path, bytes], tuple[pd.DataFrame, int]]] = {
+    ".csv": _read_csv,
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
+    ".parquet": _read_parquet,
+    ".pq": _read_parquet,
+}
+
+
+class _Locator:
+    """Turns a 0-based row index into the ``file: row N (line L), column 'c'`` prefix."""
+
+    def __init__(self, source: str, first_line: int) -> None:
+        self.source = source
+        self.first_line = first_line
+
+    def at(self, row: int, column: str | None = None) -> str:
+        where = f"{self.source}: row {row + 1}"
+        if self.first_line:
+            where += f" (line {row + self.first_line})"
+        if column is not None:
+            where += f", column {column!r}"
+        return where
+
+
+def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
+    """Read a Parquet, CSV or JSONL file as raw columns (no validation).
+
+    Returns the frame and the line number of its first data row (0 for Parquet).
+    """
+    p = Path(path)
+    suffix = _suffix(p)
+    _check_readable(p)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"{p}: cannot read ({e.strerror})") from e
+    return _READERS[suffix](p, data)
+
+
+def read_hypotheses(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Load and validate a hypothesis table (SPEC §2).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.parquet``, ``.csv`` or ``.jsonl`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The validated table, in file order, with ``text`` and ``device`` filled with their
+        defaults where absent.
+
+    Raises
+    ------
+    DataError
+        On any breach of the contract; the message names the file, row and column.
+    """
+    frame, first_line = read_table(path)
+    return validate_hypotheses(frame, source=str(path), first_line=first_line)
+
+
+def _as_str_column(
+    frame: pd.DataFrame, column: str, loc: _Locator, *, may_be_empty: bool
+) -> pd.Series:
+    values = frame[column]
+    missing = values.isna().to_numpy()
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        as_str = values.astype(object).where(~missing, "")
+        bad_type = ~as_str.map(lambda v: isinstance(v, str | int | np.integer)).to_numpy()
+        if bad_type.any():
+            row = int(np.flatnonzero(bad_type)[0])
+            raise DataError(
+                f"{loc.at(row, column)}: expected text, got {type(values.iloc[row]).__name__}"
+            )
+        as_str = as_str.astype(str)
+    elif pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        as_str = values.astype(str)
+    elif pd.api.types.is_float_dtype(values.dtype):
+        finite = values.dropna()
+        if not (finite == np.round(finite)).all():
+            row = int(np.flatnonzero(~missing & (values != np.round(values)).to_numpy())[0])
+            raise DataError(f"{loc.at(row, column)}: expected text, got {values.iloc[row]!r}")
+        as_str = values.map(lambda v: "" if pd.isna(v) else str(int(v)))
+    else:
+        as_str = values.astype(str)
+    as_str = as_str.str.strip() if column not in ("text",) else as_str
+    if not may_be_empty:
+        empty = (as_str == "").to_numpy() | missing
+        if empty.any():
+            row = int(np.flatnonzero(empty)[0])
+            raise DataError(f"{loc.at(row, column)}: missing value")
+    return as_str.reset_index(drop=True)
+
+
+def _as_score_column(frame: pd.DataFrame, column: str, loc: _Locator) -> pd.Series:
+    raw = frame[column].reset_index(drop=True)
+    if raw.dtype == object or isinstance(raw.dtype, pd.StringDtype):
+        blank = raw.map(lambda v: v is None or (isinstance(v, str) and not v.strip())).to_numpy()
+        if blank.any():
+            row = int(np.flatnonzero(blank)[0])
+            raise DataError(f"{loc.at(row, column)}: missing value")
+        bad_type = raw.map(lambda v: isinstance(v, bool) or not isinstance(v, str | int | float))
+        if bad_type.any():
+            row = int(np.flatnonzero(bad_type.to_numpy())[0])
+            raise DataError(f"{loc.at(row, column)}: not a number: {raw.iloc[row]!r}")
+        numeric = pd.to_numeric(raw, errors="coerce")
+        non_numeric = (
+            numeric.isna().to_numpy()
+            & ~raw.map(
+                lambda v: (
+                    (isinstance(v, str) and v.strip().lower() in {"nan", "-nan", "+nan"})
+                    or (isinstance(v, float) and np.isnan(v))
+                )
+            ).to_numpy()
+        )
+        if non_numeric.any():
+            row = int(np.flatnonzero(non_numeric)[0])
+            raise DataError(f"{loc.at(row, column)}: not a number: {raw.iloc[row]!r}")
+    elif pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
+        raise DataError(f"{loc.at(0, column)}: expected numbers, got {raw.dtype} values")
+    else:
+        numeric = raw
+    values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+    nan = np.isnan(values)
+    if nan.any():
+        row = int(np.flatnonzero(nan)[0])
+        raise DataError(f"{loc.at(row, column)}: score is NaN or missing")
+    outside = (values < 0.0) | (values > 1.0)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise DataError(f"{loc.at(row, column)}: score {values[row]!r} is outside [0, 1]")
+    return pd.Series(values, name=column)
+
+
+def _check_annotations(series: pd.Series, column: str, loc: _Locator) -> None:
+    codes, uniques = pd.factorize(series)
+    for k, value in enumerate(uniques):
+        try:
+            parse_slots(value)
+        except DataError as e:
+            row = int(np.flatnonzero(codes == k)[0])
+            raise DataError(f"{loc.at(row, column)}: {e}") from e
+
+
+def validate_hypotheses(
+    frame: pd.DataFrame, *, source: str = "<table>", first_line: int = 0
+) -> pd.DataFrame:
+    """Validate a raw hypothesis frame (SPEC §2) and return it with canonical dtypes.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Raw columns as read from a file or built in memory.
+    source : str
+        Name used in error messages (usually the file path).
+    first_line : int
+        Line number of the first data row in a text file (0 if the format has no lines).
+    """
+    loc = _Locator(source, first_line)
+    if len(frame.columns) == 0 and len(frame) == 0:
+        raise DataError(f"{source}: file is empty")
+    columns = [str(c) for c in frame.columns]
+    frame = frame.set_axis(columns, axis=1)
+    if len(set(columns)) != len(columns):
+        dup = next(c for c in columns if columns.count(c) > 1)
+        raise DataError(f"{source}: column {dup!r} appears more than once")
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing required column {missing[0]!r}"
+            + (f" (and {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
+        )
+    if len(frame) == 0:
+        raise DataError(f"{source}: the table has a header but no rows")
+    present_refs = [c for c in REFERENCE_COLUMNS if c in frame.columns]
+    if present_refs and len(present_refs) != len(REFERENCE_COLUMNS):
+        absent = [c for c in REFERENCE_COLUMNS if c not in frame.columns]
+        raise DataError(
+            f"{source}: reference columns come together: has {', '.join(present_refs)} "
+            f"but not column {absent[0]!r}"
+        )
+
+    out = frame.reset_index(drop=True).copy()
+    for column in ("utterance_id", "domain", "intent", "slots"):
+        out[column] = _as_str_column(out, column, loc, may_be_empty=column in _MAY_BE_EMPTY)
+    for column, default in OPTIONAL_COLUMNS.items():
+        if column in out.columns:
+            col = _as_str_column(out, column, loc, may_be_empty=True)
+            out[column] = col.where(col != "", default) if default else col
+        else:
+            out[column] = default
+    for column in SCORE_COLUMNS:
+        out[column] = _as_score_column(out, column, loc)
+    if present_refs:
+        for column in REFERENCE_COLUMNS:
+            out[column] = _as_str_column(out, column, loc, may_be_empty=column in _MAY_BE_EMPTY)
+
+    _check_annotations(out["slots"], "slots", loc)
+    if present_refs:
+        _check_annotations(out["ref_slots"], "ref_slots", loc)
+
+    dup = out.duplicated(list(_KEY), keep="first").to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        key = out.loc[row, list(_KEY)]
+        same = (out[list(_KEY)] == key).all(axis=1).to_numpy()
+        first = int(np.flatnonzero(same)[0])
+        raise DataError(
+            f"{loc.at(row, 'slots')}: duplicated hypothesis (utterance_id, domain, intent, "
+            f"slots) = ({key['utterance_id']!r}, {key['domain']!r}, {key['intent']!r}, "
+            f"{key['slots']!r}), first at row {first + 1}"
+        )
+    if present_refs:
+        codes, _ = pd.factorize(out["utterance_id"])
+        first_of = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
+        np.minimum.at(first_of, codes, np.arange(len(codes)))
+        first_idx = first_of[codes]
+        for column in REFERENCE_COLUMNS:
+            ref_codes, _ = pd.factorize(out[column])
+            differs = ref_codes != ref_codes[first_idx]
+            if differs.any():
+                row = int(np.flatnonzero(differs)[0])
+                raise DataError(
+                    f"{loc.at(row, column)}: reference {out.at[row, column]!r} differs from "
+                    f"{out.at[int(first_idx[row]), column]!r} at row {int(first_idx[row]) + 1} "
+                    f"of the same utterance {out.at[row, 'utterance_id']!r}"
+                )
+    return out
+
+
+def has_references(hypotheses: pd.DataFrame) -> bool:
+    """Whether the table carries the reference columns ``ref_domain``, ``ref_intent``, ``ref_slots``."""
+    return all(c in hypotheses.columns for c in REFERENCE_COLUMNS)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``frame`` atomically as Parquet, CSV or JSONL, chosen by the extension of ``path``.
+
+    The data are written to a temporary file in the same directory and renamed over ``path``, so
+    a failure never leaves a half-written or truncated file behind.
+    """
+    p = Path(path)
+    suffix = _suffix(p)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise DataError(f"{p}: directory {parent} does not exist")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if suffix in (".parquet", ".pq"):
+                frame.to_parquet(fh, index=False)
+            elif suffix == ".csv":
+                fh.write(frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+            else:
+                body = frame.to_json(orient="records", lines=True, force_ascii=False)
+                fh.write(body.encode("utf-8"))
+                if body and not body.endswith("\n"):
+                    fh.write(b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p

@@ -1,0 +1,86 @@
+"""Scores and ranks within utterances: the R0 baseline, ranks, top-1 selection (SPEC §3, §4).
+
+Hypotheses of an utterance are ranked by ``score``, highest first. Ties are broken
+deterministically: higher ``domain_score`` first, then earlier row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from reranker.errors import DataError
+
+__all__ = ["r0_score", "rank_within_utterance", "top1_indices", "utterance_codes"]
+
+
+def r0_score(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
+    """The unweighted baseline R0: ``domain_score * intent_score * slot_score``."""
+    return (
+        hypotheses["domain_score"].to_numpy(dtype=np.float64)
+        * hypotheses["intent_score"].to_numpy(dtype=np.float64)
+        * hypotheses["slot_score"].to_numpy(dtype=np.float64)
+    )
+
+
+def utterance_codes(utterance_ids: ArrayLike) -> NDArray[np.int64]:
+    """Integer code of each row's utterance, numbered in order of first appearance."""
+    codes, _ = pd.factorize(pd.Series(np.asarray(utterance_ids, dtype=object)))
+    return codes.astype(np.int64)
+
+
+def _order(
+    codes: NDArray[np.int64], score: NDArray[np.float64], domain_score: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    rows = np.arange(codes.size)
+    return np.lexsort((rows, -domain_score, -score, codes)).astype(np.int64)
+
+
+def _check(
+    codes: ArrayLike, score: ArrayLike, domain_score: ArrayLike
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    c = np.asarray(codes, dtype=np.int64)
+    s = np.asarray(score, dtype=np.float64)
+    d = np.asarray(domain_score, dtype=np.float64)
+    if not (c.shape == s.shape == d.shape):
+        raise DataError(
+            f"codes, score and domain_score must have equal lengths, got {c.size}, {s.size}, {d.size}"
+        )
+    if np.isnan(s).any():
+        raise DataError("score contains NaN")
+    return c, s, d
+
+
+def rank_within_utterance(
+    codes: ArrayLike, score: ArrayLike, domain_score: ArrayLike
+) -> NDArray[np.int64]:
+    """Rank of each row within its utterance (1 = top), by score with SPEC's tie-break.
+
+    Parameters
+    ----------
+    codes : array-like of int, shape (n,)
+        Utterance code of each row (:func:`utterance_codes`).
+    score, domain_score : array-like of float, shape (n,)
+    """
+    c, s, d = _check(codes, score, domain_score)
+    order = _order(c, s, d)
+    sorted_codes = c[order]
+    starts = (
+        np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1] if c.size else np.zeros(0, np.int64)
+    )
+    group_start = np.repeat(starts, np.diff(np.r_[starts, c.size]))
+    ranks = np.empty(c.size, dtype=np.int64)
+    ranks[order] = np.arange(c.size) - group_start + 1
+    return ranks
+
+
+def top1_indices(codes: ArrayLike, score: ArrayLike, domain_score: ArrayLike) -> NDArray[np.int64]:
+    """Row index of the top hypothesis of each utterance, ordered by utterance code."""
+    c, s, d = _check(codes, score, domain_score)
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = _order(c, s, d)
+    sorted_codes = c[order]
+    first = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]
+    return order[first]
