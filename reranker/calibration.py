@@ -145,7 +145,7 @@ def expected_calibration_error(
     if total == 0:
         return float("nan")
     idx, _ = bin_indices(s, n_bins=n_bins, strategy=strategy)
-    count, sum_s, sum_y = _bin_sums(y, s, w, idx, n_bins)
+    _count, sum_s, sum_y = _bin_sums(y, s, w, idx, n_bins)
     return float(np.abs(sum_y - sum_s).sum() / total)
 
 
