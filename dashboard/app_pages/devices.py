@@ -1,0 +1,6 @@
+"""devices page."""
+
+import streamlit as st
+
+st.title("Devices")
+st.info("Coming soon.")

@@ -1,0 +1,6 @@
+"""utterances page."""
+
+import streamlit as st
+
+st.title("Utterances")
+st.info("Coming soon.")

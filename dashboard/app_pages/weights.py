@@ -1,0 +1,6 @@
+"""weights page."""
+
+import streamlit as st
+
+st.title("Weights")
+st.info("Coming soon.")

@@ -1,0 +1,190 @@
+"""Every cached computation of the dashboard, keyed on plain widget values.
+
+Tables and scored arrays are read-only and large, so they live in ``st.cache_resource`` (shared,
+never copied); small derived results (filtered rows, curves, metrics) live in ``st.cache_data``.
+A table is keyed on its path and modification time, a weights registry on the fingerprint of its
+``CURRENT`` pointers, so training or rollback invalidates exactly what depends on them and a
+rerun that changes nothing else recomputes nothing (SemER and features included).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from reranker import views
+from reranker.calibrators import cross_fit
+from reranker.evaluation import ScoredTable
+from reranker.hypotheses import read_hypotheses
+from reranker.scoring import score_hypotheses
+
+
+def table_token(path: str | os.PathLike[str]) -> str:
+    """``path|mtime|size``: the cache key of a table file (changes when the file changes)."""
+    p = Path(path)
+    stat = p.stat()
+    return f"{p}|{stat.st_mtime_ns}|{stat.st_size}"
+
+
+def _path(token: str) -> str:
+    return token.split("|", 1)[0]
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def datasets(root: str) -> list[views.DatasetInfo]:
+    """Datasets under the data directory (re-scanned every minute)."""
+    return views.discover_datasets(root)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the hypothesis table and computing SemER…")
+def prepared(token: str) -> views.PreparedTable:
+    """The validated table with SemER and correct computed once."""
+    return views.prepare(read_hypotheses(_path(token)))
+
+
+@st.cache_resource(max_entries=16, show_spinner="Scoring…")
+def scored(
+    token: str, loss: str, weights: str | None, fingerprint: str
+) -> tuple[ScoredTable, dict[str, str]]:
+    """One loss's scores, ranks and top-1 rows (``fingerprint`` keys the registry state)."""
+    prep = prepared(token)
+    if loss == "r0" or weights is None:
+        return views.scored_view(prep), {d: "r0" for d in sorted(prep.frame["domain"].unique())}
+    scoring = score_hypotheses(prep.frame, weights)
+    return views.scored_view(prep, scoring.score), dict(scoring.source)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def utterances(token: str, loss: str, weights: str | None, fingerprint: str) -> pd.DataFrame:
+    """The per-utterance table under one loss (read-only)."""
+    table, _ = scored(token, loss, weights, fingerprint)
+    r0, _ = scored(token, "r0", None, "r0")
+    return views.utterance_table(table, r0=r0)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def filtered_utterances(
+    token: str,
+    loss: str,
+    weights: str | None,
+    fingerprint: str,
+    search: str,
+    misranked_only: bool,
+    domains: tuple[str, ...],
+    devices: tuple[str, ...],
+    semer_range: tuple[float, float] | None,
+    sort_by: str | None,
+    descending: bool,
+    limit: int,
+) -> tuple[pd.DataFrame, int]:
+    """Filtered, sorted utterances (at most ``limit`` rows) and the number of matches."""
+    return views.filter_utterances(
+        utterances(token, loss, weights, fingerprint),
+        search=search,
+        misranked_only=misranked_only,
+        domains=domains,
+        devices=devices,
+        semer_range=semer_range,
+        sort_by=sort_by,
+        descending=descending,
+        limit=limit,
+    )
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def curve(
+    token: str,
+    loss: str,
+    weights: str | None,
+    fingerprint: str,
+    n_bins: int,
+    strategy: str,
+    population: str,
+    domain: str | None,
+    device: str | None,
+    n_boot: int,
+    calibrator: str | None = None,
+) -> pd.DataFrame:
+    """A reliability curve frame of one slice, optionally after a cross-fitted calibrator."""
+    table, _ = scored(token, loss, weights, fingerprint)
+    y, s, g = views.calibration_sample(
+        table,
+        population=population,
+        domain=domain,
+        device=device,  # type: ignore[arg-type]
+    )
+    if calibrator is not None and y.size >= 2 and np.unique(g).size >= 2:
+        s = cross_fit(y, s, g, method=calibrator)  # type: ignore[arg-type]
+    return views.slice_curve(
+        y,
+        s,
+        g,
+        n_bins=n_bins,
+        strategy=strategy,
+        n_boot=n_boot,  # type: ignore[arg-type]
+    ).to_frame()
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def metrics(
+    token: str,
+    loss: str,
+    weights: str | None,
+    fingerprint: str,
+    n_bins: int,
+    strategy: str,
+    population: str,
+    domain: str | None,
+    device: str | None,
+    n_boot: int,
+) -> dict[str, dict[str, float | None]]:
+    """Calibration and top-1 metrics of one slice with bootstrap intervals."""
+    table, _ = scored(token, loss, weights, fingerprint)
+    return views.calibration_metrics(
+        table,
+        n_bins=n_bins,
+        strategy=strategy,  # type: ignore[arg-type]
+        population=population,  # type: ignore[arg-type]
+        domain=domain,
+        device=device,
+        n_boot=n_boot,
+    )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def documents(weights: str, fingerprint: str) -> dict[str, dict[str, Any]]:
+    """The current weights document of every domain of a registry."""
+    from reranker.registry import WeightsRegistry
+
+    registry = WeightsRegistry(weights)
+    return {d: registry.load(d) for d in registry.domains()}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def top_domains(token: str, loss: str, weights: str | None, fingerprint: str) -> pd.DataFrame:
+    """Per device, the share of utterances each domain wins top-1."""
+    table, _ = scored(token, loss, weights, fingerprint)
+    return views.top_domain_distribution(table)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the NLU models…")
+def nlu_models(path: str) -> Any:
+    """The NLU models of a dataset (read-only)."""
+    from reranker.nlu import load_models
+
+    return load_models(path)
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the NLU models…")
+def probe(
+    models: str, text: str, devices: tuple[str, ...], weights: str, fingerprint: str
+) -> dict[str, pd.DataFrame]:
+    """Live NLU hypotheses of ``text`` ranked per device."""
+    from reranker.probe import probe_text
+
+    return probe_text(nlu_models(models), text, list(devices), weights)

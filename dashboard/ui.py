@@ -1,0 +1,290 @@
+"""Shared state and widgets of the dashboard: the sidebar, the current context, downloads.
+
+The selected dataset, split and loss are sidebar widgets rendered on every page and bound to the
+URL query (``?dataset=media&split=test&loss=r2``), so they survive page switches and a view can
+be shared by its link. Weights trained or loaded in a session live in a per-session workspace
+(a temporary directory); the shipped ``demo_data/`` is never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import data_cache as cache
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from reranker import views
+from reranker.errors import RerankerError
+from reranker.evaluation import ScoredTable
+
+REPO = Path(__file__).resolve().parent.parent
+LOSS_LABELS = {"r0": "R0", "r1": "R1", "r2": "R2", "r3": "R3"}
+LOSS_HELP = {
+    "r0": "R0: the unweighted product of the NLU confidences (no training)",
+    "r1": "R1: expected SemER",
+    "r2": "R2: cross-entropy on the correct bit",
+    "r3": "R3: R1 + α·R2",
+}
+UPLOAD_PREFIX = "upload:"
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def data_root() -> Path:
+    """The data directory: ``$RERANKER_DATA`` or the repository's ``demo_data/``."""
+    return Path(os.environ.get("RERANKER_DATA") or REPO / "demo_data")
+
+
+def workspace() -> Path:
+    """This session's scratch directory (uploads, trained and copied weights)."""
+    if "workspace" not in st.session_state:
+        st.session_state["workspace"] = tempfile.mkdtemp(prefix="reranker-dashboard-")
+    return Path(st.session_state["workspace"])
+
+
+def init_state() -> None:
+    """Session defaults (widget values themselves default through their widgets)."""
+    st.session_state.setdefault("uploads", {})
+    st.session_state.setdefault("weights_paths", {})
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every page works on: the table, the chosen loss and the weights of each loss."""
+
+    dataset_key: str
+    label: str
+    info: views.DatasetInfo | None
+    table_path: Path | None
+    split: str | None
+    loss: str
+    weights: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def token(self) -> str:
+        assert self.table_path is not None
+        return cache.table_token(self.table_path)
+
+    @property
+    def devices_simulated(self) -> bool:
+        return bool(self.info and self.info.devices_simulated)
+
+    def available(self, loss: str) -> bool:
+        return loss == "r0" or loss in self.weights
+
+    def args(self, loss: str | None = None) -> tuple[str, str, str | None, str]:
+        """``(token, loss, weights, fingerprint)``: the key of every cached computation."""
+        loss = loss or self.effective_loss
+        if loss == "r0" or loss not in self.weights:
+            return self.token, "r0", None, "r0"
+        return self.token, loss, self.weights[loss], self.fingerprints[loss]
+
+    @property
+    def effective_loss(self) -> str:
+        return self.loss if self.available(self.loss) else "r0"
+
+    @property
+    def available_losses(self) -> list[str]:
+        return [loss for loss in views.LOSSES if self.available(loss)]
+
+
+def _weights_for(key: str, info: views.DatasetInfo | None) -> dict[str, str]:
+    chosen: dict[str, str] = {}
+    if info is not None:
+        chosen.update({loss: str(p) for loss, p in info.weights.items()})
+    overrides = st.session_state.get("weights_paths", {})
+    for loss in views.LOSSES[1:]:
+        if (key, loss) in overrides:
+            chosen[loss] = overrides[(key, loss)]
+    usable = {}
+    for loss, path in chosen.items():
+        try:
+            from reranker.registry import WeightsRegistry
+
+            if WeightsRegistry(path).domains():
+                usable[loss] = path
+        except (RerankerError, ImportError):
+            continue
+    return usable
+
+
+def writable_registry(ctx: Context, loss: str) -> Path:
+    """The session's own copy of a loss's registry (copied from shipped weights on first use)."""
+    target = workspace() / "weights" / views.safe_file_name(ctx.dataset_key) / loss
+    current = ctx.weights.get(loss)
+    if current is not None and Path(current).resolve() != target.resolve() and not target.exists():
+        shutil.copytree(current, target)
+    target.mkdir(parents=True, exist_ok=True)
+    st.session_state["weights_paths"][(ctx.dataset_key, loss)] = str(target)
+    return target
+
+
+def sidebar() -> Context:
+    """Render the shared sidebar (dataset, split, loss) and return the current context."""
+    init_state()
+    root = data_root()
+    found = cache.datasets(str(root))
+    by_key = {d.key: d for d in found}
+    uploads: dict[str, str] = st.session_state["uploads"]
+    options = [*by_key, *(UPLOAD_PREFIX + name for name in uploads)]
+    with st.sidebar:
+        st.markdown("**Data**")
+        if not options:
+            st.warning(
+                f"No dataset found under `{root}`. Upload a hypothesis table on the Data page, "
+                "or start with `--data DIR` / `RERANKER_DATA=DIR`."
+            )
+            key = None
+        else:
+            key = st.selectbox(
+                "Dataset",
+                options,
+                format_func=lambda k: (
+                    f"Uploaded: {k[len(UPLOAD_PREFIX) :]}"
+                    if k.startswith(UPLOAD_PREFIX)
+                    else by_key[k].name
+                ),
+                key="dataset",
+                bind="query-params",
+            )
+        info = by_key.get(key) if key else None
+        split = None
+        table_path: Path | None = None
+        if info is not None:
+            splits = list(info.splits)
+            if len(splits) > 1:
+                split = st.selectbox(
+                    "Split",
+                    splits,
+                    index=splits.index(info.default_split),
+                    key="split",
+                    bind="query-params",
+                    help="Analyses use the test split by default; the weights were trained on dev.",
+                )
+            else:
+                split = splits[0]
+            table_path = info.splits[split or info.default_split]
+        elif key is not None and key.startswith(UPLOAD_PREFIX):
+            table_path = Path(uploads[key[len(UPLOAD_PREFIX) :]])
+        dataset_key = key or ""
+        weights = _weights_for(dataset_key, info)
+        fingerprints = {loss: views.registry_fingerprint(p) for loss, p in weights.items()}
+        st.markdown("**Re-ranker**")
+        loss = st.radio(
+            "Loss",
+            list(views.LOSSES),
+            format_func=lambda x: (
+                LOSS_LABELS[x] + ("" if x == "r0" or x in weights else " (no weights)")
+            ),
+            key="loss",
+            horizontal=True,
+            bind="query-params",
+            help="\n\n".join(LOSS_HELP.values()),
+        )
+        if loss != "r0" and loss not in weights:
+            st.info(
+                f"{LOSS_LABELS[loss]} has no weights for this dataset yet: pages use R0. "
+                "Train or load weights on the Weights page."
+            )
+        if info is not None and info.description:
+            st.caption(info.description)
+        if info is not None and info.devices_simulated:
+            st.caption("Devices in this dataset are simulated.")
+    label = (
+        info.name
+        if info is not None
+        else (f"Uploaded: {dataset_key[len(UPLOAD_PREFIX) :]}" if dataset_key else "no data")
+    )
+    return Context(dataset_key, label, info, table_path, split, loss or "r0", weights, fingerprints)
+
+
+def current() -> Context:
+    """The context the router computed for this run."""
+    return st.session_state["_context"]
+
+
+def show_error(error: RerankerError, *, replace: dict[str, str] | None = None) -> None:
+    """Show a project error in place, as one line (never a traceback)."""
+    message = " ".join(str(error).split())
+    for old, new in (replace or {}).items():
+        message = message.replace(old, new)
+    st.error(message, icon=":material/error:")
+
+
+def need_table(ctx: Context) -> bool:
+    """Explain and return False when there is no table to analyse."""
+    if ctx.table_path is None:
+        st.info(
+            "No hypothesis table selected: pick a dataset in the sidebar or upload one on the Data page."
+        )
+        return False
+    return True
+
+
+def scored_or_error(
+    ctx: Context, loss: str | None = None
+) -> tuple[ScoredTable, dict[str, str]] | None:
+    """The scored table of a loss, or None after showing why it could not be computed."""
+    try:
+        return cache.scored(*ctx.args(loss))
+    except RerankerError as e:
+        show_error(e)
+        return None
+
+
+def has_references(ctx: Context) -> bool:
+    """Whether the table has references; explains what is missing when it has not."""
+    try:
+        ok = cache.prepared(ctx.token).has_references
+    except RerankerError as e:
+        show_error(e)
+        return False
+    if not ok:
+        st.info(
+            "This table has no reference columns (ref_domain, ref_intent, ref_slots), so SemER, "
+            "correctness and calibration cannot be computed. Upload a table with references."
+        )
+    return ok
+
+
+def chart(fig: go.Figure, data: pd.DataFrame, *, key: str, file_name: str) -> None:
+    """A plotly chart (PNG from its modebar camera) with its data as a CSV download."""
+    st.plotly_chart(fig, key=f"{key}_chart", config=PLOTLY_CONFIG)
+    st.download_button(
+        "Download data (CSV)",
+        data.to_csv(index=False).encode("utf-8"),
+        file_name=f"{views.safe_file_name(file_name)}.csv",
+        mime="text/csv",
+        key=f"{key}_csv",
+        icon=":material/download:",
+    )
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Store uploaded bytes in the workspace under their own file name (content-addressed dir)."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    directory = workspace() / "uploads" / digest
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / Path(name).name
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def simulated_note(ctx: Context) -> None:
+    if ctx.devices_simulated:
+        st.caption(
+            "The devices of this dataset are simulated: each utterance was assigned a device and "
+            "its true domain drawn from a documented device-dependent distribution."
+        )

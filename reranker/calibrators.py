@@ -1,0 +1,153 @@
+"""Post-hoc calibrators of scores, for comparison with the re-ranker's own calibration.
+
+- **Temperature scaling**: ``p = sigmoid(logit(s) / T)`` with the single temperature ``T > 0``
+  minimising the log loss of ``p`` against the correct bit (Guo et al. 2017, binary form).
+- **Isotonic regression**: the non-decreasing step function of ``s`` minimising the squared
+  error to the correct bit (pool adjacent violators; Zadrozny and Elkan 2002).
+
+Both are fitted on one set of utterances and applied to another: :func:`cross_fit` produces
+out-of-fold calibrated scores by splitting **utterances** into folds, so a calibrated curve is
+never judged on the data it was fitted to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, log_expit, logit
+from sklearn.isotonic import isotonic_regression
+
+from reranker.errors import DataError
+
+__all__ = [
+    "IsotonicCalibrator",
+    "TemperatureCalibrator",
+    "cross_fit",
+    "fit_isotonic",
+    "fit_temperature",
+]
+
+FloatArray = NDArray[np.float64]
+Method = Literal["temperature", "isotonic"]
+_EPS = 1e-6
+
+
+def _check(correct: ArrayLike, score: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    y = np.asarray(correct, dtype=np.float64).ravel()
+    s = np.asarray(score, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise DataError(f"correct and score must have the same length, got {y.size} and {s.size}")
+    if y.size == 0:
+        raise DataError("cannot fit a calibrator on an empty sample")
+    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
+        raise DataError("score must lie in [0, 1]")
+    if np.isnan(y).any() or (y < 0).any() or (y > 1).any():
+        raise DataError("correct must lie in [0, 1]")
+    return y, s
+
+
+@dataclass(frozen=True)
+class TemperatureCalibrator:
+    """``p = sigmoid(logit(clip(s, 1e-6, 1 - 1e-6)) / temperature)``."""
+
+    temperature: float
+
+    def transform(self, score: ArrayLike) -> FloatArray:
+        s = np.clip(np.asarray(score, dtype=np.float64), _EPS, 1.0 - _EPS)
+        return expit(logit(s) / self.temperature)
+
+
+def fit_temperature(correct: ArrayLike, score: ArrayLike) -> TemperatureCalibrator:
+    """Fit the temperature minimising the mean log loss.
+
+    .. math:: T^* = \\arg\\min_T -\\frac1N \\sum_i y_i \\log\\sigma(z_i/T) + (1-y_i)\\log\\sigma(-z_i/T)
+
+    with ``z = logit(s)``; the search runs over ``log T`` in ``[-5, 5]`` (bounded Brent).
+    """
+    y, s = _check(correct, score)
+    z = logit(np.clip(s, _EPS, 1.0 - _EPS))
+
+    def loss(log_t: float) -> float:
+        u = z * np.exp(-log_t)
+        return float(-(y * log_expit(u) + (1.0 - y) * log_expit(-u)).mean())
+
+    res = minimize_scalar(loss, bounds=(-5.0, 5.0), method="bounded", options={"xatol": 1e-6})
+    return TemperatureCalibrator(float(np.exp(res.x)))
+
+
+@dataclass(frozen=True)
+class IsotonicCalibrator:
+    """A non-decreasing step function: ``thresholds`` (sorted scores) and fitted ``values``.
+
+    Scores between thresholds are linearly interpolated; scores outside are clipped.
+    """
+
+    thresholds: FloatArray
+    values: FloatArray
+
+    def transform(self, score: ArrayLike) -> FloatArray:
+        s = np.asarray(score, dtype=np.float64)
+        return np.interp(s, self.thresholds, self.values)
+
+
+def fit_isotonic(correct: ArrayLike, score: ArrayLike) -> IsotonicCalibrator:
+    """Fit the isotonic (non-decreasing) regression of the correct bit on the score.
+
+    Equal scores are pooled first (their mean correct, weighted by count), then pool adjacent
+    violators (:func:`sklearn.isotonic.isotonic_regression`) runs over the distinct scores.
+    """
+    y, s = _check(correct, score)
+    uniq, inverse = np.unique(s, return_inverse=True)
+    w = np.bincount(inverse).astype(np.float64)
+    mean_y = np.bincount(inverse, weights=y) / w
+    fitted = isotonic_regression(mean_y, sample_weight=w, increasing=True)
+    return IsotonicCalibrator(uniq, fitted)
+
+
+def cross_fit(
+    correct: ArrayLike,
+    score: ArrayLike,
+    groups: ArrayLike,
+    *,
+    method: Method,
+    n_folds: int = 2,
+    seed: int = 0,
+) -> FloatArray:
+    """Out-of-fold calibrated scores: each fold of utterances is calibrated by the others.
+
+    Parameters
+    ----------
+    correct, score : array-like of shape (n,)
+    groups : array-like of shape (n,)
+        Utterance of each row; folds never split an utterance.
+    method : {"temperature", "isotonic"}
+    n_folds : int, default 2
+    seed : int, default 0
+        Seed of the random assignment of utterances to folds.
+    """
+    y, s = _check(correct, score)
+    g = np.asarray(groups)
+    if g.shape != s.shape:
+        raise DataError("groups must be as long as score")
+    if method not in ("temperature", "isotonic"):
+        raise DataError(f"method must be 'temperature' or 'isotonic', got {method!r}")
+    if n_folds < 2:
+        raise DataError(f"n_folds must be at least 2, got {n_folds}")
+    _, codes = np.unique(g, return_inverse=True)
+    n_groups = int(codes.max()) + 1
+    if n_groups < n_folds:
+        raise DataError(f"need at least {n_folds} utterances to cross-fit, got {n_groups}")
+    rng = np.random.default_rng(seed)
+    fold_of_group = rng.permutation(n_groups) % n_folds
+    fold = fold_of_group[codes]
+    fit = fit_temperature if method == "temperature" else fit_isotonic
+    out = np.empty_like(s)
+    for k in range(n_folds):
+        test = fold == k
+        calibrator = fit(y[~test], s[~test])
+        out[test] = calibrator.transform(s[test])
+    return out
