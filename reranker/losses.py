@@ -1,0 +1,298 @@
+"""Training losses of one domain's re-ranker (SPEC §4), with analytic gradients.
+
+A domain's hypotheses ``h`` have features ``x_h`` and logit ``z_h = w · x_h + b``; its score is
+``sigmoid(z_h)``. With U the number of utterances the domain has hypotheses in and H_u the
+domain's hypotheses of utterance u, the losses are
+
+- **R1**, expected SemER: ``R1 = (1/U) Σ_u Σ_{h ∈ N_u} softmax(z/τ)_h · SemER_h``. With
+  ``scope="domain"`` the n-best ``N_u`` is H_u; with ``scope="utterance"`` it is the whole
+  n-best, the other domains' hypotheses entering with fixed logits, summarised per utterance by
+  their log-mass ``c_u = logsumexp(z_o/τ)`` and softmax-weighted SemER ``s_u``, so that
+  ``E_u = (Σ_{h∈H_u} e^{z_h/τ} SemER_h + e^{c_u} s_u) / (Σ_{h∈H_u} e^{z_h/τ} + e^{c_u})`` and
+  ``∂E_u/∂z_h = p_h (SemER_h - E_u) / τ`` with ``p_h`` the softmax weight of h.
+- **R2**, cross-entropy on the correct bit y:
+  ``R2 = (1/U) Σ_u Σ_{h∈H_u} [log(1 + e^{z_h}) - y_h z_h]``, gradient ``sigmoid(z_h) - y_h``.
+- **R3** = R1 + α·R2.
+
+Each adds the L2 penalty ``Σ_j λ_j w_j²`` (λ_j = λ for every weight, bias unpenalised). All
+per-utterance sums run as segment reductions over rows sorted by utterance
+(``np.maximum.reduceat`` / ``np.add.reduceat``); there is no Python loop over utterances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import expit
+
+from reranker.errors import DataError
+
+__all__ = ["LOSSES", "Loss", "LossProblem", "loss_parts", "make_problem", "objective"]
+
+Loss = Literal["r1", "r2", "r3"]
+LOSSES: tuple[str, ...] = ("r1", "r2", "r3")
+
+
+@dataclass(frozen=True)
+class LossProblem:
+    """One domain's training data, sorted by utterance, ready for the loss.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n, k)
+        Features, rows grouped by utterance.
+    y : ndarray of shape (n,)
+        The correct bit (0 or 1) as float.
+    semer : ndarray of shape (n,)
+        SemER of each row (zeros when only R2 is trained).
+    starts : ndarray of shape (U,)
+        Index of the first row of each utterance.
+    group : ndarray of shape (n,)
+        Utterance index (0..U-1) of each row.
+    other_log_mass : ndarray of shape (U,)
+        ``logsumexp(z_o / τ)`` over the other domains' hypotheses of the utterance (``-inf``
+        where there are none or with ``scope="domain"``).
+    other_semer : ndarray of shape (U,)
+        Softmax(z_o/τ)-weighted mean SemER of the other domains' hypotheses (0 where none).
+    order : ndarray of shape (n,)
+        ``X[i]`` is row ``order[i]`` of the caller's arrays.
+    temperature : float
+        τ, used to build ``other_log_mass``.
+    """
+
+    X: NDArray[np.float64]
+    y: NDArray[np.float64]
+    semer: NDArray[np.float64]
+    starts: NDArray[np.int64]
+    group: NDArray[np.int64]
+    other_log_mass: NDArray[np.float64]
+    other_semer: NDArray[np.float64]
+    order: NDArray[np.int64]
+    temperature: float
+
+    @property
+    def n_utterances(self) -> int:
+        """Number of utterances U (the denominator of every loss)."""
+        return int(self.starts.size)
+
+
+def _codes(groups: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.object_]]:
+    import pandas as pd
+
+    codes, uniques = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def make_problem(
+    X: ArrayLike,
+    y: ArrayLike,
+    groups: ArrayLike,
+    *,
+    semer: ArrayLike | None = None,
+    competitor_groups: ArrayLike | None = None,
+    competitor_z: ArrayLike | None = None,
+    competitor_semer: ArrayLike | None = None,
+    temperature: float = 1.0,
+    cap_semer: bool = False,
+) -> LossProblem:
+    """Validate one domain's rows and sort them by utterance.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, k)
+    y : array-like of shape (n,)
+        Correct bit, 0 or 1.
+    groups : array-like of shape (n,)
+        Utterance id of each row.
+    semer : array-like of shape (n,), optional
+        SemER of each row; required by R1 and R3.
+    competitor_groups, competitor_z, competitor_semer : array-like, optional
+        The other domains' hypotheses for ``scope="utterance"``: utterance id, fixed logit and
+        SemER of each. Competitors of utterances without a row in ``groups`` are ignored.
+    temperature : float, default 1.0
+        Softmax temperature τ > 0 of R1.
+    cap_semer : bool, default False
+        Cap SemER at 1 inside the loss (SemER itself is never clipped elsewhere).
+    """
+    Xa = np.asarray(X, dtype=np.float64)
+    if Xa.ndim != 2:
+        raise DataError(f"X must be 2-dimensional, got shape {Xa.shape}")
+    n = Xa.shape[0]
+    ya = np.asarray(y, dtype=np.float64).ravel()
+    if ya.shape != (n,):
+        raise DataError(f"y has {ya.size} values for {n} rows of X")
+    if not np.isin(ya, (0.0, 1.0)).all():
+        raise DataError("y must hold only 0 and 1 (the correct bit)")
+    if not np.isfinite(Xa).all():
+        raise DataError("X contains NaN or infinite values")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise DataError(f"temperature must be > 0, got {temperature!r}")
+    ga = np.asarray(groups, dtype=object).ravel()
+    if ga.shape != (n,):
+        raise DataError(f"groups has {ga.size} values for {n} rows of X")
+    if n == 0:
+        raise DataError("no training rows")
+    sa = np.zeros(n) if semer is None else np.asarray(semer, dtype=np.float64).ravel()
+    if sa.shape != (n,):
+        raise DataError(f"semer has {sa.size} values for {n} rows of X")
+    if not np.isfinite(sa).all() or (sa < 0).any():
+        raise DataError("semer must be finite and >= 0")
+    if cap_semer:
+        sa = np.minimum(sa, 1.0)
+    codes, uniques = _codes(ga)
+    order = np.argsort(codes, kind="stable").astype(np.int64)
+    sorted_codes = codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1].astype(np.int64)
+    n_groups = starts.size
+    other_log_mass = np.full(n_groups, -np.inf)
+    other_semer = np.zeros(n_groups)
+    if competitor_groups is not None:
+        if competitor_z is None or competitor_semer is None:
+            raise DataError("competitor_groups needs competitor_z and competitor_semer")
+        cg = np.asarray(competitor_groups, dtype=object).ravel()
+        cz = np.asarray(competitor_z, dtype=np.float64).ravel()
+        cs = np.asarray(competitor_semer, dtype=np.float64).ravel()
+        if not (cg.shape == cz.shape == cs.shape):
+            raise DataError("competitor arrays must have equal lengths")
+        if not (np.isfinite(cz).all() and np.isfinite(cs).all()):
+            raise DataError("competitor logits and SemER must be finite")
+        if cap_semer:
+            cs = np.minimum(cs, 1.0)
+        import pandas as pd
+
+        index = pd.Index(uniques)
+        cidx = index.get_indexer(pd.Index(cg))
+        keep = cidx >= 0
+        if keep.any():
+            cidx, a, cs = cidx[keep], cz[keep] / temperature, cs[keep]
+            peak = np.full(n_groups, -np.inf)
+            np.maximum.at(peak, cidx, a)
+            e = np.exp(a - peak[cidx])
+            mass = np.bincount(cidx, weights=e, minlength=n_groups)
+            weighted = np.bincount(cidx, weights=e * cs, minlength=n_groups)
+            has = mass > 0
+            other_log_mass[has] = peak[has] + np.log(mass[has])
+            other_semer[has] = weighted[has] / mass[has]
+    return LossProblem(
+        X=np.ascontiguousarray(Xa[order]),
+        y=ya[order],
+        semer=sa[order],
+        starts=starts,
+        group=np.repeat(np.arange(n_groups), np.diff(np.r_[starts, n])).astype(np.int64),
+        other_log_mass=other_log_mass,
+        other_semer=other_semer,
+        order=order,
+        temperature=float(temperature),
+    )
+
+
+def _r1(
+    z: NDArray[np.float64], p: LossProblem, temperature: float
+) -> tuple[float, NDArray[np.float64]]:
+    """Mean expected SemER and its gradient with respect to z."""
+    a = z / temperature
+    peak = np.maximum(np.maximum.reduceat(a, p.starts), p.other_log_mass)
+    e = np.exp(a - peak[p.group])
+    other = np.exp(p.other_log_mass - peak)
+    den = np.add.reduceat(e, p.starts) + other
+    num = np.add.reduceat(e * p.semer, p.starts) + other * p.other_semer
+    expected = num / den
+    prob = e / den[p.group]
+    u = p.n_utterances
+    grad = prob * (p.semer - expected[p.group]) / (temperature * u)
+    return float(expected.sum() / u), grad
+
+
+def _r2(z: NDArray[np.float64], p: LossProblem) -> tuple[float, NDArray[np.float64]]:
+    """Cross-entropy summed over rows, averaged over utterances, and its gradient in z."""
+    u = p.n_utterances
+    value = float((np.logaddexp(0.0, z) - p.y * z).sum() / u)
+    return value, (expit(z) - p.y) / u
+
+
+def _objective(
+    theta: NDArray[np.float64],
+    problem: LossProblem,
+    loss: Loss,
+    alpha: float,
+    penalty: NDArray[np.float64],
+) -> tuple[float, NDArray[np.float64]]:
+    """Loss and gradient at ``theta = [w_1 .. w_k, b]``.
+
+    ``penalty`` holds λ_j of each weight (length k): the term is ``Σ_j λ_j w_j²``.
+    """
+    w, b = theta[:-1], theta[-1]
+    z = problem.X @ w + b
+    value = 0.0
+    grad_z = np.zeros_like(z)
+    if loss in ("r1", "r3"):
+        v, g = _r1(z, problem, problem.temperature)
+        value += v
+        grad_z += g
+    if loss in ("r2", "r3"):
+        v, g = _r2(z, problem)
+        scale = alpha if loss == "r3" else 1.0
+        value += scale * v
+        grad_z += scale * g
+    value += float(np.dot(penalty * w, w))
+    grad = np.empty_like(theta)
+    grad[:-1] = problem.X.T @ grad_z + 2.0 * penalty * w
+    grad[-1] = grad_z.sum()
+    return value, grad
+
+
+def _check_options(loss: str, alpha: float, l2: float) -> None:
+    if loss not in LOSSES:
+        raise DataError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise DataError(f"alpha must be >= 0, got {alpha!r}")
+    if not (np.isfinite(l2) and l2 >= 0):
+        raise DataError(f"l2 must be >= 0, got {l2!r}")
+
+
+def objective(
+    theta: ArrayLike,
+    problem: LossProblem,
+    *,
+    loss: Loss = "r2",
+    alpha: float = 1.0,
+    l2: float | ArrayLike = 1e-3,
+) -> tuple[float, NDArray[np.float64]]:
+    """The training objective of one domain and its gradient.
+
+    Parameters
+    ----------
+    theta : array-like of shape (k + 1,)
+        Weights followed by the bias.
+    problem : LossProblem
+        From :func:`make_problem` (it fixes τ).
+    loss : {"r1", "r2", "r3"}
+    alpha : float, default 1.0
+        Weight of R2 in R3.
+    l2 : float or array-like of shape (k,), default 1e-3
+        λ of ``λ‖w‖²`` (bias unpenalised); an array gives one λ_j per weight.
+
+    Returns
+    -------
+    value : float
+    grad : ndarray of shape (k + 1,)
+    """
+    t = np.asarray(theta, dtype=np.float64).ravel()
+    k = problem.X.shape[1]
+    if t.shape != (k + 1,):
+        raise DataError(f"theta must have {k + 1} values (k weights + bias), got {t.size}")
+    pen = np.broadcast_to(np.asarray(l2, dtype=np.float64), (k,))
+    _check_options(loss, alpha, float(pen.min()) if k else 0.0)
+    return _objective(t, problem, loss, alpha, np.ascontiguousarray(pen))
+
+
+def loss_parts(theta: ArrayLike, problem: LossProblem) -> dict[str, float]:
+    """Unpenalised R1 (expected SemER) and R2 (cross-entropy) at ``theta``, for reporting."""
+    t = np.asarray(theta, dtype=np.float64).ravel()
+    z = problem.X @ t[:-1] + t[-1]
+    r1, _ = _r1(z, problem, problem.temperature)
+    r2, _ = _r2(z, problem)
+    return {"expected_semer": r1, "cross_entropy": r2}
