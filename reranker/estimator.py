@@ -1,0 +1,262 @@
+"""One domain's re-ranker as a scikit-learn estimator (SPEC §4, §7)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import minimize
+from scipy.special import expit, logit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from reranker.errors import DataError
+from reranker.losses import _check_options, _objective, loss_parts, make_problem
+
+__all__ = ["Competitors", "DomainReranker"]
+
+SCOPES: tuple[str, ...] = ("domain", "utterance")
+
+
+@dataclass(frozen=True)
+class Competitors:
+    """Other domains' hypotheses, with logits held fixed, for ``scope="utterance"``.
+
+    Attributes
+    ----------
+    groups : array-like of shape (m,)
+        Utterance id of each competing hypothesis.
+    z : array-like of shape (m,)
+        Its fixed logit (``logit(score)``).
+    semer : array-like of shape (m,)
+        Its SemER.
+    """
+
+    groups: ArrayLike
+    z: ArrayLike
+    semer: ArrayLike
+
+
+class DomainReranker(ClassifierMixin, BaseEstimator):
+    """The re-ranker of one domain: ``score = sigmoid(w · x + b)`` trained with R1, R2 or R3.
+
+    Parameters
+    ----------
+    loss : {"r1", "r2", "r3"}, default "r2"
+        R1 expected SemER, R2 cross-entropy on the correct bit, R3 = R1 + α·R2
+        (:mod:`reranker.losses`).
+    l2 : float, default 1e-3
+        λ of the penalty ``λ‖w‖²`` (the bias is not penalised); the loss is averaged over
+        utterances, so λ does not scale with the data size.
+    alpha : float, default 1.0
+        α of R3.
+    scope : {"domain", "utterance"}, default "domain"
+        The n-best R1's softmax runs over: this domain's hypotheses of the utterance, or the
+        utterance's whole n-best with other domains' logits fixed (pass ``competitors`` to
+        :meth:`fit`).
+    temperature : float, default 1.0
+        τ of R1's ``softmax(z/τ)``.
+    cap_semer : bool, default False
+        Cap SemER at 1 inside the R1 loss.
+    max_iter : int, default 1000
+        L-BFGS-B iteration limit.
+    tol : float, default 1e-6
+        L-BFGS-B projected-gradient tolerance (``gtol``).
+    standardize : bool, default True
+        Optimise in standardised coordinates (each feature centred and divided by its standard
+        deviation on the training rows). This only preconditions L-BFGS-B: the penalty is still
+        ``λ‖w‖²`` on the raw-feature weights, so the optimum is the same; ``coef_`` and
+        ``intercept_`` always apply to raw features and nothing extra is stored.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+    intercept_ : float
+    n_iter_ : int
+        L-BFGS-B iterations.
+    converged_ : bool
+    objective_ : float
+        Final value of the penalised objective.
+    loss_curve_ : list of float
+        Objective after each iteration (non-increasing).
+    metrics_ : dict
+        ``objective``, ``n_iter``, ``converged``, ``message``, plus the unpenalised
+        ``expected_semer`` and ``cross_entropy`` on the training rows.
+    classes_ : ndarray, ``[0, 1]``
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3)); y = (X[:, 0] + rng.normal(size=200) > 0).astype(int)
+    >>> model = DomainReranker("r2").fit(X, y, groups=np.arange(200) // 2)
+    >>> model.predict_proba(X).shape
+    (200, 2)
+    """
+
+    def __init__(
+        self,
+        loss: str = "r2",
+        *,
+        l2: float = 1e-3,
+        alpha: float = 1.0,
+        scope: str = "domain",
+        temperature: float = 1.0,
+        cap_semer: bool = False,
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        standardize: bool = True,
+    ) -> None:
+        self.loss = loss
+        self.l2 = l2
+        self.alpha = alpha
+        self.scope = scope
+        self.temperature = temperature
+        self.cap_semer = cap_semer
+        self.max_iter = max_iter
+        self.tol = tol
+        self.standardize = standardize
+
+    def _validate_params_(self) -> None:
+        _check_options(self.loss, float(self.alpha), float(self.l2))
+        if self.scope not in SCOPES:
+            raise DataError(f"scope must be 'domain' or 'utterance', got {self.scope!r}")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise DataError(f"temperature must be > 0, got {self.temperature!r}")
+        if int(self.max_iter) < 1:
+            raise DataError(f"max_iter must be >= 1, got {self.max_iter!r}")
+        if not self.tol > 0:
+            raise DataError(f"tol must be > 0, got {self.tol!r}")
+
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike,
+        semer: ArrayLike | None = None,
+        competitors: Competitors | None = None,
+    ) -> DomainReranker:
+        """Fit the weights by L-BFGS-B from a deterministic start.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, k)
+            Features of this domain's hypotheses (:func:`reranker.features.feature_matrix`).
+        y : array-like of shape (n,)
+            The correct bit.
+        groups : array-like of shape (n,)
+            Utterance id of each row; losses are averaged over utterances.
+        semer : array-like of shape (n,), optional
+            SemER of each row; required for R1 and R3.
+        competitors : Competitors, optional
+            Other domains' hypotheses with fixed logits; only with ``scope="utterance"``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params_()
+        if self.loss in ("r1", "r3") and semer is None:
+            raise DataError(f"loss {self.loss} needs the SemER of each row (semer=...)")
+        if competitors is not None and self.scope != "utterance":
+            raise DataError("competitors only apply with scope='utterance'")
+        Xa = np.asarray(X, dtype=np.float64)
+        if Xa.ndim != 2:
+            raise DataError(f"X must be 2-dimensional, got shape {Xa.shape}")
+        k = Xa.shape[1]
+        if self.standardize and Xa.shape[0] > 0:
+            mean = Xa.mean(axis=0)
+            scale = Xa.std(axis=0)
+            scale[~(scale > 1e-12)] = 1.0
+        else:
+            mean, scale = np.zeros(k), np.ones(k)
+        comp: dict[str, Any] = {}
+        if competitors is not None:
+            comp = {
+                "competitor_groups": competitors.groups,
+                "competitor_z": competitors.z,
+                "competitor_semer": competitors.semer,
+            }
+        problem = make_problem(
+            (Xa - mean) / scale,
+            y,
+            groups,
+            semer=semer,
+            temperature=float(self.temperature),
+            cap_semer=bool(self.cap_semer),
+            **comp,
+        )
+        penalty = float(self.l2) / scale**2
+        theta0 = np.zeros(k + 1)
+        if self.loss in ("r2", "r3"):
+            theta0[-1] = float(logit(np.clip(problem.y.mean(), 1e-3, 1 - 1e-3)))
+        curve: list[float] = []
+
+        def record(intermediate_result: Any) -> None:
+            curve.append(float(intermediate_result.fun))
+
+        result = minimize(
+            _objective,
+            theta0,
+            args=(problem, self.loss, float(self.alpha), penalty),
+            jac=True,
+            method="L-BFGS-B",
+            callback=record,
+            options={
+                "maxiter": int(self.max_iter),
+                "gtol": float(self.tol),
+                "ftol": 64 * np.finfo(float).eps,
+                "maxls": 50,
+            },
+        )
+        v, c = result.x[:-1], float(result.x[-1])
+        coef = v / scale
+        self.coef_ = coef
+        self.intercept_ = float(c - np.dot(coef, mean))
+        self.n_iter_ = int(result.nit)
+        self.converged_ = bool(result.success)
+        self.objective_ = float(result.fun)
+        self.loss_curve_ = curve
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = k
+        self.metrics_ = {
+            "objective": self.objective_,
+            "n_iter": self.n_iter_,
+            "converged": self.converged_,
+            "message": str(result.message),
+            **loss_parts(result.x, problem),
+        }
+        if not self.converged_:
+            warnings.warn(
+                f"L-BFGS-B did not converge after {self.n_iter_} iterations ({result.message}); "
+                "raise max_iter or check the features",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
+        check_is_fitted(self, "coef_")
+        Xa = np.asarray(X, dtype=np.float64)
+        if Xa.ndim != 2 or Xa.shape[1] != self.n_features_in_:
+            raise DataError(f"X must have shape (n, {self.n_features_in_}), got {Xa.shape}")
+        return Xa
+
+    def decision_function(self, X: ArrayLike) -> NDArray[np.float64]:
+        """The logit ``z = X · coef_ + intercept_`` of each row."""
+        return self._check_X(X) @ self.coef_ + self.intercept_
+
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Columns ``[1 - score, score]`` with ``score = sigmoid(z)``."""
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: ArrayLike) -> NDArray[np.int64]:
+        """1 where the score is at least 0.5."""
+        return (self.decision_function(X) >= 0.0).astype(np.int64)
