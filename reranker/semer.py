@@ -258,31 +258,45 @@ def align_interpretations(
     """A minimum edit alignment of one hypothesis to its reference, for display.
 
     Deletions are reference labels the hypothesis misses, insertions are hypothesis labels the
-    reference lacks. Among equal-cost alignments, matches and substitutions are preferred.
+    reference lacks. The number of non-match steps always equals the SemER numerator. Among
+    alignments of equal cost, substitutions that keep the slot type or the value are preferred
+    (a tiny tie-breaking cost, far below one edit), so ``album=x -> song=x`` is shown as the
+    substitution rather than an unrelated pair.
     """
-    r = label_sequence(ref_intent, ref_slots)
-    h = label_sequence(hyp_intent, hyp_slots)
-    d = np.zeros((len(r) + 1, len(h) + 1), dtype=np.int64)
+    r = [("", ref_intent)] + [(t, normalize_value(v)) for t, v in parse_slots(ref_slots)]
+    h = [("", hyp_intent)] + [(t, normalize_value(v)) for t, v in parse_slots(hyp_slots)]
+    eps = 1.0 / (4 * (len(r) + len(h) + 1))
+
+    def sub_cost(a: tuple[str, str], b: tuple[str, str]) -> float:
+        if a == b:
+            return 0.0
+        related = (a[0] == b[0]) or (a[1] == b[1])
+        return 1.0 if related else 1.0 + eps
+
+    d = np.zeros((len(r) + 1, len(h) + 1), dtype=np.float64)
     d[:, 0] = np.arange(len(r) + 1)
     d[0, :] = np.arange(len(h) + 1)
     for i in range(1, len(r) + 1):
         for j in range(1, len(h) + 1):
             d[i, j] = min(
-                d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (r[i - 1] != h[j - 1])
+                d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + sub_cost(r[i - 1], h[j - 1])
             )
+
+    def show(label: tuple[str, str]) -> str:
+        return label[1] if label[0] == "" else f"{label[0]}={label[1]}"
+
     steps: list[AlignmentStep] = []
     i, j = len(r), len(h)
     while i > 0 or j > 0:
-        if i > 0 and j > 0 and d[i, j] == d[i - 1, j - 1] + (r[i - 1] != h[j - 1]):
-            op: Literal["match", "substitution"] = (
-                "match" if r[i - 1] == h[j - 1] else "substitution"
-            )
-            steps.append(AlignmentStep(op, r[i - 1], h[j - 1]))
+        if i > 0 and j > 0 and np.isclose(d[i, j], d[i - 1, j - 1] + sub_cost(r[i - 1], h[j - 1])):
+            same = r[i - 1] == h[j - 1]
+            op: Literal["match", "substitution"] = "match" if same else "substitution"
+            steps.append(AlignmentStep(op, show(r[i - 1]), show(h[j - 1])))
             i, j = i - 1, j - 1
-        elif i > 0 and d[i, j] == d[i - 1, j] + 1:
-            steps.append(AlignmentStep("deletion", r[i - 1], None))
+        elif i > 0 and np.isclose(d[i, j], d[i - 1, j] + 1):
+            steps.append(AlignmentStep("deletion", show(r[i - 1]), None))
             i -= 1
         else:
-            steps.append(AlignmentStep("insertion", None, h[j - 1]))
+            steps.append(AlignmentStep("insertion", None, show(h[j - 1])))
             j -= 1
     return steps[::-1]
