@@ -1,0 +1,659 @@
+"""Training every domain's re-ranker independently and in parallel, then publishing (SPEC §4).
+
+:func:`train_domains` splits a hypothesis table by domain, fits one
+:class:`~reranker.estimator.DomainReranker` per domain in worker processes and publishes each
+result to a :class:`~reranker.registry.WeightsRegistry` as soon as it is ready. Domains never
+wait for each other and a failing domain is reported with its error while the others are kept.
+
+The executor is pluggable (:class:`Engine`): ``"serial"`` (in process), ``"local"`` (a process
+pool, default all cores) or ``"dask"`` (a Dask cluster: ``scheduler="tcp://host:8786"`` or, with
+no scheduler, a local cluster). Workers receive a :class:`DomainTask` of plain arrays and return
+a weights document; only the calling process touches the registry, so a remote cluster needs no
+access to the weights directory.
+
+With ``scope="utterance"`` each domain's R1 softmax runs over the whole n-best, the other
+domains' logits frozen at the weights current in the target registry *when the run starts* (the
+R0 logit ``logit(domain_score * intent_score * slot_score)`` for a domain without weights). All
+domains of one run therefore see the same frozen competitors, whatever the order they finish in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy.special import logit
+from sklearn.exceptions import ConvergenceWarning
+
+from reranker.errors import DataError, RerankerError, TrainingError
+from reranker.estimator import SCOPES, Competitors, DomainReranker
+from reranker.features import default_feature_names, feature_matrix
+from reranker.hypotheses import REFERENCE_COLUMNS, SCORE_COLUMNS, has_references
+from reranker.losses import LOSSES
+from reranker.ranking import r0_score
+from reranker.registry import WeightsRegistry, document_logits
+from reranker.semer import table_errors
+
+__all__ = [
+    "ENGINES",
+    "DaskEngine",
+    "DomainResult",
+    "DomainTask",
+    "Engine",
+    "LocalEngine",
+    "ProgressCallback",
+    "SerialEngine",
+    "fit_domain",
+    "make_engine",
+    "synthetic_hypotheses",
+    "train_domains",
+]
+
+ProgressCallback = Callable[[str, str, float], None]
+ENGINES: tuple[str, ...] = ("local", "serial", "dask")
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class DomainTask:
+    """Everything a worker needs to train one domain (plain arrays, cheap to ship).
+
+    Attributes
+    ----------
+    domain : str
+    features : list of str
+    X, y, semer, groups : the domain's rows (features, correct bit, SemER, utterance ids)
+    competitors : frozen other-domain hypotheses for ``scope="utterance"``, else ``None``
+    params : keyword arguments of :class:`DomainReranker`
+    training_data : ``{"sha256", "n_utterances", "n_hypotheses"}`` of the domain's rows
+    """
+
+    domain: str
+    features: list[str]
+    X: NDArray[np.float64]
+    y: NDArray[np.int64]
+    semer: NDArray[np.float64]
+    groups: NDArray[np.object_]
+    competitors: Competitors | None
+    params: dict[str, Any]
+    training_data: dict[str, Any]
+
+
+@dataclass
+class DomainResult:
+    """The outcome of one domain.
+
+    Attributes
+    ----------
+    domain : str
+    version : int or None
+        Version published, ``None`` if the domain failed.
+    document : dict or None
+        The published weights document.
+    error : str or None
+        ``"<ExceptionType>: message"`` if training or publishing failed.
+    notes : list of str
+        Warnings, e.g. L-BFGS-B not converging.
+    seconds : float
+        Wall time of the fit in its worker.
+    """
+
+    domain: str
+    version: int | None = None
+    document: dict[str, Any] | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the domain was trained and published."""
+        return self.error is None and self.version is not None
+
+    @property
+    def converged(self) -> bool | None:
+        """L-BFGS-B convergence, ``None`` if the domain failed."""
+        if self.document is None:
+            return None
+        return bool(self.document["metrics"]["converged"])
+
+
+def fit_domain(task: DomainTask) -> tuple[dict[str, Any], list[str], float]:
+    """Train one domain; return its weights document (unpublished), notes and seconds.
+
+    Runs in a worker process; it touches no file.
+    """
+    start = time.perf_counter()
+    model = DomainReranker(**task.params)
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(
+            task.X,
+            task.y,
+            groups=task.groups,
+            semer=task.semer,
+            competitors=task.competitors,
+        )
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            notes.append(f"{task.domain}: {w.message}")
+        else:  # pragma: no cover - re-emit anything unexpected
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    metrics = {k: model.metrics_[k] for k in sorted(model.metrics_)}
+    document = {
+        "domain": task.domain,
+        "loss": task.params["loss"],
+        "version": None,
+        "features": list(task.features),
+        "weights": [float(v) for v in model.coef_],
+        "bias": float(model.intercept_),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training_data": dict(task.training_data),
+        "metrics": metrics,
+        "options": {k: task.params[k] for k in sorted(task.params) if k != "loss"},
+    }
+    return document, notes, time.perf_counter() - start
+
+
+class Engine(Protocol):
+    """Runs :func:`fit_domain` over tasks, yielding each task's outcome as it completes."""
+
+    def run(
+        self, tasks: Sequence[DomainTask]
+    ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
+        """Yield ``(task, result or exception)`` in completion order."""
+        ...
+
+
+class SerialEngine:
+    """Train domains one after another in the calling process."""
+
+    def run(
+        self, tasks: Sequence[DomainTask]
+    ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
+        for task in tasks:
+            try:
+                outcome: Any = fit_domain(task)
+            except Exception as e:
+                outcome = e
+            yield task, outcome
+
+
+class LocalEngine:
+    """Train domains in a pool of worker processes.
+
+    Workers start from a ``forkserver`` (``spawn`` where that does not exist), never by forking
+    the caller, so training is safe from threaded callers such as the dashboard.
+
+    Parameters
+    ----------
+    jobs : int, optional
+        Worker processes; default all cores, never more than there are domains.
+    """
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.jobs = jobs
+
+    def run(
+        self, tasks: Sequence[DomainTask]
+    ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
+        import multiprocessing
+
+        if not tasks:
+            return
+        workers = max(1, min(self.jobs or os.cpu_count() or 1, len(tasks)))
+        if workers == 1:
+            yield from SerialEngine().run(tasks)
+            return
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            # workers fork from a clean server that has imported the package once
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["reranker.training"])
+        else:  # pragma: no cover
+            context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: dict[Future[Any], DomainTask] = {pool.submit(fit_domain, t): t for t in tasks}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: pending[f].domain):
+                    task = pending.pop(future)
+                    error = future.exception()
+                    yield task, (error if error is not None else future.result())
+
+
+class DaskEngine:
+    """Train domains on a Dask cluster.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``). Without one a local cluster of
+        ``jobs`` single-threaded worker processes is started for the run and closed after it.
+    jobs : int, optional
+        Workers of the local cluster (default all cores).
+    """
+
+    def __init__(self, scheduler: str | None = None, jobs: int | None = None) -> None:
+        self.scheduler = scheduler
+        self.jobs = jobs
+
+    def run(
+        self, tasks: Sequence[DomainTask]
+    ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
+        try:
+            from dask.distributed import Client, LocalCluster, as_completed
+        except ImportError as e:  # pragma: no cover
+            raise TrainingError(
+                "the dask engine needs dask[distributed]: pip install 'reranker[dask]'"
+            ) from e
+        if not tasks:
+            return
+        cluster = None
+        try:
+            if self.scheduler:
+                client = Client(self.scheduler, timeout="10s")
+            else:
+                cluster = LocalCluster(
+                    n_workers=max(1, min(self.jobs or os.cpu_count() or 1, len(tasks))),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
+                client = Client(cluster)
+        except (OSError, TimeoutError, ValueError) as e:
+            if cluster is not None:
+                cluster.close()
+            raise TrainingError(
+                f"cannot connect to the dask scheduler {self.scheduler!r}: {e}"
+            ) from e
+        try:
+            futures = {
+                client.submit(fit_domain, t, key=f"reranker-train-{t.domain}-{i}", pure=False): t
+                for i, t in enumerate(tasks)
+            }
+            for future in as_completed(list(futures)):
+                task = futures[future]
+                if future.status == "error":
+                    yield task, future.exception()
+                else:
+                    yield task, future.result()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def make_engine(engine: str, *, jobs: int | None = None, scheduler: str | None = None) -> Engine:
+    """The executor named ``engine`` (``"local"``, ``"serial"`` or ``"dask"``)."""
+    if scheduler and engine != "dask":
+        raise DataError("--scheduler applies only to the dask engine")
+    if engine == "local":
+        return LocalEngine(jobs)
+    if engine == "serial":
+        return SerialEngine()
+    if engine == "dask":
+        return DaskEngine(scheduler, jobs)
+    raise DataError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+
+def _sha256_rows(rows: pd.DataFrame) -> str:
+    columns = ["utterance_id", "device", "domain", "intent", "slots", *SCORE_COLUMNS]
+    columns += [c for c in REFERENCE_COLUMNS if c in rows.columns]
+    digest = hashlib.sha256()
+    for c in columns:
+        values = rows[c]
+        if c in SCORE_COLUMNS:
+            digest.update(np.ascontiguousarray(values.to_numpy(dtype=np.float64)).tobytes())
+        else:
+            digest.update("\x1f".join(values.astype(str)).encode("utf-8"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def _frozen_logits(hypotheses: pd.DataFrame, registry: WeightsRegistry) -> NDArray[np.float64]:
+    """Logit of every row under the registry's current weights (R0 logit without weights)."""
+    z = logit(np.clip(r0_score(hypotheses), _EPS, 1 - _EPS))
+    published = set(registry.domains())
+    domain = hypotheses["domain"].to_numpy(dtype=object)
+    for d in sorted(set(domain) & published):
+        if registry.current_version(d) is None:
+            continue
+        mask = domain == d
+        z[mask] = document_logits(hypotheses.loc[mask], registry.load(d))
+    return z
+
+
+def _check_options(
+    loss: str, scope: str, alpha: float, l2: float, temperature: float, jobs: int | None
+) -> None:
+    if loss not in LOSSES:
+        raise DataError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if scope not in SCOPES:
+        raise DataError(f"scope must be 'domain' or 'utterance', got {scope!r}")
+    for name, value, low in (("alpha", alpha, 0.0), ("l2", l2, 0.0)):
+        if not (np.isfinite(value) and value >= low):
+            raise DataError(f"{name} must be >= {low:g}, got {value!r}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise DataError(f"temperature must be > 0, got {temperature!r}")
+    if jobs is not None and jobs < 1:
+        raise DataError(f"jobs must be >= 1, got {jobs!r}")
+
+
+def prepare_tasks(
+    hypotheses: pd.DataFrame,
+    *,
+    loss: str,
+    registry: WeightsRegistry,
+    domains: Iterable[str] | None = None,
+    scope: str = "domain",
+    alpha: float = 1.0,
+    l2: float = 1e-3,
+    temperature: float = 1.0,
+    max_iter: int = 1000,
+    features: Sequence[str] | None = None,
+) -> list[DomainTask]:
+    """Split a validated table with references into one :class:`DomainTask` per domain."""
+    if not has_references(hypotheses):
+        raise DataError("training needs the reference columns ref_domain, ref_intent and ref_slots")
+    present = sorted(hypotheses["domain"].unique())
+    if domains is None:
+        chosen = present
+    else:
+        chosen = sorted(set(domains))
+        missing = [d for d in chosen if d not in set(present)]
+        if missing:
+            raise DataError(
+                f"no hypotheses of domain(s) {', '.join(map(repr, missing))} "
+                f"(domains in the table: {', '.join(present)})"
+            )
+    if not chosen:
+        raise DataError("no domain to train")
+    names = (
+        list(features)
+        if features is not None
+        else default_feature_names(hypotheses["device"].astype(str).unique())
+    )
+    semer, correct = table_errors(hypotheses)
+    domain = hypotheses["domain"].to_numpy(dtype=object)
+    groups = hypotheses["utterance_id"].astype(str).to_numpy(dtype=object)
+    z_frozen = _frozen_logits(hypotheses, registry) if scope == "utterance" else None
+    params = {
+        "loss": loss,
+        "l2": float(l2),
+        "alpha": float(alpha),
+        "scope": scope,
+        "temperature": float(temperature),
+        "max_iter": int(max_iter),
+    }
+    tasks = []
+    for d in chosen:
+        mask = domain == d
+        rows = hypotheses.loc[mask]
+        competitors = None
+        if z_frozen is not None:
+            utts = pd.unique(groups[mask])
+            others = ~mask & np.isin(groups, utts)
+            competitors = Competitors(groups[others], z_frozen[others], semer[others])
+        tasks.append(
+            DomainTask(
+                domain=str(d),
+                features=names,
+                X=feature_matrix(rows, names),
+                y=correct[mask],
+                semer=semer[mask],
+                groups=groups[mask],
+                competitors=competitors,
+                params=params,
+                training_data={
+                    "sha256": _sha256_rows(rows),
+                    "n_utterances": len(pd.unique(groups[mask])),
+                    "n_hypotheses": int(mask.sum()),
+                },
+            )
+        )
+    return tasks
+
+
+def train_domains(
+    hypotheses: pd.DataFrame,
+    *,
+    loss: str,
+    out: str | os.PathLike[str],
+    domains: Iterable[str] | None = None,
+    scope: str = "domain",
+    alpha: float = 1.0,
+    l2: float = 1e-3,
+    temperature: float = 1.0,
+    jobs: int | None = None,
+    engine: str | Engine = "local",
+    scheduler: str | None = None,
+    progress: ProgressCallback | None = None,
+    max_iter: int = 1000,
+) -> dict[str, DomainResult]:
+    """Train each domain's re-ranker independently and publish it to the registry at ``out``.
+
+    Parameters
+    ----------
+    hypotheses : pandas.DataFrame
+        A validated hypothesis table with references (:func:`reranker.read_hypotheses`).
+    loss : {"r1", "r2", "r3"}
+    out : path
+        Weights registry directory (created if needed). Each trained domain gets a new version;
+        other domains' files are not touched.
+    domains : iterable of str, optional
+        Domains to train (default: every domain of the table).
+    scope, alpha, l2, temperature : options of :class:`~reranker.estimator.DomainReranker`.
+    jobs : int, optional
+        Worker processes (default all cores).
+    engine : {"local", "serial", "dask"} or Engine
+        The executor; any object with :meth:`Engine.run` can be passed.
+    scheduler : str, optional
+        Dask scheduler address (``engine="dask"``); without it a local cluster is started.
+    progress : callable, optional
+        ``progress(domain, message, fraction)``, called in this process when a domain is queued
+        (fraction 0.0), and when it is published or fails (fraction 1.0; the message starts
+        with ``"published"`` or ``"failed"``). ``fraction`` is the domain's own progress.
+    max_iter : int, default 1000
+        L-BFGS-B iteration limit per domain.
+
+    Returns
+    -------
+    dict of str to DomainResult
+        One entry per requested domain, sorted by domain. A failed domain has ``error`` set and
+        nothing published; the others are published regardless.
+
+    Raises
+    ------
+    DataError
+        On bad options or data, before anything is trained or written.
+    """
+    _check_options(loss, scope, alpha, l2, temperature, jobs)
+    executor = (
+        make_engine(engine, jobs=jobs, scheduler=scheduler) if isinstance(engine, str) else engine
+    )
+    registry = WeightsRegistry(out)
+    tasks = prepare_tasks(
+        hypotheses,
+        loss=loss,
+        registry=registry,
+        domains=domains,
+        scope=scope,
+        alpha=alpha,
+        l2=l2,
+        temperature=temperature,
+        max_iter=max_iter,
+    )
+
+    def report(domain: str, message: str, fraction: float) -> None:
+        if progress is not None:
+            progress(domain, message, fraction)
+
+    results: dict[str, DomainResult] = {}
+    for task in tasks:
+        report(task.domain, "training", 0.0)
+    for task, outcome in executor.run(tasks):
+        result = DomainResult(task.domain)
+        if isinstance(outcome, BaseException):
+            result.error = f"{type(outcome).__name__}: {outcome}"
+            report(task.domain, f"failed: {result.error}", 1.0)
+        else:
+            document, notes, seconds = outcome
+            result.notes, result.seconds = list(notes), float(seconds)
+            try:
+                result.version = registry.publish(task.domain, document)
+                result.document = registry.load(task.domain, result.version)
+            except (RerankerError, OSError) as e:
+                result.error = f"{type(e).__name__}: {e}"
+                report(task.domain, f"failed: {result.error}", 1.0)
+            else:
+                metrics = document["metrics"]
+                state = "converged" if metrics["converged"] else "NOT converged"
+                report(
+                    task.domain,
+                    f"published v{result.version} ({metrics['n_iter']} iterations, {state}, "
+                    f"loss {metrics['objective']:.5g})",
+                    1.0,
+                )
+        results[task.domain] = result
+    for note in (n for r in results.values() for n in r.notes):
+        warnings.warn(note, ConvergenceWarning, stacklevel=2)
+    return {d: results[d] for d in sorted(results)}
+
+
+_DOMAINS = ("Music", "Video", "Books", "Weather", "Shopping")
+_DEVICES = ("echo_dot", "echo_show", "fire_tv")
+
+
+def synthetic_hypotheses(
+    n_utterances: int,
+    *,
+    seed: int = 0,
+    domains: Sequence[str] = _DOMAINS,
+    devices: Sequence[str] = _DEVICES,
+) -> pd.DataFrame:
+    """A realistic synthetic hypothesis table with references, for tests and benchmarks.
+
+    Each utterance has a device and a reference interpretation; its n-best holds 1 to 3
+    hypotheses from each of 2 to 4 domains (always including the reference domain). The
+    reference domain's best hypothesis is correct 70% of the time (its second 15%); the other
+    hypotheses get a wrong intent, a wrong slot value, a missing or an extra slot, so SemER
+    varies. NLU confidences are noisy functions of correctness with a different
+    miscalibration per domain (over- or under-confident), and the reference domain depends on
+    the device (Video is more likely on ``fire_tv``), so that the device one-hot, the log
+    scores and the rank all carry signal.
+
+    Parameters
+    ----------
+    n_utterances : int
+    seed : int, default 0
+    domains, devices : sequences of str
+
+    Returns
+    -------
+    pandas.DataFrame
+        A table that :func:`reranker.hypotheses.validate_hypotheses` accepts unchanged.
+    """
+    rng = np.random.default_rng(seed)
+    u = int(n_utterances)
+    doms = np.asarray(domains, dtype=object)
+    n_dom = doms.size
+    devs = np.asarray(devices, dtype=object)
+    device_idx = rng.integers(0, devs.size, u)
+    pref = np.ones((devs.size, n_dom))
+    video = [i for i, d in enumerate(doms) if d == "Video"]
+    if video and "fire_tv" in set(devs):
+        pref[list(devs).index("fire_tv"), video[0]] = 4.0
+    cum = np.cumsum(pref / pref.sum(axis=1, keepdims=True), axis=1)[device_idx]
+    ref_dom = np.minimum((rng.random(u)[:, None] > cum).sum(axis=1), n_dom - 1)
+    ref_intent_k = rng.integers(0, 3, u)
+    ref_value = rng.integers(0, 50, u)
+    ref_has_slot = rng.random(u) < 0.8
+    # candidate domains: reference first, then a random subset
+    keys = rng.random((u, n_dom))
+    keys[np.arange(u), ref_dom] = -1.0
+    cand = np.argsort(keys, axis=1)
+    k_dom = rng.integers(2, min(4, n_dom) + 1, u)
+    # (utterance, domain slot) pairs
+    pair_u = np.repeat(np.arange(u), k_dom)
+    pair_j = np.arange(pair_u.size) - np.repeat(np.cumsum(k_dom) - k_dom, k_dom)
+    pair_dom = cand[pair_u, pair_j]
+    n_h = rng.integers(1, 4, pair_u.size)
+    row_pair = np.repeat(np.arange(pair_u.size), n_h)
+    row_i = np.arange(row_pair.size) - np.repeat(np.cumsum(n_h) - n_h, n_h)
+    row_u = pair_u[row_pair]
+    row_dom = pair_dom[row_pair]
+    is_ref_dom = row_dom == ref_dom[row_u]
+    which = rng.choice(3, u, p=[0.7, 0.15, 0.15])  # index of the correct hyp (2: none)
+    correct = is_ref_dom & (row_i == which[row_u])
+    n = row_u.size
+    # interpretations
+    dom_name = doms[row_dom]
+    intent_k = np.where(is_ref_dom, ref_intent_k[row_u], row_i)
+    error_kind = rng.integers(0, 4, n)  # 0 wrong intent, 1 wrong value, 2 drop slot, 3 extra slot
+    wrong_intent = is_ref_dom & ~correct & (error_kind == 0)
+    intent_k = np.where(wrong_intent, (intent_k + 1 + row_i) % 3 + 3, intent_k)
+    intent = pd.Series(dom_name).astype(str) + ".Intent" + pd.Series(intent_k).astype(str)
+    value = ref_value[row_u]
+    slot_val = np.where(is_ref_dom & ~correct & (error_kind == 1), 100 + row_i, value)
+    has_slot = ref_has_slot[row_u].copy()
+    has_slot = np.where(is_ref_dom & ~correct & (error_kind == 2), False, has_slot)
+    extra = is_ref_dom & ~correct & (error_kind == 3)
+    # make every incorrect ref-domain hypothesis differ from the reference and from each other
+    unique_fix = is_ref_dom & ~correct & (error_kind == 2) & (row_i > 0)
+    slot_val = np.where(unique_fix, 200 + row_i, slot_val)
+    has_slot = has_slot | unique_fix
+    extra = extra | (is_ref_dom & ~correct & ~ref_has_slot[row_u] & (error_kind >= 1))
+    slot_text = np.where(
+        has_slot, np.char.add(np.char.add("[item : v", slot_val.astype(str)), "]"), ""
+    )
+    extra_text = np.where(
+        extra, np.char.add(np.char.add(" [place : p", row_i.astype(str)), "]"), ""
+    )
+    slots = pd.Series(np.char.add(np.char.add("play ", slot_text), extra_text), dtype=object)
+    ref_slots = pd.Series(
+        np.where(ref_has_slot, "play [item : v" + pd.Series(ref_value).astype(str) + "]", "play ")
+    )
+    # confidences: correctness + noise, miscalibrated per domain, device effect for Video
+    quality = np.where(correct, 1.2, -0.6) + np.where(is_ref_dom, 0.6, -0.4)
+    quality = quality - 0.5 * row_i + rng.normal(0, 1.0, n)
+    slope = np.linspace(0.6, 2.0, n_dom)[row_dom]
+    shift = np.linspace(1.0, -0.5, n_dom)[row_dom]
+    dom_q = np.repeat(rng.normal(0, 0.7, pair_u.size), n_h) + np.where(is_ref_dom, 1.0, -0.5)
+    if video and "fire_tv" in set(devs):
+        on_tv = devs[device_idx[row_u]] == "fire_tv"
+        dom_q = dom_q - np.where((row_dom == video[0]) & ~on_tv, 0.8, 0.0)
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    domain_score = np.round(sig(slope * dom_q + shift), 6)
+    intent_score = np.round(sig(slope * (quality + rng.normal(0, 0.5, n)) + shift), 6)
+    slot_score = np.round(sig(0.8 * quality + rng.normal(0, 0.8, n) + 0.5), 6)
+    uid = pd.Series(np.arange(u)).map("u{:07d}".format).to_numpy(dtype=object)
+    ref_intent = (
+        pd.Series(doms[ref_dom]).astype(str) + ".Intent" + pd.Series(ref_intent_k).astype(str)
+    )
+    return pd.DataFrame(
+        {
+            "utterance_id": uid[row_u],
+            "text": np.full(n, "play something", dtype=object),
+            "device": devs[device_idx[row_u]],
+            "domain": dom_name,
+            "intent": intent.to_numpy(dtype=object),
+            "slots": slots.to_numpy(dtype=object),
+            "domain_score": domain_score,
+            "intent_score": intent_score,
+            "slot_score": slot_score,
+            "ref_domain": doms[ref_dom][row_u],
+            "ref_intent": ref_intent.to_numpy(dtype=object)[row_u],
+            "ref_slots": ref_slots.to_numpy(dtype=object)[row_u],
+        }
+    )
