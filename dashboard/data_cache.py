@@ -13,12 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from reranker import views
-from reranker.calibrators import cross_fit
 from reranker.evaluation import ScoredTable
 from reranker.hypotheses import read_hypotheses
 from reranker.scoring import score_hypotheses
@@ -57,6 +55,23 @@ def scored(
         return views.scored_view(prep), {d: "r0" for d in sorted(prep.frame["domain"].unique())}
     scoring = score_hypotheses(prep.frame, weights)
     return views.scored_view(prep, scoring.score), dict(scoring.source)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Fitting the calibrator…")
+def calibrated(
+    token: str, loss: str, weights: str | None, fingerprint: str, method: str
+) -> ScoredTable:
+    """One loss's scores after a cross-fitted post-hoc calibrator (temperature or isotonic)."""
+    table, _ = scored(token, loss, weights, fingerprint)
+    return views.recalibrate(table, method)  # type: ignore[arg-type]
+
+
+def _table(
+    token: str, loss: str, weights: str | None, fingerprint: str, calibrator: str | None
+) -> ScoredTable:
+    if calibrator is None:
+        return scored(token, loss, weights, fingerprint)[0]
+    return calibrated(token, loss, weights, fingerprint, calibrator)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -111,15 +126,13 @@ def curve(
     calibrator: str | None = None,
 ) -> pd.DataFrame:
     """A reliability curve frame of one slice, optionally after a cross-fitted calibrator."""
-    table, _ = scored(token, loss, weights, fingerprint)
+    table = _table(token, loss, weights, fingerprint, calibrator)
     y, s, g = views.calibration_sample(
         table,
-        population=population,
+        population=population,  # type: ignore[arg-type]
         domain=domain,
-        device=device,  # type: ignore[arg-type]
+        device=device,
     )
-    if calibrator is not None and y.size >= 2 and np.unique(g).size >= 2:
-        s = cross_fit(y, s, g, method=calibrator)  # type: ignore[arg-type]
     return views.slice_curve(
         y,
         s,
@@ -142,9 +155,10 @@ def metrics(
     domain: str | None,
     device: str | None,
     n_boot: int,
+    calibrator: str | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Calibration and top-1 metrics of one slice with bootstrap intervals."""
-    table, _ = scored(token, loss, weights, fingerprint)
+    table = _table(token, loss, weights, fingerprint, calibrator)
     return views.calibration_metrics(
         table,
         n_bins=n_bins,

@@ -42,9 +42,15 @@ def data_root() -> Path:
 
 
 def workspace() -> Path:
-    """This session's scratch directory (uploads, trained and copied weights)."""
+    """This session's scratch directory (uploads, trained and copied weights).
+
+    A fresh temporary directory per session, under ``$RERANKER_WORKSPACE`` when set.
+    """
     if "workspace" not in st.session_state:
-        st.session_state["workspace"] = tempfile.mkdtemp(prefix="reranker-dashboard-")
+        parent = os.environ.get("RERANKER_WORKSPACE") or None
+        if parent:
+            Path(parent).mkdir(parents=True, exist_ok=True)
+        st.session_state["workspace"] = tempfile.mkdtemp(prefix="reranker-dashboard-", dir=parent)
     return Path(st.session_state["workspace"])
 
 
@@ -180,9 +186,11 @@ def sidebar() -> Context:
         loss = st.radio(
             "Loss",
             list(views.LOSSES),
-            format_func=lambda x: (
-                LOSS_LABELS[x] + ("" if x == "r0" or x in weights else " (no weights)")
-            ),
+            format_func=LOSS_LABELS.get,
+            captions=[
+                "baseline" if x == "r0" else ("trained" if x in weights else "no weights")
+                for x in views.LOSSES
+            ],
             key="loss",
             horizontal=True,
             bind="query-params",

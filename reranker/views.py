@@ -56,19 +56,25 @@ __all__ = [
     "alignment_frame",
     "calibration_metrics",
     "calibration_sample",
+    "compare_documents",
     "dataset_summary",
     "device_weights",
     "discover_datasets",
     "filter_utterances",
     "hypothesis_contributions",
+    "metrics_frame",
     "prepare",
+    "recalibrate",
     "registry_fingerprint",
+    "registry_table",
     "rescore_utterance",
+    "safe_file_name",
     "scored_view",
     "slice_curve",
     "slice_masks",
     "top_domain_distribution",
     "utterance_detail",
+    "utterance_rows",
     "utterance_table",
 ]
 
@@ -272,6 +278,25 @@ def scored_view(prepared: PreparedTable, score: FloatArray | None = None) -> Sco
     return score_table(prepared.frame, s, errors=errors)
 
 
+def recalibrate(
+    scored: ScoredTable, method: Literal["temperature", "isotonic"], *, seed: int = 0
+) -> ScoredTable:
+    """The table re-scored by a post-hoc calibrator, cross-fitted over two folds of utterances.
+
+    Each utterance's scores are mapped by a calibrator fitted on the other fold's hypotheses
+    (:func:`reranker.calibrators.cross_fit`), so the calibrated curve is judged out of sample.
+    """
+    from reranker.calibrators import cross_fit
+
+    if scored.correct is None:
+        raise DataError(
+            "a calibrator needs the reference columns ref_domain, ref_intent, ref_slots"
+        )
+    score = cross_fit(scored.correct, scored.score, scored.codes, method=method, seed=seed)
+    errors = (scored.semer, scored.correct) if scored.semer is not None else None
+    return score_table(scored.hypotheses, np.clip(score, 0.0, 1.0), errors=errors)  # type: ignore[arg-type]
+
+
 def dataset_summary(prepared: PreparedTable) -> dict[str, Any]:
     """Counts of a table and its oracle accuracy (share of utterances with a correct hypothesis)."""
     frame = prepared.frame
@@ -409,6 +434,15 @@ def filter_utterances(
     return out, count
 
 
+def utterance_rows(scored: ScoredTable, utterance_id: str) -> NDArray[np.int64]:
+    """Row indices of one utterance's hypotheses (table order)."""
+    ids = scored.hypotheses["utterance_id"].to_numpy(dtype=object)
+    code = np.flatnonzero(ids[scored.top] == utterance_id)
+    if code.size == 0:
+        raise DataError(f"no utterance with id {utterance_id!r}")
+    return np.flatnonzero(scored.codes == int(code[0]))
+
+
 def utterance_detail(
     scored: ScoredTable, utterance_id: str, *, r0: ScoredTable | None = None
 ) -> pd.DataFrame:
@@ -419,9 +453,7 @@ def utterance_detail(
     (with ``r0``), ``score, rank``; sorted by ``rank``.
     """
     frame = scored.hypotheses
-    rows = np.flatnonzero(frame["utterance_id"].to_numpy(dtype=object) == utterance_id)
-    if rows.size == 0:
-        raise DataError(f"no utterance with id {utterance_id!r}")
+    rows = utterance_rows(scored, utterance_id)
     cols = ["domain", "intent", "slots", "domain_score", "intent_score", "slot_score"]
     out = frame.iloc[rows][cols].reset_index(drop=True)
     out.insert(0, "row", rows)
@@ -436,14 +468,27 @@ def utterance_detail(
     return out.sort_values("rank", kind="stable").reset_index(drop=True)
 
 
+def _qualified_intent(domain: str, intent: str) -> str:
+    return intent if intent.startswith(f"{domain}.") else f"{domain}.{intent}"
+
+
 def alignment_frame(
-    ref_intent: str, ref_slots: str, hyp_intent: str, hyp_slots: str
+    ref_domain: str,
+    ref_intent: str,
+    ref_slots: str,
+    hyp_domain: str,
+    hyp_intent: str,
+    hyp_slots: str,
 ) -> pd.DataFrame:
     """The minimum edit alignment of a hypothesis to its reference as a table.
 
-    One row per step: ``operation`` (match, substitution, deletion, insertion), ``reference``
-    and ``hypothesis`` labels (``intent`` or ``type=value``; empty where absent).
+    Intents are shown qualified by their domain (``Books.ReadBook``), as SemER compares them
+    (a Books intent never equals a Music intent). One row per step: ``operation`` (match,
+    substitution, deletion, insertion), ``reference`` and ``hypothesis`` labels (the intent or
+    ``type=value``; empty where absent).
     """
+    ref_intent = _qualified_intent(ref_domain, ref_intent)
+    hyp_intent = _qualified_intent(hyp_domain, hyp_intent)
     steps = align_interpretations(ref_intent, ref_slots, hyp_intent, hyp_slots)
     return pd.DataFrame(
         {
@@ -889,3 +934,90 @@ def safe_file_name(text: str) -> str:
     """A file-name-safe slug of ``text`` for downloads."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
     return slug or "data"
+
+
+# --------------------------------------------------------------------------------------------
+# Weights registries
+
+
+def registry_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per domain of a weights registry: current version, versions and training facts.
+
+    Columns: ``domain, current, versions, loss, trained_at, n_hypotheses, converged,
+    n_iter, objective``.
+    """
+    from reranker.registry import WeightsRegistry
+
+    registry = WeightsRegistry(path)
+    records = []
+    for d in registry.domains():
+        current = registry.current_version(d)
+        doc = registry.load(d) if current is not None else {}
+        m = doc.get("metrics", {})
+        records.append(
+            {
+                "domain": d,
+                "current": current,
+                "versions": ", ".join(f"v{v}" for v in registry.versions(d)),
+                "loss": str(doc.get("loss", "")).upper(),
+                "trained_at": doc.get("trained_at"),
+                "n_hypotheses": doc.get("training_data", {}).get("n_hypotheses"),
+                "converged": m.get("converged"),
+                "n_iter": m.get("n_iter"),
+                "objective": m.get("objective"),
+            }
+        )
+    columns = [
+        "domain", "current", "versions", "loss", "trained_at",
+        "n_hypotheses", "converged", "n_iter", "objective",
+    ]  # fmt: skip
+    return pd.DataFrame(records, columns=columns)
+
+
+def compare_documents(
+    a: Mapping[str, Any], b: Mapping[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two weights documents side by side: their weights and their recorded metrics/options.
+
+    Returns ``(weights, facts)``: ``weights`` has ``feature, a, b, change`` over the union of
+    both feature lists (bias last; a feature one version lacks is ``nan``); ``facts`` has
+    ``item, a, b`` for the version, loss, training time and data, every metric and option.
+    """
+
+    def as_map(doc: Mapping[str, Any]) -> dict[str, float]:
+        out = {str(n): float(w) for n, w in zip(doc["features"], doc["weights"], strict=True)}
+        out["bias"] = float(doc["bias"])
+        return out
+
+    wa, wb = as_map(a), as_map(b)
+    names = [*dict.fromkeys([*a["features"], *b["features"]]), "bias"]
+    weights = pd.DataFrame(
+        {
+            "feature": names,
+            "a": [wa.get(n, np.nan) for n in names],
+            "b": [wb.get(n, np.nan) for n in names],
+        }
+    )
+    weights["change"] = weights["b"] - weights["a"]
+
+    def facts_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+        f: dict[str, Any] = {
+            "version": doc.get("version"),
+            "loss": doc.get("loss"),
+            "trained_at": doc.get("trained_at"),
+        }
+        for group in ("training_data", "metrics", "options"):
+            for k, v in (doc.get(group) or {}).items():
+                f[f"{group}.{k}"] = v
+        return f
+
+    fa, fb = facts_of(a), facts_of(b)
+    items = list(dict.fromkeys([*fa, *fb]))
+    facts = pd.DataFrame(
+        {
+            "item": items,
+            "a": [str(fa.get(k, "")) for k in items],
+            "b": [str(fb.get(k, "")) for k in items],
+        }
+    )
+    return weights, facts

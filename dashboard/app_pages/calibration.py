@@ -1,6 +1,193 @@
-"""calibration page."""
+"""Calibration: reliability curves of R0..R3 (and post-hoc calibrators) with metrics and intervals."""
 
+from __future__ import annotations
+
+import data_cache as cache
+import pandas as pd
 import streamlit as st
+import ui
 
+from reranker import charts, views
+from reranker.errors import RerankerError
+
+ALL = "(all)"
+STRATEGIES = {"uniform": "equal width", "quantile": "equal mass"}
+POPULATIONS = {"all": "every hypothesis", "top1": "top-1 only"}
+CALIBRATORS = {"temperature": "temperature scaling", "isotonic": "isotonic regression"}
+
+ctx = ui.current()
 st.title("Calibration")
-st.info("Coming soon.")
+st.write(
+    "A score is calibrated when, among hypotheses scored about *p*, a fraction *p* is correct "
+    "(domain, intent and slots all right). Compare the losses' reliability curves against the "
+    "dashed diagonal; the bars below count hypotheses per bin."
+)
+if not ui.need_table(ctx) or not ui.has_references(ctx):
+    st.stop()
+prep = cache.prepared(ctx.token)
+summary = views.dataset_summary(prep)
+available = ctx.available_losses
+missing = [ui.LOSS_LABELS[x] for x in views.LOSSES if x not in available]
+if missing:
+    st.caption(
+        f"No weights for {', '.join(missing)} on this dataset: train them on the Weights page "
+        "to compare them here."
+    )
+
+with st.container(border=True, key="cal_controls"):
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    losses = c1.multiselect(
+        "Losses",
+        available,
+        default=available,
+        format_func=ui.LOSS_LABELS.get,
+        key="cal_losses",
+        bind="query-params",
+        persist_state="session",
+    )
+    layout = c2.radio(
+        "Layout",
+        ["overlay", "side"],
+        format_func={"overlay": "overlaid", "side": "side by side"}.get,
+        key="cal_layout",
+        horizontal=True,
+        bind="query-params",
+        persist_state="session",
+    )
+    population = c3.radio(
+        "Population",
+        list(POPULATIONS),
+        format_func=POPULATIONS.get,
+        key="cal_population",
+        horizontal=True,
+        bind="query-params",
+        persist_state="session",
+        help="Hypotheses entering ECE, MCE, Brier and the curve (SPEC §5 default: every hypothesis).",
+    )
+    strategy = c4.radio(
+        "Bins",
+        list(STRATEGIES),
+        format_func=STRATEGIES.get,
+        key="cal_strategy",
+        horizontal=True,
+        bind="query-params",
+        persist_state="session",
+    )
+    c5, c6, c7, c8, c9 = st.columns([2, 2, 2, 2, 3])
+    n_bins = c5.slider(
+        "Number of bins", 2, 50, 10, key="cal_bins", bind="query-params", persist_state="session"
+    )
+    n_boot = c6.select_slider(
+        "Bootstrap resamples",
+        [0, 50, 100, 200, 500],
+        value=100,
+        key="cal_boot",
+        bind="query-params",
+        persist_state="session",
+        help="Resamples of whole utterances for the shaded bands and the intervals (0: none).",
+    )
+    domain = c7.selectbox(
+        "Domain slice",
+        [ALL, *summary["domains"]],
+        key="cal_domain",
+        bind="query-params",
+        persist_state="session",
+        help="Calibration of the hypotheses this domain produced; top-1 metrics of the utterances "
+        "whose reference is this domain.",
+    )
+    device = c8.selectbox(
+        "Device slice",
+        [ALL, *summary["devices"]],
+        key="cal_device",
+        bind="query-params",
+        persist_state="session",
+    )
+    calibrators = c9.multiselect(
+        f"Post-hoc calibrators of {ui.LOSS_LABELS[ctx.effective_loss]}",
+        list(CALIBRATORS),
+        format_func=CALIBRATORS.get,
+        key="cal_calibrators",
+        bind="query-params",
+        persist_state="session",
+        help="Fitted on one half of the utterances, applied to the other (and vice versa): a "
+        "comparison point for what the re-ranker's own training achieves.",
+    )
+
+if not losses and not calibrators:
+    st.info("Pick at least one loss (or calibrator) above.")
+    st.stop()
+dom = None if domain == ALL else domain
+dev = None if device == ALL else device
+series: list[tuple[str, str, str | None]] = [(ui.LOSS_LABELS[x], x, None) for x in losses]
+base = ctx.effective_loss
+series += [(f"{ui.LOSS_LABELS[base]} + {m}", base, m) for m in calibrators]
+
+curves: dict[str, pd.DataFrame] = {}
+metric_rows: dict[str, dict[str, dict[str, float | None]]] = {}
+try:
+    for name, loss, calibrator in series:
+        opts = (n_bins, strategy, population, dom, dev, n_boot)
+        curves[name] = cache.curve(*ctx.args(loss), *opts, calibrator)
+        metric_rows[name] = cache.metrics(*ctx.args(loss), *opts, calibrator)
+except RerankerError as e:
+    ui.show_error(e)
+    st.stop()
+
+if all(int(f["count"].sum()) == 0 for f in curves.values()):
+    st.info("This slice holds no hypotheses: choose another domain or device.")
+    st.stop()
+slice_name = (
+    " · ".join(x for x in (dom and f"domain {dom}", dev and f"device {dev}") if x) or "all data"
+)
+fig = charts.reliability_figure(curves, overlay=layout == "overlay", bands=n_boot > 0)
+curve_data = pd.concat([f.assign(curve=name) for name, f in curves.items()], ignore_index=True)
+ui.chart(
+    fig,
+    curve_data,
+    key="cal_curves",
+    file_name=f"{ctx.dataset_key}_reliability_{slice_name}",
+)
+if ctx.devices_simulated and dev is not None:
+    ui.simulated_note(ctx)
+
+st.subheader("Metrics")
+conf = "90% bootstrap intervals over utterances" if n_boot else "no intervals (bootstrap off)"
+st.caption(
+    f"{slice_name}; {POPULATIONS[population]}; {n_bins} {STRATEGIES[strategy]} bins; {conf}. Lower is better."
+)
+names = {
+    "top1_semer": "top-1 SemER",
+    "top1_ie": "top-1 IE",
+    "ece": "ECE",
+    "mce": "MCE",
+    "brier": "Brier",
+    "smooth_ece": "smooth ECE",
+    "ece_top1": "top-1 ECE",
+}
+
+
+def cell(v: dict[str, float | None]) -> str:
+    text = ui.fmt(v["value"])
+    if v["low"] is not None:
+        text += f"  [{v['low']:.4f}, {v['high']:.4f}]"
+    return text
+
+
+display = pd.DataFrame(
+    [
+        {
+            "curve": n,
+            **{label: cell(m[k]) for k, label in names.items()},
+            "hypotheses": f"{int(m['n_hypotheses']['value'] or 0):,}",
+        }
+        for n, m in metric_rows.items()
+    ]
+)
+st.dataframe(display, key="cal_metrics", hide_index=True)
+st.download_button(
+    "Download metrics (CSV)",
+    views.metrics_frame(metric_rows).to_csv(index=False).encode(),
+    file_name=f"{views.safe_file_name(ctx.dataset_key + '_metrics_' + slice_name)}.csv",
+    mime="text/csv",
+    key="cal_metrics_csv",
+)

@@ -1,6 +1,314 @@
-"""utterances page."""
+"""Utterances: find misranked utterances, inspect one n-best list, and re-rank it with edited weights."""
 
+from __future__ import annotations
+
+import math
+
+import data_cache as cache
 import streamlit as st
+import ui
 
+from reranker import charts, views
+from reranker.errors import RerankerError
+
+LIMIT = 500
+SEMER_MAX = 2.0
+SORTS = {
+    "top_semer": "top-1 SemER",
+    "top_score": "top-1 score",
+    "correct_rank": "rank of the best correct hypothesis",
+    "n_hypotheses": "n-best size",
+    "utterance_id": "utterance id",
+}
+
+ctx = ui.current()
 st.title("Utterances")
-st.info("Coming soon.")
+st.write(
+    "Find utterances the re-ranker gets wrong. *Misranked* means the n-best list holds a fully "
+    "correct hypothesis but another one is ranked first. Select a row (or pick its id below) to see "
+    "why."
+)
+if not ui.need_table(ctx) or not ui.has_references(ctx):
+    st.stop()
+loss = ctx.effective_loss
+label = ui.LOSS_LABELS[loss]
+args = ctx.args(loss)
+try:
+    prep = cache.prepared(ctx.token)
+    scored, source = cache.scored(*args)
+    r0, _ = cache.scored(*ctx.args("r0"))
+except RerankerError as e:
+    ui.show_error(e)
+    st.stop()
+summary = views.dataset_summary(prep)
+
+with st.container(border=True, key="utt_filters"):
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    search = c1.text_input(
+        "Search text or id",
+        key="utt_search",
+        bind="query-params",
+        persist_state="session",
+        placeholder="e.g. mary poppins",
+    )
+    domains = c2.multiselect(
+        "Reference domain",
+        summary["domains"],
+        key="utt_domains",
+        bind="query-params",
+        persist_state="session",
+    )
+    devices = c3.multiselect(
+        "Device",
+        summary["devices"],
+        key="utt_devices",
+        bind="query-params",
+        persist_state="session",
+    )
+    semer_lo, semer_hi = c4.slider(
+        "Top-1 SemER",
+        0.0,
+        SEMER_MAX,
+        (0.0, SEMER_MAX),
+        step=0.05,
+        key="utt_semer",
+        bind="query-params",
+        persist_state="session",
+        help=f"The right end ({SEMER_MAX:g}) includes everything above it (SemER can exceed 1).",
+    )
+    c5, c6, c7 = st.columns([2, 3, 2])
+    misranked = c5.toggle(
+        "Misranked only", key="utt_misranked", bind="query-params", persist_state="session"
+    )
+    sort_by = c6.selectbox(
+        "Sort by",
+        list(SORTS),
+        format_func=SORTS.get,
+        key="utt_sort",
+        bind="query-params",
+        persist_state="session",
+    )
+    descending = c7.toggle(
+        "Descending", value=True, key="utt_desc", bind="query-params", persist_state="session"
+    )
+
+semer_range = (semer_lo, math.inf if semer_hi >= SEMER_MAX else semer_hi)
+rows, count = cache.filtered_utterances(
+    *args,
+    search,
+    misranked,
+    tuple(domains),
+    tuple(devices),
+    semer_range,
+    sort_by,
+    descending,
+    LIMIT,
+)
+n_misranked = int(cache.utterances(*args)["misranked"].sum())
+st.caption(
+    f"{count:,} of {summary['n_utterances']:,} utterances match"
+    + (f" (showing the first {LIMIT})" if count > LIMIT else "")
+    + f". Ranked with {label}; {n_misranked:,} utterances are misranked under {label}."
+)
+
+
+def _pick_from_table() -> None:
+    selection = st.session_state["utt_table"].selection.rows
+    if selection:
+        st.session_state["utt_id"] = st.session_state["_utt_ids"][selection[0]]
+
+
+ids = rows["utterance_id"].tolist()
+st.session_state["_utt_ids"] = ids
+shown = rows[
+    [
+        "utterance_id",
+        "text",
+        "device",
+        "reference_domain",
+        "top_domain",
+        "top_intent",
+        "top_score",
+        "top_semer",
+        "top_correct",
+        "misranked",
+        "correct_rank",
+        "n_hypotheses",
+        "r0_top_domain",
+    ]
+]
+st.dataframe(
+    shown,
+    key="utt_table",
+    hide_index=True,
+    on_select=_pick_from_table,
+    selection_mode="single-row",
+    height=300,
+    column_config={
+        "top_score": st.column_config.NumberColumn(format="%.3f"),
+        "top_semer": st.column_config.NumberColumn(format="%.2f"),
+        "correct_rank": st.column_config.NumberColumn(
+            help="Best rank of a correct hypothesis (0: none in the n-best)"
+        ),
+        "r0_top_domain": st.column_config.TextColumn("R0 top domain"),
+    },
+)
+st.download_button(
+    "Download these utterances (CSV)",
+    rows.to_csv(index=False).encode(),
+    file_name=f"{views.safe_file_name(ctx.dataset_key)}_{loss}_utterances.csv",
+    mime="text/csv",
+    key="utt_csv",
+)
+
+if not ids:
+    st.info("No utterance matches these filters.")
+    st.stop()
+if st.session_state.get("utt_id") not in ids:
+    st.session_state.pop("utt_id", None)
+uid = st.selectbox("Utterance", ids, key="utt_id", help="Or select a row in the table above.")
+st.divider()
+
+detail = views.utterance_detail(scored, uid, r0=r0)
+first = prep.frame.iloc[int(detail["row"].iloc[0])]
+st.subheader("One utterance")
+c1, c2 = st.columns([3, 2])
+with c1:
+    st.text(f"Text:      {first['text']}")
+    st.text(f"Device:    {first['device']}")
+    st.text(
+        f"Reference: {first['ref_domain']} · {first['ref_intent']} · {first['ref_slots'] or '(no slots)'}"
+    )
+with c2:
+    top = detail.iloc[0]
+    verdict = (
+        "correct"
+        if bool(top["correct"])
+        else ("misranked" if detail["correct"].any() else "no correct hypothesis in the n-best")
+    )
+    st.metric(f"Top-1 under {label}", f"{top['domain']}", verdict)
+    if ctx.devices_simulated:
+        st.caption("Devices are simulated in this dataset.")
+
+st.markdown(f"**Every hypothesis, ranked by {label}** (R0 rank for comparison)")
+st.dataframe(
+    detail.drop(columns=["row"]),
+    key="utt_detail",
+    hide_index=True,
+    column_config={
+        c: st.column_config.NumberColumn(format="%.3f")
+        for c in ("domain_score", "intent_score", "slot_score", "semer", "r0_score", "score")
+    }
+    | {
+        "score": st.column_config.NumberColumn(f"{label} score", format="%.3f"),
+        "rank": st.column_config.NumberColumn(f"{label} rank"),
+    },
+)
+labels = {i: f"#{int(r['rank'])} {r['domain']} · {r['intent']}" for i, r in detail.iterrows()}
+pick = st.selectbox(
+    "Edit alignment of hypothesis",
+    list(labels),
+    format_func=labels.get,
+    key="utt_hyp",
+)
+hyp = detail.iloc[pick]
+align = views.alignment_frame(
+    str(first["ref_domain"]),
+    str(first["ref_intent"]),
+    str(first["ref_slots"]),
+    str(hyp["domain"]),
+    str(hyp["intent"]),
+    str(hyp["slots"]),
+)
+st.caption(
+    f"SemER {hyp['semer']:.3f}: substitutions, deletions (reference labels missed) and insertions "
+    "(labels the reference lacks) over the reference's labels (intent + slots)."
+)
+st.dataframe(align, key="utt_alignment", hide_index=True)
+
+docs: dict[str, dict] = {}
+if loss != "r0":
+    try:
+        docs = cache.documents(ctx.weights[loss], ctx.fingerprints[loss])
+    except (RerankerError, ImportError) as e:
+        if isinstance(e, RerankerError):
+            ui.show_error(e)
+utt_rows = prep.frame.iloc[views.utterance_rows(scored, uid)].reset_index(drop=True)
+order = {int(r): i for i, r in enumerate(views.utterance_rows(scored, uid))}
+st.subheader("Why this ranking")
+if not docs:
+    st.info(
+        "R0 multiplies the three NLU confidences; there are no weights, so no feature contributions. "
+        "Choose R1, R2 or R3 in the sidebar (train them on the Weights page if they are missing)."
+    )
+    st.stop()
+contrib = views.hypothesis_contributions(utt_rows, docs)
+pos_label = {order[int(r["row"])]: labels[i] for i, r in detail.iterrows()}
+if contrib.empty:
+    st.info("None of these hypotheses' domains has weights: all are scored with R0.")
+else:
+    fig = charts.contributions_figure(contrib, pos_label)
+    ui.chart(
+        fig,
+        contrib.assign(label=contrib["hypothesis"].map(pos_label)),
+        key="utt_contrib",
+        file_name=f"{uid}_contributions",
+    )
+    no_weights = sorted(set(utt_rows["domain"]) - set(docs))
+    if no_weights:
+        st.caption(f"Scored with R0 (no weights): {', '.join(no_weights)}.")
+
+st.subheader("What if: edit a domain's weights")
+edit_domains = sorted(set(utt_rows["domain"]) & set(docs))
+if not edit_domains:
+    st.stop()
+wdomain = st.selectbox("Domain", edit_domains, key="whatif_domain")
+doc = docs[wdomain]
+with st.form("whatif_form", border=True):
+    st.caption(
+        f"{wdomain}: {ui.LOSS_LABELS[loss]} weights v{doc['version']}. Edit and re-rank this utterance."
+    )
+    cols = st.columns(4)
+    edited = []
+    for k, (name, w) in enumerate(zip(doc["features"], doc["weights"], strict=True)):
+        edited.append(
+            cols[k % 4].number_input(
+                name, value=float(w), step=0.1, format="%.4f", key=f"whatif_{wdomain}_{k}"
+            )
+        )
+    bias = cols[len(edited) % 4].number_input(
+        "bias", value=float(doc["bias"]), step=0.1, format="%.4f", key=f"whatif_{wdomain}_bias"
+    )
+    submitted = st.form_submit_button(
+        "Re-rank with these weights", key="whatif_submit", type="primary"
+    )
+new_docs = dict(docs)
+new_docs[wdomain] = {**doc, "weights": edited, "bias": bias}
+before = views.rescore_utterance(utt_rows, docs)
+after = views.rescore_utterance(utt_rows, new_docs)
+merged = after[["domain", "intent", "slots", "score", "rank"]].rename(
+    columns={"score": "what-if score", "rank": "what-if rank"}
+)
+merged["current rank"] = (
+    before.set_index(["domain", "intent", "slots"])
+    .loc[list(zip(after["domain"], after["intent"], after["slots"], strict=True)), "rank"]
+    .to_numpy()
+)
+if "semer" in detail.columns:
+    semer_of = {(r["domain"], r["intent"], r["slots"]): r["semer"] for _, r in detail.iterrows()}
+    merged["semer"] = [
+        semer_of[k] for k in zip(merged["domain"], merged["intent"], merged["slots"], strict=True)
+    ]
+changed = (merged["what-if rank"] != merged["current rank"]).any()
+st.dataframe(
+    merged,
+    key="whatif_result",
+    hide_index=True,
+    column_config={"what-if score": st.column_config.NumberColumn(format="%.3f")},
+)
+if changed:
+    st.success(
+        f"The ranking changes: now first is {merged.iloc[0]['domain']} · {merged.iloc[0]['intent']}."
+    )
+else:
+    st.caption("The ranking is unchanged with these weights.")

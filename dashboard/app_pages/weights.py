@@ -1,6 +1,247 @@
-"""weights page."""
+"""Weights: train per domain and loss, load weights, list and compare versions, roll back."""
 
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import data_cache as cache
 import streamlit as st
+import ui
 
+from reranker import charts, views
+from reranker.errors import RerankerError
+
+TRAINABLE = ["r1", "r2", "r3"]
+
+ctx = ui.current()
 st.title("Weights")
-st.info("Coming soon.")
+st.write(
+    "Each domain owns its re-ranker weights, trained on its own hypotheses with one loss and "
+    "versioned independently: retraining Music never touches Books. Weights you train, load or "
+    "roll back here live in this session's workspace; the shipped files are never modified."
+)
+if not ui.need_table(ctx):
+    st.stop()
+try:
+    from reranker.registry import WeightsRegistry, validate_weights_document
+    from reranker.training import train_domains
+except ImportError:
+    st.info("Training is not available in this installation.")
+    st.stop()
+
+default = ctx.loss if ctx.loss in TRAINABLE else "r2"
+loss = st.segmented_control(
+    "Weights of loss",
+    TRAINABLE,
+    default=default,
+    format_func=ui.LOSS_LABELS.get,
+    key="w_loss",
+    required=True,
+)
+loss = loss or default
+path = ctx.weights.get(loss)
+st.caption(ui.LOSS_HELP[loss] + (f" · registry: `{path}`" if path else " · no weights yet"))
+
+tab_versions, tab_train, tab_load = st.tabs(["Versions", "Train", "Load"])
+
+with tab_train:
+    data_choices = {}
+    if ctx.info is not None:
+        data_choices = {f"{split} split": str(p) for split, p in ctx.info.splits.items()}
+    elif ctx.table_path is not None:
+        data_choices = {"the uploaded table": str(ctx.table_path)}
+    preferred = next((k for k in data_choices if k.startswith("dev")), next(iter(data_choices)))
+    try:
+        domains_all = views.dataset_summary(cache.prepared(ctx.token))["domains"]
+    except RerankerError as e:
+        ui.show_error(e)
+        st.stop()
+    with st.form("train_form"):
+        st.markdown(f"**Train {ui.LOSS_LABELS[loss]} weights, each domain independently**")
+        c1, c2 = st.columns(2)
+        train_on = c1.selectbox(
+            "Training data",
+            list(data_choices),
+            index=list(data_choices).index(preferred),
+            key="train_data",
+            help="The shipped weights were trained on the dev split; analyses use the test split.",
+        )
+        domains = c2.multiselect("Domains (empty: all)", domains_all, key="train_domains")
+        c3, c4, c5, c6 = st.columns(4)
+        scope = c3.selectbox(
+            "R1 softmax scope",
+            ["domain", "utterance"],
+            key="train_scope",
+            help="domain: over the domain's own hypotheses; utterance: over the whole n-best, "
+            "other domains frozen at their current weights.",
+        )
+        alpha = c4.number_input("α (R3)", 0.0, 100.0, 1.0, 0.1, key="train_alpha")
+        l2 = c5.number_input("L2 λ", 0.0, 10.0, 1e-3, 1e-3, format="%.4f", key="train_l2")
+        tau = c6.number_input("Temperature τ (R1)", 0.01, 100.0, 1.0, 0.1, key="train_tau")
+        submitted = st.form_submit_button("Train", key="train_submit", type="primary")
+    if submitted:
+        try:
+            frame = cache.prepared(cache.table_token(data_choices[train_on])).frame
+            target = ui.writable_registry(ctx, loss)
+            todo = list(domains) or sorted(frame["domain"].unique())
+            bars = {}
+            box = st.container(border=True)
+            for d in todo:
+                bars[d] = box.progress(0.0, text=f"{d}: queued")
+
+            def progress(domain: str, message: str, fraction: float) -> None:
+                if domain in bars:
+                    bars[domain].progress(float(fraction), text=f"{domain}: {message}")
+
+            results = train_domains(
+                frame,
+                loss=loss,
+                out=target,
+                domains=todo,
+                scope=scope,
+                alpha=alpha,
+                l2=l2,
+                temperature=tau,
+                jobs=min(len(todo), os.cpu_count() or 1),
+                progress=progress,
+            )
+        except RerankerError as e:
+            ui.show_error(e)
+        else:
+            failed = {d: r.error for d, r in results.items() if not r.ok}
+            done = [f"{d} v{r.version}" for d, r in results.items() if r.ok]
+            for d, err in failed.items():
+                st.error(f"{d} was not trained: {err}")
+            if done and not failed:
+                st.session_state["_trained"] = (
+                    f"Published {ui.LOSS_LABELS[loss]} weights {', '.join(done)}; every page now uses them."
+                )
+                st.rerun()
+            elif done:
+                st.success(f"Published {', '.join(done)}.")
+    if "_trained" in st.session_state:
+        st.success(st.session_state.pop("_trained"), icon=":material/check:")
+
+with tab_load:
+    st.markdown("**Use a weights registry directory**")
+    c1, c2 = st.columns([4, 1])
+    directory = c1.text_input(
+        "Directory",
+        key="weights_dir",
+        placeholder="e.g. /path/to/weights/r2",
+        label_visibility="collapsed",
+    )
+    if c2.button("Use", key="weights_dir_use"):
+        try:
+            if not Path(directory).is_dir():
+                raise views.WeightsError(f"{directory}: no such weights directory")
+            if not WeightsRegistry(directory).domains():
+                raise views.WeightsError(f"{directory}: no published weights in this directory")
+        except RerankerError as e:
+            ui.show_error(e)
+        else:
+            st.session_state["weights_paths"][(ctx.dataset_key, loss)] = str(
+                Path(directory).resolve()
+            )
+            st.rerun()
+    st.markdown("**Or upload weights JSON files** (one per domain, SPEC §2)")
+    files = st.file_uploader(
+        "Weights JSON", type=["json"], accept_multiple_files=True, key="weights_upload"
+    )
+    if files and st.button("Publish the uploaded weights", key="weights_upload_publish"):
+        documents = []
+        try:
+            for f in files:
+                try:
+                    raw = json.loads(f.getvalue().decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise views.WeightsError(f"{f.name}: not a JSON document ({e})") from e
+                documents.append(validate_weights_document(raw, source=f.name))
+        except RerankerError as e:
+            ui.show_error(e)
+        else:
+            target = WeightsRegistry(ui.writable_registry(ctx, loss))
+            published = [
+                f"{d['domain']} v{target.publish(d['domain'], {**d, 'loss': d['loss']})}"
+                for d in documents
+            ]
+            st.success(f"Published {', '.join(published)} as {ui.LOSS_LABELS[loss]} weights.")
+
+with tab_versions:
+    path = ui.current().weights.get(loss) or st.session_state["weights_paths"].get(
+        (ctx.dataset_key, loss)
+    )
+    if not path:
+        st.info(
+            f"No {ui.LOSS_LABELS[loss]} weights for this dataset yet: train them in the Train tab or load them."
+        )
+        st.stop()
+    try:
+        overview = views.registry_table(path)
+    except RerankerError as e:
+        ui.show_error(e)
+        st.stop()
+    st.dataframe(overview, key="ver_table", hide_index=True)
+    st.download_button(
+        "Download (CSV)",
+        overview.to_csv(index=False).encode(),
+        file_name=f"{loss}_registry.csv",
+        mime="text/csv",
+        key="ver_csv",
+    )
+    if overview.empty:
+        st.stop()
+    registry = WeightsRegistry(path)
+    domain = st.selectbox("Domain", overview["domain"].tolist(), key="ver_domain")
+    versions = registry.versions(domain)
+    current = registry.current_version(domain)
+    c1, c2, c3 = st.columns([2, 2, 2])
+    a = c1.selectbox(
+        "Version A",
+        versions,
+        index=max(0, len(versions) - 2),
+        format_func=lambda v: f"v{v}" + (" (current)" if v == current else ""),
+        key="ver_a",
+    )
+    b = c2.selectbox(
+        "Version B",
+        versions,
+        index=len(versions) - 1,
+        format_func=lambda v: f"v{v}" + (" (current)" if v == current else ""),
+        key="ver_b",
+    )
+    with c3:
+        st.write("")
+        if st.button(
+            f"Roll {domain} back",
+            key="ver_rollback",
+            disabled=len([v for v in versions if v < (current or 0)]) == 0,
+            help="Point the domain back at its previous version; other domains are untouched.",
+        ):
+            try:
+                target = WeightsRegistry(ui.writable_registry(ctx, loss))
+                version = target.rollback(domain)
+            except RerankerError as e:
+                ui.show_error(e)
+            else:
+                st.session_state["_rolled_back"] = f"{domain} now uses v{version}."
+                st.rerun()
+    if "_rolled_back" in st.session_state:
+        st.success(st.session_state.pop("_rolled_back"))
+    doc_a, doc_b = registry.load(domain, a), registry.load(domain, b)
+    weights_cmp, facts = views.compare_documents(doc_a, doc_b)
+    fig = charts.weights_comparison_figure(
+        weights_cmp["feature"].tolist(),
+        {f"A: v{a}": weights_cmp["a"], f"B: v{b}": weights_cmp["b"]},
+    )
+    ui.chart(
+        fig,
+        weights_cmp.rename(columns={"a": f"A: v{a}", "b": f"B: v{b}"}),
+        key="ver_compare",
+        file_name=f"{domain}_v{a}_v{b}_weights",
+    )
+    st.dataframe(
+        facts.rename(columns={"a": f"A: v{a}", "b": f"B: v{b}"}), key="ver_facts", hide_index=True
+    )
