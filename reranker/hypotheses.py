@@ -190,63 +190,79 @@ def read_hypotheses(path: str | os.PathLike[str]) -> pd.DataFrame:
     return validate_hypotheses(frame, source=str(path), first_line=first_line)
 
 
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
 def _as_str_column(
     frame: pd.DataFrame, column: str, loc: _Locator, *, may_be_empty: bool
 ) -> pd.Series:
-    values = frame[column]
+    values = frame[column].reset_index(drop=True)
     missing = values.isna().to_numpy()
-    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
-        as_str = values.astype(object).where(~missing, "")
-        bad_type = ~as_str.map(lambda v: isinstance(v, str | int | np.integer)).to_numpy()
-        if bad_type.any():
-            row = int(np.flatnonzero(bad_type)[0])
-            raise DataError(
-                f"{loc.at(row, column)}: expected text, got {type(values.iloc[row]).__name__}"
-            )
-        as_str = as_str.astype(str)
-    elif pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+    if isinstance(values.dtype, pd.StringDtype):
+        as_str = values.fillna("").astype(str)
+    elif values.dtype == object:
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind not in ("string", "empty", "integer", "mixed-integer"):
+            ok = values.map(lambda v: v is None or isinstance(v, str | int | np.integer))
+            ok &= ~values.map(lambda v: isinstance(v, bool))
+            bad = ~ok.to_numpy() & ~missing
+            if bad.any():
+                row = _first(bad)
+                raise DataError(f"{loc.at(row, column)}: expected text, got {values.iloc[row]!r}")
+        as_str = values.where(~missing, "").astype(str)
+    elif pd.api.types.is_bool_dtype(values.dtype):
+        raise DataError(f"{loc.at(0, column)}: expected text, got true/false values")
+    elif pd.api.types.is_integer_dtype(values.dtype):
         as_str = values.astype(str)
     elif pd.api.types.is_float_dtype(values.dtype):
-        finite = values.dropna()
-        if not (finite == np.round(finite)).all():
-            row = int(np.flatnonzero(~missing & (values != np.round(values)).to_numpy())[0])
+        whole = (values == np.round(values)).to_numpy()
+        if (~missing & ~whole).any():
+            row = _first(~missing & ~whole)
             raise DataError(f"{loc.at(row, column)}: expected text, got {values.iloc[row]!r}")
-        as_str = values.map(lambda v: "" if pd.isna(v) else str(int(v)))
+        as_str = values.map(lambda v: "" if pd.isna(v) else str(int(v))).astype(str)
     else:
         as_str = values.astype(str)
-    as_str = as_str.str.strip() if column not in ("text",) else as_str
+    if column != "text":
+        as_str = as_str.str.strip()
     if not may_be_empty:
         empty = (as_str == "").to_numpy() | missing
         if empty.any():
-            row = int(np.flatnonzero(empty)[0])
-            raise DataError(f"{loc.at(row, column)}: missing value")
-    return as_str.reset_index(drop=True)
+            raise DataError(f"{loc.at(_first(empty), column)}: missing value")
+    return as_str
+
+
+_NAN_WORDS = frozenset({"nan", "-nan", "+nan"})
+
+
+def _score_problem(value: object) -> str | None:
+    """Why one raw score cell failed numeric conversion (slow path, only for failed cells)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "missing value"
+    if isinstance(value, float) and np.isnan(value):
+        return "score is NaN or missing"
+    if isinstance(value, str) and value.strip().lower() in _NAN_WORDS:
+        return "score is NaN or missing"
+    return f"not a number: {value!r}"
 
 
 def _as_score_column(frame: pd.DataFrame, column: str, loc: _Locator) -> pd.Series:
     raw = frame[column].reset_index(drop=True)
     if raw.dtype == object or isinstance(raw.dtype, pd.StringDtype):
-        blank = raw.map(lambda v: v is None or (isinstance(v, str) and not v.strip())).to_numpy()
-        if blank.any():
-            row = int(np.flatnonzero(blank)[0])
-            raise DataError(f"{loc.at(row, column)}: missing value")
-        bad_type = raw.map(lambda v: isinstance(v, bool) or not isinstance(v, str | int | float))
-        if bad_type.any():
-            row = int(np.flatnonzero(bad_type.to_numpy())[0])
-            raise DataError(f"{loc.at(row, column)}: not a number: {raw.iloc[row]!r}")
+        if raw.dtype == object:
+            kind = pd.api.types.infer_dtype(raw, skipna=True)
+            if kind not in ("string", "floating", "integer", "mixed-integer-float", "empty"):
+                bad = raw.map(
+                    lambda v: isinstance(v, bool) or not isinstance(v, str | int | float | None)
+                ).to_numpy()
+                if bad.any():
+                    row = _first(bad)
+                    raise DataError(f"{loc.at(row, column)}: not a number: {raw.iloc[row]!r}")
         numeric = pd.to_numeric(raw, errors="coerce")
-        non_numeric = (
-            numeric.isna().to_numpy()
-            & ~raw.map(
-                lambda v: (
-                    (isinstance(v, str) and v.strip().lower() in {"nan", "-nan", "+nan"})
-                    or (isinstance(v, float) and np.isnan(v))
-                )
-            ).to_numpy()
-        )
-        if non_numeric.any():
-            row = int(np.flatnonzero(non_numeric)[0])
-            raise DataError(f"{loc.at(row, column)}: not a number: {raw.iloc[row]!r}")
+        failed = numeric.isna().to_numpy()
+        if failed.any():
+            row = _first(failed)
+            raise DataError(f"{loc.at(row, column)}: {_score_problem(raw.iloc[row])}")
     elif pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
         raise DataError(f"{loc.at(0, column)}: expected numbers, got {raw.dtype} values")
     else:
@@ -254,11 +270,10 @@ def _as_score_column(frame: pd.DataFrame, column: str, loc: _Locator) -> pd.Seri
     values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
     nan = np.isnan(values)
     if nan.any():
-        row = int(np.flatnonzero(nan)[0])
-        raise DataError(f"{loc.at(row, column)}: score is NaN or missing")
+        raise DataError(f"{loc.at(_first(nan), column)}: score is NaN or missing")
     outside = (values < 0.0) | (values > 1.0)
     if outside.any():
-        row = int(np.flatnonzero(outside)[0])
+        row = _first(outside)
         raise DataError(f"{loc.at(row, column)}: score {values[row]!r} is outside [0, 1]")
     return pd.Series(values, name=column)
 
