@@ -148,3 +148,13 @@ def test_header_only_jsonl_equivalent_is_empty(tmp_path: Path) -> None:
     path.write_text(HEADER + "\n\n")
     with pytest.raises(DataError, match="header but no rows"):
         read_hypotheses(path)
+
+
+def test_write_table_gives_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = write_table(make_table(3), tmp_path / "out.parquet")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
