@@ -27,26 +27,35 @@ from reranker.errors import (
     TrainingError,
     WeightsError,
 )
+from reranker.estimator import DomainReranker
 from reranker.evaluation import evaluate, score_table
+from reranker.features import default_feature_names, feature_matrix, register_feature
 from reranker.hypotheses import read_hypotheses, write_table
 from reranker.ranking import r0_score, rank_within_utterance, top1_indices
+from reranker.registry import WeightsRegistry, score_with_registry
 from reranker.scoring import score_hypotheses
 from reranker.semer import align_interpretations, interpretation_error, semer_error, table_errors
+from reranker.training import DomainResult, train_domains
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DataError",
+    "DomainReranker",
+    "DomainResult",
     "ModelError",
     "ReliabilityCurve",
     "ReliabilityStats",
     "RerankerError",
     "TrainingError",
     "WeightsError",
+    "WeightsRegistry",
     "align_interpretations",
     "brier_loss",
+    "default_feature_names",
     "evaluate",
     "expected_calibration_error",
+    "feature_matrix",
     "interpretation_error",
     "maximum_calibration_error",
     "parse_annotation",
@@ -54,12 +63,15 @@ __all__ = [
     "r0_score",
     "rank_within_utterance",
     "read_hypotheses",
+    "register_feature",
     "reliability_curve",
     "score_hypotheses",
     "score_table",
+    "score_with_registry",
     "semer_error",
     "smooth_ece",
     "table_errors",
     "top1_indices",
+    "train_domains",
     "write_table",
 ]

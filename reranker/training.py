@@ -208,7 +208,7 @@ class LocalEngine:
     def run(
         self, tasks: Sequence[DomainTask]
     ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
-        import multiprocessing
+        import multiprocessing.context
 
         if not tasks:
             return
@@ -216,6 +216,7 @@ class LocalEngine:
         if workers == 1:
             yield from SerialEngine().run(tasks)
             return
+        context: multiprocessing.context.BaseContext
         if "forkserver" in multiprocessing.get_all_start_methods():
             # workers fork from a clean server that has imported the package once
             context = multiprocessing.get_context("forkserver")

@@ -1,1 +1,285 @@
-"""Commands of this layer register on ``reranker.cli._app.app`` when imported."""
+"""``reranker train`` and ``reranker weights list|show|rollback``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from reranker.cli._app import app
+from reranker.cli._common import err_console, out_console, status
+from reranker.errors import DataError, TrainingError, WeightsError
+from reranker.hypotheses import read_hypotheses
+from reranker.losses import LOSSES
+from reranker.registry import WeightsRegistry
+from reranker.training import ENGINES, DomainResult, train_domains
+
+weights_app = typer.Typer(
+    name="weights",
+    help="Inspect a weights registry and roll domains back.",
+    no_args_is_help=True,
+)
+app.add_typer(weights_app, name="weights")
+
+RegistryArg = Annotated[Path, typer.Argument(help="A weights registry directory.")]
+DomainOpt = Annotated[str, typer.Option("--domain", "-d", help="The domain.")]
+
+
+def _check_train_options(
+    loss: str,
+    scope: str,
+    engine: str,
+    scheduler: str | None,
+    alpha: float,
+    l2: float,
+    temperature: float,
+    jobs: int | None,
+    out: Path,
+) -> None:
+    if loss not in LOSSES:
+        raise DataError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if scope not in ("domain", "utterance"):
+        raise DataError(f"--scope must be 'domain' or 'utterance', got {scope!r}")
+    if engine not in ENGINES:
+        raise DataError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if scheduler and engine != "dask":
+        raise DataError("--scheduler applies only to --engine dask")
+    if not alpha >= 0:
+        raise DataError(f"--alpha must be >= 0, got {alpha}")
+    if not l2 >= 0:
+        raise DataError(f"--l2 must be >= 0, got {l2}")
+    if not temperature > 0:
+        raise DataError(f"--temperature must be > 0, got {temperature}")
+    if jobs is not None and jobs < 1:
+        raise DataError(f"--jobs must be >= 1, got {jobs}")
+    if out.exists() and not out.is_dir():
+        raise WeightsError(f"{out}: exists and is not a weights directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise WeightsError(f"{out}: directory {parent} does not exist")
+
+
+class _Display:
+    """Per-domain progress: rich bars on a terminal, one line per event otherwise."""
+
+    def __init__(self) -> None:
+        self.live = err_console.is_terminal
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.fields[domain]:<14}"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _Display:
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.progress.stop()
+
+    def __call__(self, domain: str, message: str, fraction: float) -> None:
+        if self.live:
+            if domain not in self.tasks:
+                self.tasks[domain] = self.progress.add_task(message, total=1.0, domain=domain)
+            self.progress.update(self.tasks[domain], description=message, completed=fraction)
+        elif fraction >= 1.0:
+            err_console.print(f"{domain}: {message}", highlight=False, soft_wrap=True)
+
+
+def _summary(results: dict[str, DomainResult], out: Path) -> Table:
+    table = Table(title=f"Weights published to {out}")
+    for column in ("domain", "version", "hypotheses", "iterations", "converged", "loss", "seconds"):
+        table.add_column(column, justify="left" if column == "domain" else "right")
+    for d, r in results.items():
+        if r.document is None:
+            table.add_row(d, "-", "-", "-", "-", "[red]failed[/red]", f"{r.seconds:.2f}")
+            continue
+        m = r.document["metrics"]
+        table.add_row(
+            d,
+            f"v{r.version}",
+            f"{r.document['training_data']['n_hypotheses']:,}",
+            str(m["n_iter"]),
+            "yes" if m["converged"] else "[yellow]NO[/yellow]",
+            f"{m['objective']:.5g}",
+            f"{r.seconds:.2f}",
+        )
+    return table
+
+
+@app.command()
+def train(
+    hypotheses: Annotated[
+        Path,
+        typer.Option(
+            "--hypotheses", "-H", help="Hypothesis table with references (.parquet, .csv, .jsonl)."
+        ),
+    ],
+    loss: Annotated[
+        str,
+        typer.Option(
+            "--loss", help="r1 (expected SemER), r2 (cross-entropy) or r3 (r1 + alpha*r2)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Weights registry directory (created if needed).")
+    ],
+    domain: Annotated[
+        list[str] | None,
+        typer.Option("--domain", "-d", help="Train only this domain (repeatable; default all)."),
+    ] = None,
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope", help="R1 softmax over the domain's hypotheses or the whole n-best."
+        ),
+    ] = "domain",
+    alpha: Annotated[float, typer.Option("--alpha", help="Weight of R2 in R3.")] = 1.0,
+    l2: Annotated[
+        float, typer.Option("--l2", help="L2 penalty on the weights (bias unpenalised).")
+    ] = 1e-3,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Softmax temperature of R1.")
+    ] = 1.0,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (process pool), serial or dask.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="Dask scheduler address (default: start a local cluster)."
+        ),
+    ] = None,
+    max_iter: Annotated[
+        int, typer.Option("--max-iter", min=1, help="L-BFGS-B iteration limit.")
+    ] = 1000,
+) -> None:
+    """Train each domain's re-ranker in parallel and publish a new version per domain."""
+    _check_train_options(loss, scope, engine, scheduler, alpha, l2, temperature, jobs, out)
+    with status(f"reading {hypotheses}"):
+        table = read_hypotheses(hypotheses)
+    with _Display() as display:
+        results = train_domains(
+            table,
+            loss=loss,
+            out=out,
+            domains=domain or None,
+            scope=scope,
+            alpha=alpha,
+            l2=l2,
+            temperature=temperature,
+            jobs=jobs,
+            engine=engine,
+            scheduler=scheduler,
+            progress=display,
+            max_iter=max_iter,
+        )
+    err_console.print(_summary(results, out))
+    for r in results.values():
+        for note in r.notes:
+            err_console.print(f"warning: {note}", highlight=False, soft_wrap=True)
+    failed = {d: r.error for d, r in results.items() if not r.ok}
+    if failed:
+        kept = len(results) - len(failed)
+        detail = "; ".join(f"{d}: {e}" for d, e in failed.items())
+        raise TrainingError(
+            f"training failed for {len(failed)} domain(s) ({detail}); "
+            f"{kept} other domain(s) published"
+        )
+
+
+def _registry(path: Path) -> WeightsRegistry:
+    if not path.is_dir():
+        raise WeightsError(f"{path}: no such weights directory")
+    return WeightsRegistry(path)
+
+
+@weights_app.command("list")
+def list_cmd(
+    weights: RegistryArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """List the domains of a registry with their current and available versions."""
+    reg = _registry(weights)
+    domains = reg.domains()
+    if not domains:
+        raise WeightsError(f"{weights}: no published weights")
+    rows = []
+    for d in domains:
+        current = reg.current_version(d)
+        doc = reg.load(d) if current is not None else None
+        rows.append(
+            {
+                "domain": d,
+                "current": current,
+                "versions": reg.versions(d),
+                "loss": doc["loss"] if doc else None,
+                "trained_at": doc["trained_at"] if doc else None,
+                "n_hypotheses": doc["training_data"]["n_hypotheses"] if doc else None,
+                "converged": doc["metrics"].get("converged") if doc else None,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table(title=str(weights))
+    for column in (
+        "domain",
+        "current",
+        "versions",
+        "loss",
+        "trained at",
+        "hypotheses",
+        "converged",
+    ):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["domain"],
+            f"v{r['current']}" if r["current"] else "-",
+            ", ".join(f"v{v}" for v in r["versions"]),
+            r["loss"] or "-",
+            r["trained_at"] or "-",
+            f"{r['n_hypotheses']:,}" if r["n_hypotheses"] is not None else "-",
+            {True: "yes", False: "NO", None: "-"}[r["converged"]],
+        )
+    out_console.print(table)
+
+
+@weights_app.command("show")
+def show_cmd(
+    weights: RegistryArg,
+    domain: DomainOpt,
+    version: Annotated[
+        int | None, typer.Option("--version", "-v", min=1, help="Version (default: current).")
+    ] = None,
+) -> None:
+    """Print one weights document (JSON) of a domain: the current version unless --version."""
+    reg = _registry(weights)
+    if domain not in reg.domains():
+        known = ", ".join(reg.domains()) or "none"
+        raise WeightsError(f"{weights}: no weights for domain {domain!r} (domains: {known})")
+    print(json.dumps(reg.load(domain, version), indent=2))
+
+
+@weights_app.command("rollback")
+def rollback_cmd(weights: RegistryArg, domain: DomainOpt) -> None:
+    """Make the previous version of one domain current again (other domains are untouched)."""
+    reg = _registry(weights)
+    current = reg.current_version(domain)
+    target = reg.rollback(domain)
+    err_console.print(f"{domain}: v{current} -> v{target}", highlight=False)

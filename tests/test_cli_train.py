@@ -1,0 +1,101 @@
+"""``reranker train`` and ``reranker weights ...`` through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reranker.hypotheses import write_table
+from reranker.training import synthetic_hypotheses
+
+RERANKER = Path(sys.executable).parent / "reranker"
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(RERANKER), *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def hyps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "hyps.csv"
+    write_table(synthetic_hypotheses(300, seed=21), path)
+    return path
+
+
+def test_train_list_show_rollback_evaluate(hyps: Path, tmp_path: Path) -> None:
+    out = tmp_path / "weights"
+    first = run("train", "--hypotheses", hyps, "--loss", "r2", "--out", out, "--jobs", "1")
+    assert first.returncode == 0, first.stderr
+    assert "Music: published v1" in first.stderr
+    second = run(
+        "train", "-H", hyps, "--loss", "r3", "--out", out, "--domain", "Music", "--scope", "utterance",
+        "--alpha", "0.5", "--l2", "0.01", "--temperature", "0.5", "--engine", "serial",
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "Music: published v2" in second.stderr and "Books" not in second.stderr.split("\n")[0]
+
+    listed = run("weights", "list", out, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["domain"]: r for r in json.loads(listed.stdout)}
+    assert rows["Music"]["current"] == 2 and rows["Music"]["versions"] == [1, 2]
+    assert rows["Books"]["current"] == 1 and rows["Books"]["loss"] == "r2"
+
+    shown = run("weights", "show", out, "--domain", "Music")
+    doc = json.loads(shown.stdout)
+    assert doc["version"] == 2 and doc["loss"] == "r3"
+    assert doc["options"]["scope"] == "utterance" and doc["options"]["alpha"] == 0.5
+    assert (
+        json.loads(run("weights", "show", out, "--domain", "Music", "--version", "1").stdout)[
+            "loss"
+        ]
+        == "r2"
+    )
+
+    evaluated = run("evaluate", "-H", hyps, "-w", out, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    before = json.loads(evaluated.stdout)
+    assert before["weights"]["Music"] == "r3 v2"
+
+    rolled = run("weights", "rollback", out, "--domain", "Music")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "Music: v2 -> v1" in rolled.stderr
+    assert (out / "Music" / "CURRENT").read_text() == "1\n"
+
+    human = run("weights", "list", out)
+    assert human.returncode == 0 and "Music" in human.stdout and "v1, v2" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loss", "r9"], "--loss must be one of r1, r2, r3"),
+        (["--loss", "r2", "--domain", "Cooking"], "no hypotheses of domain(s) 'Cooking'"),
+        (["--loss", "r2", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler applies only"),
+    ],
+)
+def test_train_bad_input_is_one_line_and_writes_nothing(
+    hyps: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "weights"
+    result = run("train", "-H", hyps, "--out", out, *args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("reranker: error:") and message in lines[0]
+    assert not out.exists()
+
+
+def test_train_missing_file_and_weights_errors(tmp_path: Path) -> None:
+    missing = run("train", "-H", tmp_path / "none.csv", "--loss", "r1", "--out", tmp_path / "w")
+    assert missing.returncode != 0
+    assert missing.stderr.strip() == f"reranker: error: {tmp_path / 'none.csv'}: no such file"
+    nothing = run("weights", "show", tmp_path, "--domain", "Music")
+    assert nothing.returncode != 0
+    assert nothing.stderr.strip().startswith("reranker: error:")
+    assert "no weights for domain 'Music'" in nothing.stderr
