@@ -100,9 +100,9 @@ def bin_indices(
 def _bin_sums(
     y: FloatArray, s: FloatArray, w: FloatArray, idx: NDArray[np.int64], n_bins: int
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    count = np.bincount(idx, weights=w, minlength=n_bins)
-    sum_s = np.bincount(idx, weights=w * s, minlength=n_bins)
-    sum_y = np.bincount(idx, weights=w * y, minlength=n_bins)
+    count = np.bincount(idx, weights=w, minlength=n_bins).astype(np.float64)
+    sum_s = np.bincount(idx, weights=w * s, minlength=n_bins).astype(np.float64)
+    sum_y = np.bincount(idx, weights=w * y, minlength=n_bins).astype(np.float64)
     return count, sum_s, sum_y
 
 

@@ -345,9 +345,9 @@ def validate_hypotheses(
     if present_refs:
         _check_annotations(out["ref_slots"], "ref_slots", loc)
 
-    dup = out.duplicated(list(_KEY), keep="first").to_numpy()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
+    duplicated = out.duplicated(list(_KEY), keep="first").to_numpy()
+    if duplicated.any():
+        row = _first(duplicated)
         key = out.loc[row, list(_KEY)]
         same = (out[list(_KEY)] == key).all(axis=1).to_numpy()
         first = int(np.flatnonzero(same)[0])
