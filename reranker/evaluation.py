@@ -28,7 +28,7 @@ from reranker.calibration import (
 )
 from reranker.errors import DataError
 from reranker.hypotheses import has_references
-from reranker.ranking import rank_within_utterance, top1_indices, utterance_codes
+from reranker.ranking import rank_and_top, utterance_codes
 from reranker.semer import table_errors
 
 __all__ = ["METRIC_KEYS", "ScoredTable", "evaluate", "score_table"]
@@ -85,8 +85,7 @@ def score_table(
         raise DataError("scores must lie in [0, 1]")
     codes = utterance_codes(hypotheses["utterance_id"])
     dscore = hypotheses["domain_score"].to_numpy(dtype=np.float64)
-    rank = rank_within_utterance(codes, s, dscore)
-    top = top1_indices(codes, s, dscore)
+    rank, top = rank_and_top(codes, s, dscore)
     semer: NDArray[np.float64] | None = None
     correct: NDArray[np.int64] | None = None
     if errors is not None:
@@ -205,16 +204,30 @@ def evaluate(
     opts = {"n_bins": n_bins, "strategy": strategy, "population": population}
     result = _slice_metrics(t, all_hyp, all_utt, **opts)  # type: ignore[arg-type]
 
-    domain = frame["domain"].to_numpy(dtype=object)
-    top_ref_domain = frame["ref_domain"].to_numpy(dtype=object)[t.top]
+    # Slices compare integer codes, not strings: one factorisation per column.
+    domain_codes, domain_names = pd.factorize(
+        pd.concat([frame["domain"], frame["ref_domain"]], ignore_index=True)
+    )
+    hyp_domain = domain_codes[: len(frame)]
+    top_ref_domain = domain_codes[len(frame) :][t.top]
     by_domain: dict[str, Any] = {}
-    for d in sorted(set(domain) | set(top_ref_domain)):
-        by_domain[str(d)] = _slice_metrics(t, domain == d, top_ref_domain == d, **opts)  # type: ignore[arg-type]
-    device = frame["device"].to_numpy(dtype=object)
-    top_device = device[t.top]
+    for k in np.argsort(np.asarray(domain_names, dtype=str)):
+        by_domain[str(domain_names[k])] = _slice_metrics(
+            t,
+            hyp_domain == k,
+            top_ref_domain == k,
+            **opts,  # type: ignore[arg-type]
+        )
+    device_codes, device_names = pd.factorize(frame["device"])
+    top_device = device_codes[t.top]
     by_device: dict[str, Any] = {}
-    for dev in sorted(set(device)):
-        by_device[str(dev)] = _slice_metrics(t, device == dev, top_device == dev, **opts)  # type: ignore[arg-type]
+    for k in np.argsort(np.asarray(device_names, dtype=str)):
+        by_device[str(device_names[k])] = _slice_metrics(
+            t,
+            device_codes == k,
+            top_device == k,
+            **opts,  # type: ignore[arg-type]
+        )
     result["by_domain"] = by_domain
     result["by_device"] = by_device
 

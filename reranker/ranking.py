@@ -12,7 +12,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from reranker.errors import DataError
 
-__all__ = ["r0_score", "rank_within_utterance", "top1_indices", "utterance_codes"]
+__all__ = [
+    "r0_score",
+    "rank_and_top",
+    "rank_within_utterance",
+    "top1_indices",
+    "utterance_codes",
+]
 
 
 def r0_score(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
@@ -33,8 +39,8 @@ def utterance_codes(utterance_ids: ArrayLike) -> NDArray[np.int64]:
 def _order(
     codes: NDArray[np.int64], score: NDArray[np.float64], domain_score: NDArray[np.float64]
 ) -> NDArray[np.int64]:
-    rows = np.arange(codes.size)
-    return np.lexsort((rows, -domain_score, -score, codes)).astype(np.int64)
+    # np.lexsort is stable, so rows tied on every key keep their file order.
+    return np.lexsort((-domain_score, -score, codes)).astype(np.int64)
 
 
 def _check(
@@ -52,35 +58,46 @@ def _check(
     return c, s, d
 
 
-def rank_within_utterance(
+def rank_and_top(
     codes: ArrayLike, score: ArrayLike, domain_score: ArrayLike
-) -> NDArray[np.int64]:
-    """Rank of each row within its utterance (1 = top), by score with SPEC's tie-break.
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Rank of every row within its utterance (1 = top) and the row of each utterance's top.
+
+    One sort serves both: rows are ordered by utterance, then score (descending), then
+    ``domain_score`` (descending), then row order (SPEC §3 tie-break).
 
     Parameters
     ----------
     codes : array-like of int, shape (n,)
         Utterance code of each row (:func:`utterance_codes`).
     score, domain_score : array-like of float, shape (n,)
+
+    Returns
+    -------
+    rank : ndarray of int, shape (n,)
+    top : ndarray of int, shape (n_utterances,)
+        Row index of each utterance's top hypothesis, ordered by utterance code.
     """
     c, s, d = _check(codes, score, domain_score)
-    order = _order(c, s, d)
-    sorted_codes = c[order]
-    starts = (
-        np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1] if c.size else np.zeros(0, np.int64)
-    )
-    group_start = np.repeat(starts, np.diff(np.r_[starts, c.size]))
-    ranks = np.empty(c.size, dtype=np.int64)
-    ranks[order] = np.arange(c.size) - group_start + 1
-    return ranks
-
-
-def top1_indices(codes: ArrayLike, score: ArrayLike, domain_score: ArrayLike) -> NDArray[np.int64]:
-    """Row index of the top hypothesis of each utterance, ordered by utterance code."""
-    c, s, d = _check(codes, score, domain_score)
     if c.size == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     order = _order(c, s, d)
     sorted_codes = c[order]
     first = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]
-    return order[first]
+    starts = np.flatnonzero(first)
+    group_start = np.repeat(starts, np.diff(np.r_[starts, c.size]))
+    ranks = np.empty(c.size, dtype=np.int64)
+    ranks[order] = np.arange(c.size) - group_start + 1
+    return ranks, order[first]
+
+
+def rank_within_utterance(
+    codes: ArrayLike, score: ArrayLike, domain_score: ArrayLike
+) -> NDArray[np.int64]:
+    """Rank of each row within its utterance (1 = top); see :func:`rank_and_top`."""
+    return rank_and_top(codes, score, domain_score)[0]
+
+
+def top1_indices(codes: ArrayLike, score: ArrayLike, domain_score: ArrayLike) -> NDArray[np.int64]:
+    """Row index of the top hypothesis of each utterance; see :func:`rank_and_top`."""
+    return rank_and_top(codes, score, domain_score)[1]
