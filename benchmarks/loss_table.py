@@ -1,0 +1,106 @@
+"""The R0..R3 table on a demo data set: train on dev hypotheses, evaluate on test.
+
+Usage::
+
+    .venv/bin/python benchmarks/loss_table.py demo_data/media [--boot 500] [--utterance-scope]
+    .venv/bin/python benchmarks/loss_table.py --train DEV.parquet --test TEST.parquet
+
+Trains R1, R2 and R3 (SPEC §4, default options: λ = 1e-3, α = 1, τ = 1, scope ``domain``) on
+``DIR/hypotheses/dev.parquet`` into temporary registries, scores ``DIR/hypotheses/test.parquet``
+with R0 and each registry, and prints a markdown table of top-1 SemER, top-1 IE, ECE (all
+hypotheses), top-1 ECE and Brier, each with a 90% bootstrap interval over test utterances
+(:func:`reranker.evaluate` with ``n_boot``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from reranker.evaluation import evaluate, score_table
+from reranker.hypotheses import read_hypotheses
+from reranker.ranking import r0_score
+from reranker.registry import score_with_registry
+from reranker.semer import table_errors
+from reranker.training import train_domains
+
+METRICS = (
+    ("top1_semer", "top-1 SemER"),
+    ("top1_ie", "top-1 IE"),
+    ("ece", "ECE"),
+    ("ece_top1", "top-1 ECE"),
+    ("brier", "Brier"),
+)
+
+
+def _cell(report: dict[str, Any], key: str) -> str:
+    lo, hi = report["intervals"][key]
+    return f"{report[key]:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", nargs="?", help="a demo data set directory")
+    parser.add_argument("--train", help="training hypotheses (default DIR/hypotheses/dev.parquet)")
+    parser.add_argument("--test", help="test hypotheses (default DIR/hypotheses/test.parquet)")
+    parser.add_argument("--boot", type=int, default=500, help="bootstrap resamples")
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument(
+        "--utterance-scope", action="store_true", help="also train R1 and R3 with scope=utterance"
+    )
+    args = parser.parse_args()
+    if args.dataset:
+        root = Path(args.dataset) / "hypotheses"
+        train_path = Path(args.train or root / "dev.parquet")
+        test_path = Path(args.test or root / "test.parquet")
+    elif args.train and args.test:
+        train_path, test_path = Path(args.train), Path(args.test)
+    else:
+        parser.error("give a data set directory or --train and --test")
+    train = read_hypotheses(train_path)
+    test = read_hypotheses(test_path)
+    errors = table_errors(test)
+    print(
+        f"train: {train_path} ({len(train):,} hypotheses, {train['utterance_id'].nunique():,} "
+        f"utterances); test: {test_path} ({len(test):,} hypotheses, "
+        f"{test['utterance_id'].nunique():,} utterances); {args.boot} bootstrap resamples\n"
+    )
+    runs: list[tuple[str, str, str]] = [("R1", "r1", "domain"), ("R2", "r2", "domain")]
+    runs.append(("R3", "r3", "domain"))
+    if args.utterance_scope:
+        runs += [("R1 (utterance)", "r1", "utterance"), ("R3 (utterance)", "r3", "utterance")]
+    reports: list[tuple[str, dict[str, Any], str]] = []
+    scored = score_table(test, r0_score(test), errors=errors)
+    reports.append(("R0", evaluate(scored, n_boot=args.boot), ""))
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, loss, scope in runs:
+            out = Path(tmp) / label.replace(" ", "_")
+            start = time.perf_counter()
+            results = train_domains(train, loss=loss, out=out, scope=scope, jobs=args.jobs)
+            seconds = time.perf_counter() - start
+            failed = [d for d, r in results.items() if not r.ok]
+            if failed:
+                raise SystemExit(f"{label}: training failed for {failed}")
+            not_converged = [d for d, r in results.items() if not r.converged]
+            scoring = score_with_registry(test, out)
+            report = evaluate(score_table(test, scoring.score, errors=errors), n_boot=args.boot)
+            note = f"{len(results)} domains, {seconds:.1f} s"
+            if not_converged:
+                note += f", not converged: {', '.join(not_converged)}"
+            if scoring.r0_domains:
+                note += f", R0 for {', '.join(scoring.r0_domains)}"
+            reports.append((label, report, note))
+    print("| loss | " + " | ".join(name for _, name in METRICS) + " |")
+    print("|---|" + "---|" * len(METRICS))
+    for label, report, _ in reports:
+        print(f"| {label} | " + " | ".join(_cell(report, k) for k, _ in METRICS) + " |")
+    print()
+    for label, _, note in reports[1:]:
+        print(f"- {label}: {note}")
+
+
+if __name__ == "__main__":
+    main()
