@@ -57,7 +57,10 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
     scope : {"domain", "utterance"}, default "domain"
         The n-best R1's softmax runs over: this domain's hypotheses of the utterance, or the
         utterance's whole n-best with other domains' logits fixed (pass ``competitors`` to
-        :meth:`fit`).
+        :meth:`fit`). A softmax ignores a shift shared by all its terms, so pure R1 with
+        ``scope="domain"`` cannot learn the bias (it stays at its start, 0) nor an absolute
+        scale: its scores rank a domain's own hypotheses but are not calibrated against other
+        domains. R3, or ``scope="utterance"``, fixes that.
     temperature : float, default 1.0
         τ of R1's ``softmax(z/τ)``.
     cap_semer : bool, default False
@@ -143,6 +146,9 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         competitors: Competitors | None = None,
     ) -> DomainReranker:
         """Fit the weights by L-BFGS-B from a deterministic start.
+
+        The start is all-zero weights, with the bias at the log-odds of the training rows'
+        correct rate (clipped to [0.001, 0.999]) for R2 and R3, and 0 for R1.
 
         Parameters
         ----------

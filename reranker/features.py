@@ -166,13 +166,9 @@ def rank_in_domain(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
     n = len(hypotheses)
     if n == 0:
         return np.zeros(0, dtype=np.float64)
-    keys = pd.MultiIndex.from_arrays(
-        [
-            hypotheses["utterance_id"].to_numpy(dtype=object),
-            hypotheses["domain"].to_numpy(dtype=object),
-        ]
-    )
-    codes, _ = pd.factorize(keys)
+    utt, _ = pd.factorize(hypotheses["utterance_id"])
+    dom, dom_names = pd.factorize(hypotheses["domain"])
+    codes = utt.astype(np.int64) * max(len(dom_names), 1) + dom
     product = (
         _scores(hypotheses, "domain_score")
         * _scores(hypotheses, "intent_score")

@@ -209,7 +209,8 @@ def _r1(
 def _r2(z: NDArray[np.float64], p: LossProblem) -> tuple[float, NDArray[np.float64]]:
     """Cross-entropy summed over rows, averaged over utterances, and its gradient in z."""
     u = p.n_utterances
-    value = float((np.logaddexp(0.0, z) - p.y * z).sum() / u)
+    softplus = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))  # log(1 + e^z), stable
+    value = float((softplus - p.y * z).sum() / u)
     return value, (expit(z) - p.y) / u
 
 

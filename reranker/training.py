@@ -309,16 +309,12 @@ def make_engine(engine: str, *, jobs: int | None = None, scheduler: str | None =
 
 
 def _sha256_rows(rows: pd.DataFrame) -> str:
+    """SHA-256 over pandas' stable 64-bit hash of every row's data columns, in row order."""
     columns = ["utterance_id", "device", "domain", "intent", "slots", *SCORE_COLUMNS]
     columns += [c for c in REFERENCE_COLUMNS if c in rows.columns]
-    digest = hashlib.sha256()
-    for c in columns:
-        values = rows[c]
-        if c in SCORE_COLUMNS:
-            digest.update(np.ascontiguousarray(values.to_numpy(dtype=np.float64)).tobytes())
-        else:
-            digest.update("\x1f".join(values.astype(str)).encode("utf-8"))
-        digest.update(b"\x1e")
+    row_hashes = pd.util.hash_pandas_object(rows[columns], index=False).to_numpy(np.uint64)
+    digest = hashlib.sha256(",".join(columns).encode("utf-8"))
+    digest.update(np.ascontiguousarray(row_hashes).tobytes())
     return digest.hexdigest()
 
 
