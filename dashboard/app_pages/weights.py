@@ -15,6 +15,13 @@ from reranker.errors import RerankerError
 
 TRAINABLE = ["r1", "r2", "r3"]
 
+
+def _reset_versions() -> None:
+    """Compare the latest two versions again (after a domain change, training or rollback)."""
+    for key in ("ver_a", "ver_b"):
+        st.session_state.pop(key, None)
+
+
 ctx = ui.current()
 st.title("Weights")
 st.write(
@@ -38,6 +45,7 @@ loss = st.segmented_control(
     default=default,
     format_func=ui.LOSS_LABELS.get,
     key="w_loss",
+    on_change=_reset_versions,
     required=True,
 )
 loss = loss or default
@@ -118,6 +126,7 @@ with tab_train:
                 st.session_state["_trained"] = (
                     f"Published {ui.LOSS_LABELS[loss]} weights {', '.join(done)}; every page now uses them."
                 )
+                _reset_versions()
                 st.rerun()
             elif done:
                 st.success(f"Published {', '.join(done)}.")
@@ -194,7 +203,9 @@ with tab_versions:
     if overview.empty:
         st.stop()
     registry = WeightsRegistry(path)
-    domain = st.selectbox("Domain", overview["domain"].tolist(), key="ver_domain")
+    domain = st.selectbox(
+        "Domain", overview["domain"].tolist(), key="ver_domain", on_change=_reset_versions
+    )
     versions = registry.versions(domain)
     current = registry.current_version(domain)
     c1, c2, c3 = st.columns([2, 2, 2])
@@ -227,6 +238,7 @@ with tab_versions:
                 ui.show_error(e)
             else:
                 st.session_state["_rolled_back"] = f"{domain} now uses v{version}."
+                _reset_versions()
                 st.rerun()
     if "_rolled_back" in st.session_state:
         st.success(st.session_state.pop("_rolled_back"))

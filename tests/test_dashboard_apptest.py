@@ -1,0 +1,340 @@
+"""The dashboard driven through Streamlit's AppTest: every page, every workflow, by widget key."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from reranker.hypotheses import read_hypotheses
+from reranker.registry import WeightsRegistry
+from reranker.training import train_domains
+from reranker.views import discover_datasets
+from tests.conftest import CONFORMANCE, REPO
+
+APP = REPO / "dashboard" / "streamlit_app.py"
+PAGES = ["data", "weights", "calibration", "utterances", "probe", "devices"]
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small data directory laid out like demo_data/: one dataset with splits and weights."""
+    root = tmp_path_factory.mktemp("data")
+    demo = root / "demo"
+    (demo / "hypotheses").mkdir(parents=True)
+    for split in ("dev", "test"):
+        shutil.copy(CONFORMANCE / "hypotheses.csv", demo / "hypotheses" / f"{split}.csv")
+    (demo / "dataset.json").write_text(
+        json.dumps(
+            {"name": "Test demo", "description": "Conformance table.", "devices": "simulated"}
+        )
+    )
+    table = read_hypotheses(demo / "hypotheses" / "dev.csv")
+    for loss in ("r2", "r3"):
+        train_domains(table, loss=loss, out=demo / "weights" / loss, engine="serial")
+    return root
+
+
+@pytest.fixture
+def app(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("RERANKER_DATA", str(data_dir))
+    monkeypatch.setenv("RERANKER_WORKSPACE", str(tmp_path / "workspace"))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    return at.run()
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _goto(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(f"app_pages/{page}.py").run()
+
+
+def _shipped() -> list[str]:
+    return [d.key for d in discover_datasets(REPO / "demo_data")]
+
+
+# ---------------------------------------------------------------------------- every page
+
+
+def test_every_page_renders_on_the_test_dataset(app: AppTest) -> None:
+    _ok(app)
+    assert app.selectbox(key="dataset").value == "demo"
+    assert app.selectbox(key="split").value == "test"
+    for loss in ("r0", "r2"):
+        app.radio(key="loss").set_value(loss).run()
+        for page in PAGES:
+            _goto(app, page)
+            _ok(app)
+    _goto(app, "calibration")
+    assert app.get("plotly_chart")
+
+
+@pytest.mark.parametrize("dataset", _shipped() or ["(none shipped yet)"])
+def test_every_page_renders_on_the_shipped_datasets(
+    dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if dataset not in _shipped():
+        pytest.skip("demo_data/ holds no dataset yet")
+    monkeypatch.setenv("RERANKER_DATA", str(REPO / "demo_data"))
+    monkeypatch.setenv("RERANKER_WORKSPACE", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["dataset"] = next(
+        d.name for d in discover_datasets(REPO / "demo_data") if d.key == dataset
+    )
+    at.run()
+    _ok(at)
+    assert at.selectbox(key="dataset").value == dataset
+    losses = ["r0", *(x for x in ("r2",) if "trained" in str(at.radio(key="loss").proto))]
+    for loss in losses:
+        at.radio(key="loss").set_value(loss).run()
+        for page in PAGES:
+            _goto(at, page)
+            _ok(at)
+
+
+# ---------------------------------------------------------------------------- Data
+
+
+def test_upload_a_good_file_selects_it(app: AppTest) -> None:
+    data = (CONFORMANCE / "hypotheses.csv").read_bytes()
+    app.file_uploader(key="upload").set_value(("mine.csv", data, "text/csv")).run()
+    _ok(app)
+    assert app.selectbox(key="dataset").value == "upload:mine.csv"
+    assert [m.value for m in app.metric][:2] == ["300", "880"]
+    assert app.get("plotly_chart")
+    _goto(app, "utterances")
+    _ok(app)
+    assert "300 of 300 utterances" in app.caption[0].value
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        (
+            "noscore.csv",
+            b"utterance_id,domain,intent,slots,domain_score,intent_score\nu1,A,A.x,,0.5,0.5\n",
+            "missing required column 'slot_score'",
+        ),
+        (
+            "range.csv",
+            b"utterance_id,domain,intent,slots,domain_score,intent_score,slot_score\n"
+            b"u1,A,A.x,,0.5,0.5,0.5\nu1,B,B.x,,0.5,1.5,0.5\n",
+            "range.csv: row 2 (line 3), column 'intent_score'",
+        ),
+        ("bytes.jsonl", b'{"utterance_id": "\xff"}\n', "bytes.jsonl: line 1"),
+        ("empty.parquet", b"PAR1 not really", "empty.parquet: not a readable Parquet file"),
+    ],
+)
+def test_upload_a_bad_file_shows_the_error_in_place(
+    app: AppTest, name: str, content: bytes, expected: str
+) -> None:
+    app.file_uploader(key="upload").set_value((name, content, "application/octet-stream")).run()
+    assert not app.exception
+    assert len(app.error) == 1
+    assert expected in app.error[0].value
+    assert "/" not in app.error[0].value.split(":")[1]  # the user's file name, not a temp path
+    assert app.selectbox(key="dataset").value == "demo"
+
+
+def test_table_without_references_explains_what_is_missing(app: AppTest) -> None:
+    data = b"utterance_id,domain,intent,slots,domain_score,intent_score,slot_score\nu1,A,A.x,,0.5,0.5,0.5\n"
+    app.file_uploader(key="upload").set_value(("norefs.csv", data, "text/csv")).run()
+    _ok(app)
+    for page in PAGES:
+        _goto(app, page)
+        _ok(app)
+    _goto(app, "calibration")
+    assert any("no reference columns" in i.value for i in app.info)
+
+
+# ---------------------------------------------------------------------------- Weights
+
+
+def test_train_a_domain_publishes_a_version_in_the_workspace(app: AppTest, data_dir: Path) -> None:
+    shipped = sorted(p.name for p in (data_dir / "demo" / "weights" / "r2" / "Music").iterdir())
+    _goto(app, "weights")
+    app.button_group(key="w_loss").set_value("r2").run()
+    app.multiselect(key="train_domains").set_value(["Music"])
+    app.button(key="train_submit").click().run()
+    _ok(app)
+    assert any("Music v2" in s.value for s in app.success)
+    path = app.session_state["weights_paths"][("demo", "r2")]
+    assert WeightsRegistry(path).versions("Music") == [1, 2]
+    assert WeightsRegistry(path).versions("Books") == [1]
+    assert (
+        sorted(p.name for p in (data_dir / "demo" / "weights" / "r2" / "Music").iterdir())
+        == shipped
+    )
+    # Compare the two versions, then roll Music back.
+    app.selectbox(key="ver_domain").set_value("Music").run()
+    assert app.selectbox(key="ver_a").value == 1 and app.selectbox(key="ver_b").value == 2
+    assert app.get("plotly_chart")
+    app.button(key="ver_rollback").click().run()
+    _ok(app)
+    assert any("Music now uses v1" in s.value for s in app.success)
+    assert WeightsRegistry(path).current_version("Music") == 1
+
+
+def test_train_a_loss_the_dataset_lacks_makes_it_available(app: AppTest) -> None:
+    app.radio(key="loss").set_value("r1").run()
+    assert any("no weights" in i.value for i in app.sidebar.info)
+    _goto(app, "weights")
+    assert app.button_group(key="w_loss").value == "r1"
+    app.multiselect(key="train_domains").set_value(["Video", "Books"])
+    app.button(key="train_submit").click().run()
+    _ok(app)
+    assert not app.sidebar.info
+    _goto(app, "utterances")
+    assert "Ranked with R1" in app.caption[0].value
+
+
+def test_upload_weights_json(app: AppTest, data_dir: Path) -> None:
+    doc = (data_dir / "demo" / "weights" / "r2" / "Video" / "v0001.json").read_bytes()
+    _goto(app, "weights")
+    app.button_group(key="w_loss").set_value("r1").run()
+    app.file_uploader(key="weights_upload").set_value(("video.json", doc, "application/json")).run()
+    app.button(key="weights_upload_publish").click().run()
+    _ok(app)
+    assert any("Video v1" in s.value for s in app.success)
+    bad = json.dumps({"domain": "Video"}).encode()
+    app.file_uploader(key="weights_upload").set_value(("bad.json", bad, "application/json")).run()
+    app.button(key="weights_upload_publish").click().run()
+    assert not app.exception
+    assert "bad.json: missing key" in app.error[0].value
+
+
+# ---------------------------------------------------------------------------- Calibration
+
+
+def test_calibration_controls_and_calibrators(app: AppTest) -> None:
+    _goto(app, "calibration")
+    assert app.multiselect(key="cal_losses").value == ["r0", "r2", "r3"]
+    app.radio(key="cal_layout").set_value("side")
+    app.radio(key="cal_strategy").set_value("quantile")
+    app.radio(key="cal_population").set_value("top1")
+    app.slider(key="cal_bins").set_value(8)
+    app.select_slider(key="cal_boot").set_value(50)
+    app.multiselect(key="cal_calibrators").set_value(["temperature", "isotonic"])
+    app.selectbox(key="cal_device").set_value("fire_tv")
+    app.run()
+    _ok(app)
+    table = app.dataframe[0].value
+    assert list(table["curve"]) == ["R0", "R2", "R3", "R0 + temperature", "R0 + isotonic"]
+    assert "[" in table["ECE"].iloc[0]  # an interval
+    assert any("device fire_tv" in c.value and "8 equal mass bins" in c.value for c in app.caption)
+    app.selectbox(key="cal_domain").set_value("Music").run()
+    _ok(app)
+
+
+def test_query_parameters_open_a_shared_view(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RERANKER_DATA", str(data_dir))
+    monkeypatch.setenv("RERANKER_WORKSPACE", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"loss": "R3", "split": "dev", "cal_bins": "7", "utt_misranked": "true"})
+    at.run()
+    assert at.radio(key="loss").value == "r3"
+    assert at.selectbox(key="split").value == "dev"
+    _goto(at, "calibration")
+    assert at.slider(key="cal_bins").value == 7
+    _goto(at, "utterances")
+    assert at.toggle(key="utt_misranked").value is True
+
+
+# ---------------------------------------------------------------------------- Utterances
+
+
+def test_open_a_misranked_utterance_and_what_if(app: AppTest) -> None:
+    app.radio(key="loss").set_value("r2").run()
+    _goto(app, "utterances")
+    app.toggle(key="utt_misranked").set_value(True).run()
+    _ok(app)
+    assert "Ranked with R2" in app.caption[0].value
+    uid = app.selectbox(key="utt_id").value
+    listed = app.dataframe(key="utt_table").value
+    assert listed["misranked"].all() and uid == listed["utterance_id"].iloc[0]
+    detail = app.dataframe[1].value
+    assert not detail["correct"].iloc[0] and detail["correct"].iloc[1:].any()
+    assert {"semer", "r0_rank", "rank", "r0_score", "score"} <= set(detail.columns)
+    alignment = app.dataframe[2].value
+    assert set(alignment["operation"]) <= {"match", "substitution", "deletion", "insertion"}
+    assert app.get("plotly_chart")  # feature contributions
+    # What-if: push the best correct hypothesis's domain up until it wins.
+    correct_domain = detail.loc[detail["correct"], "domain"].iloc[0]
+    domains = app.selectbox(key="whatif_domain").options
+    if correct_domain in domains:
+        app.selectbox(key="whatif_domain").set_value(correct_domain).run()
+        app.number_input(key=f"whatif_{correct_domain}_bias").set_value(60.0)
+        app.button(key="whatif_submit").click().run()
+        _ok(app)
+        assert any("The ranking changes" in s.value for s in app.success)
+
+
+def test_utterance_filters_and_search(app: AppTest) -> None:
+    _goto(app, "utterances")
+    app.multiselect(key="utt_devices").set_value(["echo_dot"])
+    app.slider(key="utt_semer").set_value((0.5, 2.0))
+    app.run()
+    _ok(app)
+    table = app.dataframe(key="utt_table").value
+    assert set(table["device"]) == {"echo_dot"} and (table["top_semer"] >= 0.5).all()
+    app.text_input(key="utt_search").set_value("no such text <b>").run()
+    _ok(app)
+    assert any("No utterance matches" in i.value for i in app.info)
+
+
+# ---------------------------------------------------------------------------- Devices, Probe
+
+
+def test_devices_page_shows_device_weights(app: AppTest) -> None:
+    app.radio(key="loss").set_value("r2").run()
+    _goto(app, "devices")
+    _ok(app)
+    assert len(app.get("plotly_chart")) == 3
+    assert any("simulated" in c.value for c in app.caption)
+
+
+def test_probe_without_models_explains_why(app: AppTest) -> None:
+    _goto(app, "probe")
+    _ok(app)
+    assert any("needs NLU models" in i.value for i in app.info)
+
+
+def _media_with_models() -> str | None:
+    for d in discover_datasets(REPO / "demo_data"):
+        if d.models is not None and d.key == "media":
+            return d.name
+    return None
+
+
+def test_probe_two_devices_on_the_media_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = _media_with_models()
+    if name is None:
+        pytest.skip("the media demo with NLU models is not in demo_data/ yet")
+    pytest.importorskip("reranker.probe")
+    monkeypatch.setenv("RERANKER_DATA", str(REPO / "demo_data"))
+    monkeypatch.setenv("RERANKER_WORKSPACE", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": name, "loss": "R3"})
+    at.run()
+    _goto(at, "probe")
+    _ok(at)
+    assert at.text_input(key="probe_text").value == "play mary poppins"
+    at.multiselect(key="probe_devices").set_value(["echo_dot", "fire_tv"])
+    at.button(key="probe_submit").click().run()
+    _ok(at)
+    assert at.get("plotly_chart")
+    echo_dot, fire_tv = (t.value for t in at.dataframe[-2:])  # one table per device, in order
+    assert list(echo_dot.columns[:3]) == ["rank", "domain", "intent"]
+    assert fire_tv["domain"].iloc[0] == "Video"
+    assert echo_dot["domain"].iloc[0] != "Video"
