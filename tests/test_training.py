@@ -96,6 +96,23 @@ def test_dask_engine_with_a_local_cluster(table: pd.DataFrame, tmp_path: Path) -
     assert _weights(serial) == _weights(dask)
 
 
+def test_dask_engine_with_a_scheduler_address(table: pd.DataFrame, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        results = train_domains(
+            table,
+            loss="r3",
+            out=tmp_path,
+            engine="dask",
+            scheduler=cluster.scheduler_address,
+            domains=["Video"],
+        )
+    serial = train_domains(table, loss="r3", out=tmp_path / "s", engine="serial", domains=["Video"])
+    assert _weights(results) == _weights(serial)
+
+
 def test_retraining_one_domain_leaves_others_byte_identical(
     table: pd.DataFrame, tmp_path: Path
 ) -> None:
