@@ -341,7 +341,9 @@ def generate_media_corpus(
     rng = np.random.default_rng(seed)
     devices = _choice(list(DEVICE_SHARE.items()))
     priors = {dev: _choice(list(p.items())) for dev, p in DOMAIN_PRIOR.items()}
-    templates = {d: _choice([((i, t), w) for i, t, w in rows]) for d, rows in _TEMPLATES.items()}  # type: ignore[misc]
+    templates = {
+        d: _choice([(f"{i}\x1f{t}", w) for i, t, w in rows]) for d, rows in _TEMPLATES.items()
+    }
     fillers: dict[str, Sequence[str]] = {
         **catalogues,
         "item_name": _ITEMS,
@@ -352,8 +354,9 @@ def generate_media_corpus(
     for k in range(n_utterances):
         device = devices.draw(rng)
         domain = priors[device].draw(rng)
-        intent, template = templates[domain].draw(rng)  # type: ignore[misc]
+        intent, template = templates[domain].draw(rng).split("\x1f")
         pieces: list[str] = []
+        pool: Sequence[str]
         rest = template
         while "{" in rest:
             before, _, tail = rest.partition("{")

@@ -214,8 +214,13 @@ def probe_cmd(
     if as_json:
         doc = {
             d: [
-                {"domain": r.domain, "intent": r.intent, "slots": r.slots, "score": float(r.score)}
-                for r in frame.itertuples(index=False)
+                {
+                    "domain": str(r["domain"]),
+                    "intent": str(r["intent"]),
+                    "slots": str(r["slots"]),
+                    "score": float(r["score"]),
+                }
+                for r in frame.to_dict(orient="records")
             ]
             for d, frame in ranked.items()
         }
