@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -218,7 +218,7 @@ def list_cmd(
     domains = reg.domains()
     if not domains:
         raise WeightsError(f"{weights}: no published weights")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for d in domains:
         current = reg.current_version(d)
         doc = reg.load(d) if current is not None else None
