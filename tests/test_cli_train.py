@@ -99,3 +99,14 @@ def test_train_missing_file_and_weights_errors(tmp_path: Path) -> None:
     assert nothing.returncode != 0
     assert nothing.stderr.strip().startswith("reranker: error:")
     assert "no weights for domain 'Music'" in nothing.stderr
+
+
+def test_train_reports_non_convergence_as_one_warning_line(hyps: Path, tmp_path: Path) -> None:
+    result = run(
+        "train", "-H", hyps, "--loss", "r2", "--out", tmp_path / "w", "--domain", "Music",
+        "--max-iter", "1", "--engine", "serial",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Music: published v1 (1 iterations, NOT converged" in result.stderr
+    warning_lines = [line for line in result.stderr.splitlines() if "did not converge" in line]
+    assert len(warning_lines) == 1 and warning_lines[0].startswith("warning: Music:")

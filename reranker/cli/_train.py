@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sklearn.exceptions import ConvergenceWarning
 
 from reranker.cli._app import app
 from reranker.cli._common import err_console, out_console, status
@@ -172,7 +174,9 @@ def train(
     _check_train_options(loss, scope, engine, scheduler, alpha, l2, temperature, jobs, out)
     with status(f"reading {hypotheses}"):
         table = read_hypotheses(hypotheses)
-    with _Display() as display:
+    with _Display() as display, warnings.catch_warnings():
+        # non-convergence is reported below, once per domain, as a one-line warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
         results = train_domains(
             table,
             loss=loss,
