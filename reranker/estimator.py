@@ -141,7 +141,7 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         X: ArrayLike,
         y: ArrayLike,
         *,
-        groups: ArrayLike,
+        groups: ArrayLike | None = None,
         semer: ArrayLike | None = None,
         competitors: Competitors | None = None,
     ) -> DomainReranker:
@@ -156,8 +156,10 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
             Features of this domain's hypotheses (:func:`reranker.features.feature_matrix`).
         y : array-like of shape (n,)
             The correct bit.
-        groups : array-like of shape (n,)
-            Utterance id of each row; losses are averaged over utterances.
+        groups : array-like of shape (n,), optional
+            Utterance id of each row; losses are averaged over utterances. Without it every row
+            is its own utterance (so plain scikit-learn tooling such as ``cross_val_score`` or
+            ``GridSearchCV`` can fit R2 without routing groups).
         semer : array-like of shape (n,), optional
             SemER of each row; required for R1 and R3.
         competitors : Competitors, optional
@@ -176,6 +178,8 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         if Xa.ndim != 2:
             raise DataError(f"X must be 2-dimensional, got shape {Xa.shape}")
         k = Xa.shape[1]
+        if groups is None:
+            groups = np.arange(Xa.shape[0])
         if self.standardize and Xa.shape[0] > 0:
             mean = Xa.mean(axis=0)
             scale = Xa.std(axis=0)

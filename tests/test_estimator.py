@@ -176,3 +176,18 @@ def test_decision_function_checks_width(domain_data: dict[str, np.ndarray]) -> N
     model = DomainReranker().fit(domain_data["X"], domain_data["y"], groups=domain_data["groups"])
     with pytest.raises(DataError, match="shape"):
         model.decision_function(np.zeros((3, 2)))
+
+
+def test_works_in_sklearn_tooling(domain_data: dict[str, np.ndarray]) -> None:
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = domain_data["X"], domain_data["y"]
+    scores = cross_val_score(DomainReranker(), X, y, cv=3, scoring="neg_log_loss")
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    search = GridSearchCV(DomainReranker(), {"l2": [1e-3, 1.0]}, cv=3, scoring="neg_log_loss")
+    search.fit(X, y)
+    assert search.best_params_["l2"] in (1e-3, 1.0)
+    pipe = make_pipeline(StandardScaler(), DomainReranker("r2")).fit(X, y)
+    assert pipe.predict_proba(X).shape == (X.shape[0], 2)
