@@ -243,3 +243,36 @@ def probe_cmd(
                 cells.append("")
         grid.add_row(str(k + 1), *cells)
     out_console.print(grid)
+
+
+@nlu_app.command("import")
+def nlu_import(
+    files: Annotated[list[Path], typer.Argument(help="Upstream corpus files.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="slurp, hwu64 or snips.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Annotated corpus to write (.jsonl).")],
+    domain_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--domain-map", help="JSON map from corpus domains (or intents) to product domains."
+        ),
+    ] = None,
+) -> None:
+    """Convert upstream SLURP, HWU64 or SNIPS files to an annotated corpus (SPEC §2)."""
+    from reranker.errors import DataError
+    from reranker.nlu import read_domain_map, write_corpus
+    from reranker.nlu.importers import import_corpus
+
+    if out.suffix.lower() != ".jsonl":
+        raise DataError(f"{out}: the annotated corpus is written as .jsonl")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise DataError(f"{out}: directory {parent} does not exist")
+    mapping = read_domain_map(domain_map) if domain_map is not None else None
+    with status("importing"):
+        frame = import_corpus(fmt, files, domain_map=mapping)
+    write_corpus(frame, out)
+    err_console.print(
+        f"wrote {len(frame):,} utterances ({frame['domain'].nunique()} domains, "
+        f"{frame['intent'].nunique()} intents) to {out}",
+        highlight=False,
+    )

@@ -16,6 +16,7 @@ from reranker.nlu.corpus import (
     validate_corpus,
     write_corpus,
 )
+from reranker.nlu.importers import import_corpus, import_hwu64, import_slurp, import_snips
 from reranker.nlu.models import (
     FORMAT_VERSION,
     DomainModel,
@@ -34,6 +35,10 @@ __all__ = [
     "NluModels",
     "apply_domain_map",
     "default_settings",
+    "import_corpus",
+    "import_hwu64",
+    "import_slurp",
+    "import_snips",
     "load_models",
     "predict_corpus",
     "read_corpora",

@@ -171,11 +171,12 @@ def validate_corpus(
     *,
     source: str = "<corpus>",
     lines: Sequence[int] | None = None,
+    unit: str = "line",
 ) -> pd.DataFrame:
     """Validate corpus records (dicts, as parsed from JSONL) and return the corpus frame.
 
     See :func:`read_corpus` for the columns and the rules; ``lines`` gives each record's line
-    number for error messages (default: 1, 2, ...).
+    number for error messages (default: 1, 2, ...), ``unit`` what that number counts.
     """
     if not records:
         raise DataError(f"{source}: corpus is empty")
@@ -184,7 +185,7 @@ def validate_corpus(
     rows: list[dict[str, object]] = []
     seen: dict[str, int] = {}
     for record, lineno in zip(records, lines, strict=True):
-        where = f"{source}: line {lineno}"
+        where = f"{source}: {unit} {lineno}"
         uid = _field(record, "id", where, required=True).strip()
         raw_text = _field(record, "text", where, required=True)
         text = " ".join(raw_text.split())
@@ -206,7 +207,7 @@ def validate_corpus(
             )
         if uid in seen:
             raise DataError(
-                f"{where}, column 'id': duplicated id {uid!r} (first on line {seen[uid]})"
+                f"{where}, column 'id': duplicated id {uid!r} (first on {unit} {seen[uid]})"
             )
         seen[uid] = lineno
         row: dict[str, object] = {
