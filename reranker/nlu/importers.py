@@ -26,6 +26,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from reranker.annotation import strip_annotation
@@ -204,7 +205,9 @@ def import_snips(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     frame = pd.concat(frames, ignore_index=True)
     dup = frame["id"].duplicated()
     if dup.any():
-        raise DataError(f"id {frame.loc[dup.idxmax(), 'id']!r} appears in more than one input file")
+        raise DataError(
+            f"id {frame['id'].to_numpy()[int(np.argmax(dup.to_numpy()))]!r} appears in more than one input file"
+        )
     return frame
 
 
@@ -228,6 +231,6 @@ def import_corpus(
         dup = frame["id"].duplicated()
         if dup.any():
             raise DataError(
-                f"id {frame.loc[dup.idxmax(), 'id']!r} appears in more than one input file"
+                f"id {frame['id'].to_numpy()[int(np.argmax(dup.to_numpy()))]!r} appears in more than one input file"
             )
     return apply_domain_map(frame, domain_map) if domain_map is not None else frame
