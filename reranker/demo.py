@@ -497,6 +497,7 @@ def _build_dataset(
     seed: int,
     weights: bool,
     jobs: int | None,
+    scope: str,
     report: Progress,
 ) -> dict[str, Any]:
     import time
@@ -541,6 +542,7 @@ def _build_dataset(
                 out=target / "weights" / loss,
                 engine="serial" if jobs == 1 else "local",
                 jobs=jobs,
+                scope=scope,
             )
             failed = {d: r.error for d, r in results.items() if not r.ok}
             if failed:
@@ -562,6 +564,7 @@ def _build_dataset(
             },
             "weights": {loss: f"weights/{loss}" for loss in trained} if weights else {},
             "weights_trained_on": "dev" if weights else None,
+            "weights_options": {"scope": scope} if weights else {},
             "evaluate_on": "test",
         }
     )
@@ -578,6 +581,7 @@ def build_demo(
     weights: bool = True,
     seed: int = 0,
     jobs: int | None = 1,
+    scope: str = "domain",
     sample_utterances: int = 100,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -601,6 +605,8 @@ def build_demo(
     seed : int
     jobs : int, optional
         Worker processes for re-ranker training (1: in this process).
+    scope : {"domain", "utterance"}
+        Softmax scope of the R1 and R3 losses (see :func:`reranker.training.train_domains`).
     sample_utterances : int
         Utterances of the real test split copied to ``out/sample/hypotheses.csv``.
     progress : callable, optional
@@ -615,6 +621,8 @@ def build_demo(
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise DataError(f"unknown demo dataset {unknown[0]!r}; choose from {', '.join(DATASETS)}")
+    if scope not in ("domain", "utterance"):
+        raise DataError(f"scope must be 'domain' or 'utterance', got {scope!r}")
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise DataError(f"{root}: exists and is not a directory")
@@ -651,6 +659,7 @@ def build_demo(
                 seed=seed,
                 weights=weights,
                 jobs=jobs,
+                scope=scope,
                 report=report,
             )
             final = root / name

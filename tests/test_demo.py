@@ -87,6 +87,8 @@ def test_build_demo_errors(tmp_path: Path) -> None:
         build_demo(tmp_path, datasets=["films"])
     with pytest.raises(DataError, match=r"missing snips\.jsonl"):
         build_demo(tmp_path / "x", datasets=["media"], sources=tmp_path)
+    with pytest.raises(DataError, match="scope must be 'domain' or 'utterance'"):
+        build_demo(tmp_path / "y", scope="global")
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="not a directory"):
         build_demo(tmp_path / "file")

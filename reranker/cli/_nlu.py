@@ -160,6 +160,12 @@ def demo_cmd(
         bool, typer.Option("--no-weights", help="Skip training the re-ranker weights.")
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 0,
+    scope: Annotated[
+        str, typer.Option("--scope", help="Softmax scope of R1/R3: domain or utterance.")
+    ] = "domain",
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=1, help="Worker processes for re-ranker training.")
+    ] = 1,
 ) -> None:
     """Build the media demo and the real-corpus demo: corpus, NLU models, hypotheses, weights."""
     from reranker.demo import DATASETS, build_demo
@@ -183,6 +189,8 @@ def demo_cmd(
         sources=sources,
         weights=not no_weights,
         seed=seed,
+        scope=scope,
+        jobs=jobs,
         progress=report,
     )
     err_console.print(f"demo data in {out} ({time.perf_counter() - started:.1f}s)", highlight=False)
