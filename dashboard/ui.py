@@ -201,8 +201,6 @@ def sidebar() -> Context:
                 f"{LOSS_LABELS[loss]} has no weights for this dataset yet: pages use R0. "
                 "Train or load weights on the Weights page."
             )
-        if info is not None and info.description:
-            st.caption(info.description)
         if info is not None and info.devices_simulated:
             st.caption("Devices in this dataset are simulated.")
     label = (

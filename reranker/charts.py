@@ -218,10 +218,13 @@ def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str])
     return fig
 
 
-def probe_figure(results: Mapping[str, pd.DataFrame], *, top: int = 5) -> go.Figure:
+def probe_figure(
+    results: Mapping[str, pd.DataFrame], *, top: int = 5, title: str = ""
+) -> go.Figure:
     """Side-by-side ranked hypotheses per device, calibrated scores as horizontal bars.
 
-    ``results`` maps a device to a frame with ``domain, intent, slots, score`` sorted by rank.
+    ``results`` maps a device to a frame with ``domain, intent, slots, score`` sorted by rank;
+    ``title`` (e.g. the probed text) is shown as plain text above the panels.
     """
     devices = list(results)
     fig = make_subplots(
@@ -253,7 +256,11 @@ def probe_figure(results: Mapping[str, pd.DataFrame], *, top: int = 5) -> go.Fig
         )
         fig.update_yaxes(autorange="reversed", row=1, col=col)
         fig.update_xaxes(range=[0, 1], title_text="calibrated score", row=1, col=col)
-    fig.update_layout(height=120 + 45 * top, margin={"l": 20, "r": 20, "t": 40, "b": 40})
+    fig.update_layout(
+        title={"text": _text(title)} if title else None,
+        height=140 + 45 * top,
+        margin={"l": 20, "r": 20, "t": 80 if title else 40, "b": 40},
+    )
     return fig
 
 

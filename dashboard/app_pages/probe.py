@@ -69,7 +69,7 @@ except RerankerError as e:
 st.caption(
     f"Ranked with {label}" + (" (no weights for this loss: R0)" if loss != ctx.loss else "") + "."
 )
-fig = charts.probe_figure(results)
+fig = charts.probe_figure(results, title=f"“{text.strip()}” ranked with {label}")
 data = pd.concat([f.assign(device=d) for d, f in results.items()], ignore_index=True)
 ui.chart(fig, data, key="probe", file_name=f"probe_{text.strip()}")
 cols = st.columns(len(results))
