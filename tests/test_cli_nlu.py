@@ -60,6 +60,21 @@ def test_nlu_train_and_predict(corpus_files: tuple[Path, Path], tmp_path: Path) 
     assert {"ref_domain", "ref_intent", "ref_slots"} <= set(table.columns)
     evaluated = run("evaluate", "-H", str(out), "-w", "r0", "--json")
     assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["n_utterances"] == 30
+    # Texts without labels: hypotheses without references, the corpus's own devices kept.
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text(
+        '{"id": "q1", "text": "play moana", "device": "echo_dot"}\n{"id": "q2", "text": "hello"}\n'
+    )
+    result = run(
+        "nlu", "predict", "-m", str(models), "-c", str(texts), "-o", str(tmp_path / "q.csv")
+    )
+    assert result.returncode == 0, result.stderr
+    unlabelled = read_hypotheses(tmp_path / "q.csv")
+    assert "ref_domain" not in unlabelled.columns
+    assert unlabelled.groupby("utterance_id")["device"].first().to_dict() == {
+        "q1": "echo_dot",
+        "q2": "unknown",
+    }
 
 
 def test_nlu_train_with_domain_map_and_settings(tmp_path: Path) -> None:

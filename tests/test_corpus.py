@@ -222,3 +222,21 @@ def test_shipped_sources_carry_attribution() -> None:
         'SNIPS: A. Coucke et al., "Snips Voice Platform: an embedded Spoken Language Understanding system for private-by-design voice interfaces", 2018. CC0 1.0.',
     ]:
         assert line in text
+
+
+def test_unlabelled_corpus_only_when_allowed(tmp_path: Path) -> None:
+    from reranker.nlu.corpus import is_labelled
+
+    path = _jsonl(
+        tmp_path / "c.jsonl",
+        [{"id": "a", "text": "play moana"}, {"id": "b", "text": "hi", "device": "fire_tv"}],
+    )
+    with pytest.raises(DataError, match="line 1, column 'domain': missing value"):
+        read_corpus(path)
+    frame = read_corpus(path, require_labels=False)
+    assert not is_labelled(frame)
+    assert frame["domain"].tolist() == ["", ""] and frame["annotation"].tolist() == ["", ""]
+    mixed = _jsonl(tmp_path / "m.jsonl", [GOOD, {"id": "b", "text": "hi"}])
+    with pytest.raises(DataError, match="line 2, column 'domain': missing value"):
+        read_corpus(mixed, require_labels=False)
+    assert is_labelled(read_corpus(_jsonl(tmp_path / "g.jsonl", [GOOD]), require_labels=False))

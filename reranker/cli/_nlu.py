@@ -121,7 +121,11 @@ def nlu_predict(
         typer.Option("--domain-map", help="Domain map applied to the corpus references."),
     ] = None,
 ) -> None:
-    """Write the n-best hypotheses of every corpus utterance (SPEC §2), with references."""
+    """Write the n-best hypotheses of every corpus utterance (SPEC §2), with references.
+
+    The corpus may also hold only ``id`` and ``text`` (and ``device``) per line: the
+    hypotheses then have no reference columns.
+    """
     from reranker.hypotheses import validate_hypotheses, write_table
     from reranker.nlu import load_models, predict_corpus, read_corpus, read_domain_map
 
@@ -130,7 +134,7 @@ def nlu_predict(
     with status("loading models"):
         loaded = load_models(models)
     with status("reading the corpus"):
-        frame = read_corpus(corpus, domain_map=mapping)
+        frame = read_corpus(corpus, domain_map=mapping, require_labels=False)
     with status(f"predicting {len(frame):,} utterances"):
         hyps = predict_corpus(
             loaded, frame, device=device, nbest=nbest, domains=domains, intents=intents

@@ -39,6 +39,7 @@ __all__ = [
     "DomainMap",
     "apply_domain_map",
     "corpus_sha256",
+    "is_labelled",
     "read_corpora",
     "read_corpus",
     "read_domain_map",
@@ -101,7 +102,10 @@ def _records_csv(path: Path, text: str) -> tuple[list[dict[str, object]], list[i
 
 
 def read_corpus(
-    path: str | os.PathLike[str], *, domain_map: DomainMap | None = None
+    path: str | os.PathLike[str],
+    *,
+    domain_map: DomainMap | None = None,
+    require_labels: bool = True,
 ) -> pd.DataFrame:
     """Read and validate an annotated corpus file.
 
@@ -112,6 +116,10 @@ def read_corpus(
         the same columns.
     domain_map : DomainMap, optional
         Applied after validation (see :func:`apply_domain_map`).
+    require_labels : bool
+        With ``False``, a corpus whose lines all lack ``domain`` and ``intent`` (texts to
+        predict, without references) is accepted; its ``domain``, ``intent`` and ``annotation``
+        are ``""``. A corpus that labels some lines but not others is still an error.
 
     Returns
     -------
@@ -141,7 +149,9 @@ def read_corpus(
         raise DataError(f"{p}: corpus is empty")
     reader = _records_csv if suffix == ".csv" else _records_jsonl
     records, lines = reader(p, text)
-    frame = validate_corpus(records, source=str(p), lines=lines)
+    frame = validate_corpus(records, source=str(p), lines=lines, require_labels=require_labels)
+    if not is_labelled(frame):
+        return frame
     return apply_domain_map(frame, domain_map) if domain_map is not None else frame
 
 
@@ -172,6 +182,7 @@ def validate_corpus(
     source: str = "<corpus>",
     lines: Sequence[int] | None = None,
     unit: str = "line",
+    require_labels: bool = True,
 ) -> pd.DataFrame:
     """Validate corpus records (dicts, as parsed from JSONL) and return the corpus frame.
 
@@ -182,6 +193,10 @@ def validate_corpus(
         raise DataError(f"{source}: corpus is empty")
     if lines is None:
         lines = range(1, len(records) + 1)
+    unlabelled = not require_labels and all(
+        record.get("domain") in (None, "") and record.get("intent") in (None, "")
+        for record in records
+    )
     rows: list[dict[str, object]] = []
     seen: dict[str, int] = {}
     for record, lineno in zip(records, lines, strict=True):
@@ -189,14 +204,20 @@ def validate_corpus(
         uid = _field(record, "id", where, required=True).strip()
         raw_text = _field(record, "text", where, required=True)
         text = " ".join(raw_text.split())
-        domain = _field(record, "domain", where, required=True).strip()
-        intent = _field(record, "intent", where, required=True).strip()
+        domain = _field(record, "domain", where, required=not unlabelled).strip()
+        intent = _field(record, "intent", where, required=not unlabelled).strip()
         annotation = _field(record, "annotation", where, required=False)
         device = _field(record, "device", where, required=False).strip()
-        if not annotation.strip():
+        if unlabelled:
+            if annotation.strip():
+                raise DataError(
+                    f"{where}, column 'annotation': an annotation without domain and intent"
+                )
+            annotation = ""
+        elif not annotation.strip():
             annotation = text
         try:
-            plain, _ = parse_annotation(annotation)
+            plain, _ = parse_annotation(annotation or text)
         except DataError as e:
             raise DataError(f"{where}, column 'annotation': {e}") from e
         if plain != text:
@@ -227,6 +248,11 @@ def validate_corpus(
     for column in CORPUS_COLUMNS:
         frame[column] = frame[column].astype(object)
     return frame
+
+
+def is_labelled(corpus: pd.DataFrame) -> bool:
+    """Whether a corpus frame carries labels (domain, intent, annotation), i.e. references."""
+    return bool(len(corpus)) and bool((corpus["domain"] != "").all())
 
 
 def read_corpora(

@@ -43,7 +43,7 @@ import pandas as pd
 
 from reranker.errors import DataError, ModelError, RerankerError, TrainingError
 from reranker.nlu.classifiers import TextClassifier, fit_text_classifier
-from reranker.nlu.corpus import corpus_sha256
+from reranker.nlu.corpus import corpus_sha256, is_labelled
 from reranker.nlu.settings import DomainSettings, settings_for
 from reranker.nlu.tagger import SlotTagger, train_slot_tagger
 
@@ -209,6 +209,8 @@ def train_models(
     """
     if len(corpus) == 0:
         raise DataError("corpus is empty")
+    if not is_labelled(corpus):
+        raise DataError("the corpus has no domain and intent labels: nothing to train on")
     all_domains = sorted(corpus["domain"].unique())
     if len(all_domains) < 2:
         raise DataError(
@@ -477,7 +479,7 @@ def predict_corpus(
     intents: int = 2,
 ) -> pd.DataFrame:
     """Hypotheses of every corpus utterance, with references (``ref_domain``, ``ref_intent``,
-    ``ref_slots``) from the corpus.
+    ``ref_slots``) from the corpus when it is labelled (:func:`reranker.nlu.corpus.is_labelled`).
 
     The device of each utterance is the corpus's ``device`` field where present, else ``device``,
     else ``"unknown"``.
@@ -498,6 +500,8 @@ def predict_corpus(
         domains=domains,
         intents=intents,
     )
+    if not is_labelled(corpus):
+        return hyps
     refs = corpus.set_index("id")[["domain", "intent", "annotation"]]
     refs.columns = ["ref_domain", "ref_intent", "ref_slots"]
     joined = refs.loc[hyps["utterance_id"].to_numpy()].reset_index(drop=True)
