@@ -172,7 +172,13 @@ def test_nlu_train_with_domain_map_and_settings(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_input_gives_one_line_errors(tmp_path: Path, args: list[str], match: str) -> None:
+def test_bad_input_gives_one_line_errors(
+    tmp_path: Path,
+    args: list[str],
+    match: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     good = {"id": "u1", "text": "weather in paris", "domain": "Weather", "intent": "W.Get"}
     (tmp_path / "c.txt").write_text(json.dumps(good))
     (tmp_path / "empty.jsonl").write_text("")
@@ -184,7 +190,16 @@ def test_bad_input_gives_one_line_errors(tmp_path: Path, args: list[str], match:
     (tmp_path / "old" / "manifest.json").write_text(
         json.dumps({"format": "reranker-nlu-models", "format_version": 0, "domains": []})
     )
-    line = _error_line(run(*[a.format(tmp=tmp_path) for a in args]))
+    # In process (the console script's entry point), to keep the test fast.
+    from reranker.cli import main
+
+    monkeypatch.setattr("sys.argv", ["reranker", *[a.format(tmp=tmp_path) for a in args]])
+    with pytest.raises(SystemExit) as info:
+        main()
+    captured = capsys.readouterr()
+    line = _error_line(
+        subprocess.CompletedProcess(args, int(info.value.code or 0), captured.out, captured.err)
+    )
     assert match in line
 
 
@@ -212,8 +227,13 @@ def test_probe_json_on_the_shipped_demo() -> None:
 
 
 def test_help_lists_the_commands() -> None:
-    result = run("--help")
+    from typer.testing import CliRunner
+
+    from reranker.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["--help"])
     for command in ("nlu", "demo", "probe"):
-        assert command in result.stdout
-    for sub in (["nlu", "train"], ["nlu", "predict"], ["demo"], ["probe"]):
-        assert run(*sub, "--help").returncode == 0
+        assert command in result.output
+    for sub in (["nlu", "train"], ["nlu", "predict"], ["nlu", "import"], ["demo"], ["probe"]):
+        assert runner.invoke(app, [*sub, "--help"]).exit_code == 0, sub
