@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,7 @@ class SlotTagger:
         self.window = window
         self.model_path = None if model_path is None else Path(model_path)
         self._tagger: pycrfsuite.Tagger | None = None
+        self._lock = threading.Lock()  # a crfsuite tagger holds the current sequence: one at a time
         self.labels: tuple[str, ...] = ("O",)
         if self.model_path is not None:
             if not self.model_path.is_file():
@@ -137,8 +139,10 @@ class SlotTagger:
             return Tagging("", (), 1.0)
         if self._tagger is None:
             return Tagging(" ".join(tokens), ("O",) * len(tokens), 1.0)
-        tags = tuple(self._tagger.tag(token_features(tokens, window=self.window)))
-        probability = float(self._tagger.probability(list(tags)))
+        features = token_features(tokens, window=self.window)
+        with self._lock:
+            tags = tuple(self._tagger.tag(features))
+            probability = float(self._tagger.probability(list(tags)))
         probability = min(1.0, max(0.0, probability))
         return Tagging(format_annotation(" ".join(tokens), bio_spans(tags)), tags, probability)
 
