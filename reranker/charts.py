@@ -171,7 +171,9 @@ def reliability_figure(
         fig.update_yaxes(range=[0, 1], row=1, col=col)
         fig.update_xaxes(range=[0, 1], title_text=x_title, row=2, col=col)
     fig.update_yaxes(title_text="fraction correct", row=1, col=1)
-    fig.update_yaxes(title_text="count", row=2, col=1)
+    for col in range(1, n_cols + 1):
+        fig.update_yaxes(type="log", row=2, col=col)
+    fig.update_yaxes(title_text="count (log)", row=2, col=1)
     fig.update_layout(
         title=title or None,
         barmode="group" if overlay else "overlay",
@@ -211,7 +213,11 @@ def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str])
         barmode="relative",
         height=max(260, 70 * max(1, len(labels)) + 120),
         xaxis_title="contribution to the logit z = w·φ + b",
-        yaxis={"autorange": "reversed"},
+        yaxis={
+            "autorange": "reversed",
+            "categoryorder": "array",
+            "categoryarray": [_text(v) for v in labels.values()],
+        },
         margin={"l": 20, "r": 20, "t": 30, "b": 40},
         legend={"orientation": "h", "y": -0.25},
     )
@@ -230,32 +236,53 @@ def probe_figure(
     fig = make_subplots(
         rows=1,
         cols=max(1, len(devices)),
-        shared_xaxes=True,
+        shared_yaxes=False,
         subplot_titles=[_text(d) for d in devices] or None,
-        horizontal_spacing=0.12,
+        horizontal_spacing=0.06,
     )
     domains = sorted({str(d) for f in results.values() for d in f["domain"]})
     colors = {d: _EXTRA[i % len(_EXTRA)] for i, d in enumerate(domains)}
     for col, device in enumerate(devices, start=1):
         frame = results[device].head(top).reset_index(drop=True)
-        labels = [f"{k + 1}. {_text(r.domain)} · {_text(r.intent)}" for k, r in frame.iterrows()]
+        ranks = [f"#{k + 1}" for k in range(len(frame))]
+        intents = [
+            str(i)[len(str(d)) + 1 :] if str(i).startswith(f"{d}.") else str(i)
+            for d, i in zip(frame["domain"], frame["intent"], strict=True)
+        ]
+        labels = [
+            f"{_text(d)} · {_text(i)}  {s:.2f}"
+            for d, i, s in zip(frame["domain"], intents, frame["score"], strict=True)
+        ]
         fig.add_trace(
             go.Bar(
                 x=frame["score"],
-                y=labels,
+                y=ranks,
                 orientation="h",
                 marker={"color": [colors[str(d)] for d in frame["domain"]]},
-                customdata=np.array([[_text(s)] for s in frame["slots"]], dtype=object),
-                text=[f"{s:.2f}" for s in frame["score"]],
-                textposition="auto",
-                hovertemplate="%{y}<br>slots: %{customdata[0]}<br>score %{x:.3f}<extra></extra>",
+                customdata=np.array(
+                    [
+                        [_text(d), _text(i), _text(s)]
+                        for d, i, s in zip(
+                            frame["domain"], frame["intent"], frame["slots"], strict=True
+                        )
+                    ],
+                    dtype=object,
+                ),
+                text=labels,
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate=(
+                    "%{y} %{customdata[0]} · %{customdata[1]}<br>slots: %{customdata[2]}"
+                    "<br>score %{x:.3f}<extra></extra>"
+                ),
                 showlegend=False,
             ),
             row=1,
             col=col,
         )
         fig.update_yaxes(autorange="reversed", row=1, col=col)
-        fig.update_xaxes(range=[0, 1], title_text="calibrated score", row=1, col=col)
+        fig.update_xaxes(range=[0, 1.9], tickvals=[0, 0.25, 0.5, 0.75, 1], row=1, col=col)
+        fig.update_xaxes(title_text="calibrated score", row=1, col=col)
     fig.update_layout(
         title={"text": _text(title)} if title else None,
         height=140 + 45 * top,
@@ -317,7 +344,7 @@ def device_weights_figure(weights: pd.DataFrame) -> go.Figure:
     fig.update_layout(
         height=max(260, 40 * len(table.index) + 120),
         xaxis_title="device",
-        yaxis_title="domain",
+        yaxis={"title": "domain", "autorange": "reversed"},
         margin={"l": 60, "r": 20, "t": 30, "b": 40},
     )
     return fig

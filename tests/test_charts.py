@@ -76,7 +76,9 @@ def test_probe_figure_has_one_panel_per_device_sorted_by_rank() -> None:
     )
     fig = charts.probe_figure({"fire_tv": frame, "echo_dot": frame.iloc[::-1]})
     assert len(fig.data) == 2
-    assert fig.data[0].y[0].startswith("1. Video")
+    assert list(fig.data[0].y) == ["#1", "#2", "#3"]
+    assert fig.data[0].text[0] == "Video · Play  0.80"  # domain prefix of the intent dropped
+    assert fig.data[1].text[0].startswith("Music · Play")
     assert list(fig.data[0].x) == [0.8, 0.15, 0.05]
     assert [a.text for a in fig.layout.annotations] == ["fire_tv", "echo_dot"]
 

@@ -174,14 +174,15 @@ def cell(v: dict[str, float | None]) -> str:
 
 
 display = pd.DataFrame(
-    [
-        {
-            "curve": n,
-            **{label: cell(m[k]) for k, label in names.items()},
-            "hypotheses": f"{int(m['n_hypotheses']['value'] or 0):,}",
-        }
-        for n, m in metric_rows.items()
-    ]
+    {"metric": [*names.values(), "hypotheses", "utterances"]}
+    | {
+        curve: [
+            *(cell(m[k]) for k in names),
+            f"{int(m['n_hypotheses']['value'] or 0):,}",
+            f"{int(m['n_utterances']['value'] or 0):,}",
+        ]
+        for curve, m in metric_rows.items()
+    }
 )
 st.dataframe(display, key="cal_metrics", hide_index=True)
 st.download_button(

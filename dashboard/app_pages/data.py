@@ -54,7 +54,8 @@ if not ui.need_table(ctx):
 st.subheader(ctx.label + (f" · {ctx.split} split" if ctx.split and ctx.split != "all" else ""))
 if ctx.info is not None and ctx.info.description:
     st.write(ctx.info.description)
-ui.simulated_note(ctx)
+if not (ctx.info and "simulated" in ctx.info.description.lower()):
+    ui.simulated_note(ctx)
 try:
     prep = cache.prepared(ctx.token)
 except RerankerError as e:

@@ -39,43 +39,38 @@ st.caption(
     "Whole utterances of each device, every hypothesis, 10 equal-width bins. "
     "Intervals and other binnings: Calibration page, device slice."
 )
-c1, c2 = st.columns([3, 2])
-with c1:
-    fig = charts.reliability_figure(curves, overlay=True, bands=False)
-    data = pd.concat([f.assign(device=d) for d, f in curves.items()], ignore_index=True)
-    ui.chart(
-        fig, data, key="dev_curves", file_name=f"{ctx.dataset_key}_{loss}_reliability_by_device"
-    )
-with c2:
-    table = pd.DataFrame(
-        [
-            {
-                "device": d,
-                "utterances": int(m["n_utterances"]["value"] or 0),
-                "top-1 SemER": m["top1_semer"]["value"],
-                "top-1 IE": m["top1_ie"]["value"],
-                "ECE": m["ece"]["value"],
-                "Brier": m["brier"]["value"],
-            }
-            for d, m in per_device.items()
-        ]
-    )
-    st.dataframe(
-        table,
-        key="dev_metrics",
-        hide_index=True,
-        column_config={
-            c: st.column_config.NumberColumn(format="%.4f")
-            for c in ("top-1 SemER", "top-1 IE", "ECE", "Brier")
-        },
-    )
-    st.download_button(
-        "Download metrics (CSV)",
-        table.to_csv(index=False).encode(),
-        file_name=f"{views.safe_file_name(ctx.dataset_key)}_{loss}_device_metrics.csv",
-        mime="text/csv",
-        key="dev_metrics_csv",
-    )
+fig = charts.reliability_figure(curves, overlay=True, bands=False)
+data = pd.concat([f.assign(device=d) for d, f in curves.items()], ignore_index=True)
+ui.chart(fig, data, key="dev_curves", file_name=f"{ctx.dataset_key}_{loss}_reliability_by_device")
+table = pd.DataFrame(
+    [
+        {
+            "device": d,
+            "utterances": int(m["n_utterances"]["value"] or 0),
+            "top-1 SemER": m["top1_semer"]["value"],
+            "top-1 IE": m["top1_ie"]["value"],
+            "ECE": m["ece"]["value"],
+            "Brier": m["brier"]["value"],
+        }
+        for d, m in per_device.items()
+    ]
+)
+st.dataframe(
+    table,
+    key="dev_metrics",
+    hide_index=True,
+    column_config={
+        c: st.column_config.NumberColumn(format="%.4f")
+        for c in ("top-1 SemER", "top-1 IE", "ECE", "Brier")
+    },
+)
+st.download_button(
+    "Download metrics (CSV)",
+    table.to_csv(index=False).encode(),
+    file_name=f"{views.safe_file_name(ctx.dataset_key)}_{loss}_device_metrics.csv",
+    mime="text/csv",
+    key="dev_metrics_csv",
+)
 
 st.subheader(f"Which domain wins top-1 on each device ({label})")
 fig = charts.domain_distribution_figure(distribution)
@@ -99,8 +94,8 @@ if weights.empty:
     st.info("These weights have no device features.")
     st.stop()
 st.caption(
-    f"{label} weight of each device feature (one-hot) in each domain's re-ranker: red pushes the "
-    "domain's hypotheses up on that device, blue down. Compare rows: only differences between "
+    f"{label} weight of each device feature (one-hot) in each domain's re-ranker: blue pushes the "
+    "domain's hypotheses up on that device, red down. Compare rows: only differences between "
     "domains change a ranking."
 )
 fig = charts.device_weights_figure(weights)

@@ -77,7 +77,7 @@ for col, (device, frame) in zip(cols, results.items(), strict=True):
     with col:
         st.markdown(f"**{device}**")
         st.dataframe(
-            frame[["rank", "domain", "intent", "slots", "score"]],
+            frame[["rank", "domain", "intent", "score", "slots"]],
             key=f"probe_table_{device}",
             hide_index=True,
             column_config={"score": st.column_config.NumberColumn(format="%.3f")},

@@ -166,7 +166,14 @@ if not ids:
     st.stop()
 if st.session_state.get("utt_id") not in ids:
     st.session_state.pop("utt_id", None)
-uid = st.selectbox("Utterance", ids, key="utt_id", help="Or select a row in the table above.")
+texts = dict(zip(rows["utterance_id"], rows["text"], strict=True))
+uid = st.selectbox(
+    "Utterance",
+    ids,
+    format_func=lambda i: f"{i} · {texts[i]}",
+    key="utt_id",
+    help="Or select a row in the table above.",
+)
 st.divider()
 
 detail = views.utterance_detail(scored, uid, r0=r0)
@@ -181,12 +188,15 @@ with c1:
     )
 with c2:
     top = detail.iloc[0]
-    verdict = (
-        "correct"
-        if bool(top["correct"])
-        else ("misranked" if detail["correct"].any() else "no correct hypothesis in the n-best")
-    )
-    st.metric(f"Top-1 under {label}", f"{top['domain']}", verdict)
+    st.metric(f"Top-1 under {label}", f"{top['domain']}")
+    if bool(top["correct"]):
+        st.badge("correct", color="green", icon=":material/check:")
+    elif detail["correct"].any():
+        st.badge(
+            "misranked: a correct hypothesis is lower", color="orange", icon=":material/swap_vert:"
+        )
+    else:
+        st.badge("no correct hypothesis in the n-best", color="gray")
     if ctx.devices_simulated:
         st.caption("Devices are simulated in this dataset.")
 

@@ -240,6 +240,8 @@ with tab_versions:
                 st.session_state["_rolled_back"] = f"{domain} now uses v{version}."
                 _reset_versions()
                 st.rerun()
+    if len(versions) == 1:
+        st.caption(f"{domain} has a single version: train it again (Train tab) to compare two.")
     if "_rolled_back" in st.session_state:
         st.success(st.session_state.pop("_rolled_back"))
     doc_a, doc_b = registry.load(domain, a), registry.load(domain, b)

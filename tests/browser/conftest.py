@@ -115,7 +115,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+    context = browser.new_context(viewport={"width": 1440, "height": 2200}, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(90_000)
     try:

@@ -17,10 +17,14 @@ PLOT = '[data-testid="stPlotlyChart"] .main-svg'
 
 
 def _settle(page) -> None:  # type: ignore[no-untyped-def]
-    """Wait until the script run finished and nothing is pending."""
+    """Wait until the script run finished and every element is drawn (no loading skeleton)."""
     page.wait_for_selector(IDLE, state="attached")
     page.wait_for_load_state("networkidle")
     page.wait_for_selector(IDLE, state="attached")
+    page.wait_for_function(
+        "() => !document.querySelector("
+        "'[data-testid=stSkeleton], [data-testid=stSkeletonElement], [data-testid=stAppSkeleton]')"
+    )
 
 
 def _open(page, url: str) -> None:  # type: ignore[no-untyped-def]
@@ -55,8 +59,9 @@ def test_every_page_loads_with_charts_and_no_errors(server: str, page) -> None: 
         path = "" if url_path == "data" else url_path
         _open(page, f"{server}/{path}?loss=R2")
         page.get_by_role("heading", name=title).first.wait_for()
-        if url_path in ("data", "calibration", "devices"):
+        if url_path in ("data", "calibration", "devices", "utterances", "weights", "probe"):
             page.wait_for_selector(PLOT)
+        _settle(page)
         _no_errors(page)
         _shot(page, url_path)
 
