@@ -224,6 +224,7 @@ def test_probe_json_on_the_shipped_demo() -> None:
         "echo_show",
     )
     assert table.returncode == 0 and "echo_show" in table.stdout
+    assert "[video_name : mary poppins]" in table.stdout  # slot brackets are not taken as markup
 
 
 def test_help_lists_the_commands() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -80,7 +81,7 @@ def nlu_train(
     for name in models.domain_names:
         model = models.domains[name]
         table.add_row(
-            name,
+            escape(name),
             model.settings.profile,
             str(model.summary.get("n_utterances", "")),
             str(len(model.intents)),
@@ -238,7 +239,7 @@ def probe_cmd(
         }
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return
-    grid = Table(title=f"{text!r}: ranked hypotheses per device", show_lines=True)
+    grid = Table(title=escape(f"{text!r}: ranked hypotheses per device"), show_lines=True)
     grid.add_column("rank", justify="right")
     for d in ranked:
         grid.add_column(d)
@@ -249,7 +250,9 @@ def probe_cmd(
             if k < len(frame):
                 row = frame.iloc[k]
                 cells.append(
-                    f"{row['domain']} / {row['intent']}\n{row['slots']}\nscore {row['score']:.3f}"
+                    escape(
+                        f"{row['domain']} / {row['intent']}\n{row['slots']}\nscore {row['score']:.3f}"
+                    )
                 )
             else:
                 cells.append("")
