@@ -220,10 +220,10 @@ def test_settings_overrides(corpus: pd.DataFrame, tmp_path: Path) -> None:
         train_models(corpus, tmp_path / "m", settings={"Nope": {"domain_c": 1.0}})
 
 
-def test_training_is_deterministic(corpus: pd.DataFrame, tmp_path: Path) -> None:
+def test_training_is_deterministic_serial_or_parallel(corpus: pd.DataFrame, tmp_path: Path) -> None:
     small = corpus[corpus["domain"].isin(["Weather", "General", "Shopping"])]
     a = train_models(small, tmp_path / "a")
-    b = train_models(small, tmp_path / "b")
+    b = train_models(small, tmp_path / "b", jobs=2)
     for path in sorted(p.relative_to(a.path) for p in a.path.rglob("*") if p.is_file()):
         assert (a.path / path).read_bytes() == (b.path / path).read_bytes(), path
 
@@ -329,3 +329,13 @@ def test_fit_text_classifier_constant_and_two_classes() -> None:
     )
     with pytest.raises(TrainingError, match="needs both"):
         fit_text_classifier(["a"], ["X"], c=1.0, word_ngrams=1, char_ngrams=(0, 0), positive="X")
+
+
+def test_a_failing_domain_is_named(corpus: pd.DataFrame, tmp_path: Path) -> None:
+    small = corpus[corpus["domain"].isin(["Weather", "General"])]
+    with pytest.raises(TrainingError, match="domain 'General': no text features"):
+        train_models(
+            small, tmp_path / "m", settings={"General": {"min_df": 100000, "char_ngrams": [0, 0]}}
+        )
+    assert not (tmp_path / "m").exists()
+    assert not list(tmp_path.iterdir())  # the staging directory is removed too

@@ -56,6 +56,10 @@ def nlu_train(
     domain: Annotated[
         list[str] | None, typer.Option("--domain", "-d", help="Train only this domain; repeatable.")
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, help="Worker processes (domains train in parallel)."),
+    ] = 1,
 ) -> None:
     """Train each domain's domain classifier, intent classifier and CRF slot tagger."""
     from reranker.nlu import read_corpora, read_domain_map, read_settings_file, train_models

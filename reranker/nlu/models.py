@@ -172,12 +172,27 @@ def _train_domain(
     return DomainModel(name, settings, domain_clf, intent_clf, tagger, summary)
 
 
+def _train_domain_job(task: tuple[str, pd.DataFrame, DomainSettings, Path]) -> tuple[str, float]:
+    """Train one domain into its directory (a worker-process entry point); returns its seconds."""
+    name, corpus, settings, directory = task
+    directory.mkdir()
+    started = time.perf_counter()
+    try:
+        _train_domain(name, corpus, settings, directory)
+    except RerankerError as e:
+        raise TrainingError(f"domain {name!r}: {e}") from e
+    except ValueError as e:
+        raise TrainingError(f"domain {name!r}: {' '.join(str(e).split())}") from e
+    return name, time.perf_counter() - started
+
+
 def train_models(
     corpus: pd.DataFrame,
     out: str | os.PathLike[str],
     *,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     domains: Sequence[str] | None = None,
+    jobs: int | None = 1,
     progress: Progress | None = None,
 ) -> NluModels:
     """Train every domain's models on a validated corpus and save them to ``out``.
@@ -193,8 +208,12 @@ def train_models(
         :func:`reranker.nlu.settings.settings_for`.
     domains : sequence of str, optional
         Train only these domains (the others' utterances still serve as negatives).
+    jobs : int, optional
+        Worker processes: each domain trains independently of the others, so domains train in
+        parallel (1: in this process). The result does not depend on ``jobs``.
     progress : callable, optional
-        ``progress(domain, message, fraction)`` as each domain starts and ends.
+        ``progress(domain, message, fraction)`` as each domain starts and ends; ``fraction`` is
+        the share of domains done.
 
     Returns
     -------
@@ -234,23 +253,42 @@ def train_models(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
     try:
         dirs = _dir_names(chosen)
-        models: dict[str, DomainModel] = {}
+        jobs_n = 1 if jobs is None else int(jobs)
+        if jobs_n < 1:
+            raise DataError(f"jobs must be >= 1, got {jobs}")
+        tasks = [
+            (name, corpus, settings_for(name, overrides), staging / dirs[name]) for name in chosen
+        ]
         timings: dict[str, float] = {}
-        for k, name in enumerate(chosen):
+        done = 0
+
+        def finished(name: str, seconds: float) -> None:
+            nonlocal done
+            done += 1
+            timings[name] = seconds
             if progress is not None:
-                progress(name, "training", k / len(chosen))
-            directory = staging / dirs[name]
-            directory.mkdir()
-            started = time.perf_counter()
-            try:
-                models[name] = _train_domain(name, corpus, settings_for(name, overrides), directory)
-            except RerankerError as e:
-                raise TrainingError(f"domain {name!r}: {e}") from e
-            except ValueError as e:
-                raise TrainingError(f"domain {name!r}: {' '.join(str(e).split())}") from e
-            timings[name] = time.perf_counter() - started
-            if progress is not None:
-                progress(name, f"done in {timings[name]:.1f}s", (k + 1) / len(chosen))
+                progress(name, f"done in {seconds:.1f}s", done / len(chosen))
+
+        if jobs_n == 1 or len(tasks) == 1:
+            for k, task in enumerate(tasks):
+                if progress is not None:
+                    progress(task[0], "training", k / len(chosen))
+                finished(*_train_domain_job(task))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                max_workers=min(jobs_n, len(tasks)), mp_context=context
+            ) as pool:
+                futures = {pool.submit(_train_domain_job, task): task[0] for task in tasks}
+                if progress is not None:
+                    for name in chosen:
+                        progress(name, "training", 0.0)
+                for future in as_completed(futures):
+                    finished(*future.result())
+        timings = {name: timings[name] for name in chosen}
         manifest = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
