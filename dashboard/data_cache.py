@@ -45,6 +45,12 @@ def prepared(token: str) -> views.PreparedTable:
     return views.prepare(read_hypotheses(_path(token)))
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def summary(token: str) -> dict[str, Any]:
+    """Counts, domains, devices and oracle accuracy of a table."""
+    return views.dataset_summary(prepared(token))
+
+
 @st.cache_resource(max_entries=16, show_spinner="Scoring…")
 def scored(
     token: str, loss: str, weights: str | None, fingerprint: str

@@ -172,7 +172,7 @@ def reliability_figure(
         fig.update_xaxes(range=[0, 1], title_text=x_title, row=2, col=col)
     fig.update_yaxes(title_text="fraction correct", row=1, col=1)
     for col in range(1, n_cols + 1):
-        fig.update_yaxes(type="log", row=2, col=col)
+        fig.update_yaxes(type="log", dtick=1, row=2, col=col)
     fig.update_yaxes(title_text="count (log)", row=2, col=1)
     fig.update_layout(
         title=title or None,

@@ -74,7 +74,6 @@ __all__ = [
     "slice_masks",
     "top_domain_distribution",
     "utterance_detail",
-    "utterance_rows",
     "utterance_table",
 ]
 
@@ -229,14 +228,19 @@ class PreparedTable:
     ----------
     frame : pandas.DataFrame
     codes : utterance code of each row (order of first appearance).
+    first_row : each utterance's first row (for its text, device and reference).
+    row_order, row_offsets : rows grouped by utterance: the rows of utterance ``c`` are
+        ``row_order[row_offsets[c]:row_offsets[c + 1]]`` (table order within the group).
+    utterance_ids : pandas.Index of the utterance ids in code order (O(1) lookup).
     semer, correct : per row, ``None`` without references.
-    utterance_rows : sparse row membership is not stored; ``first_row`` gives each utterance's
-        first row (for its text, device and reference).
     """
 
     frame: pd.DataFrame
     codes: NDArray[np.int64]
     first_row: NDArray[np.int64]
+    row_order: NDArray[np.int64]
+    row_offsets: NDArray[np.int64]
+    utterance_ids: pd.Index
     semer: FloatArray | None
     correct: NDArray[np.int64] | None
 
@@ -248,19 +252,32 @@ class PreparedTable:
     def has_references(self) -> bool:
         return self.correct is not None
 
+    def rows_of(self, utterance_id: str) -> NDArray[np.int64]:
+        """Row indices of one utterance's hypotheses, in table order."""
+        try:
+            code = self.utterance_ids.get_loc(utterance_id)
+        except KeyError as e:
+            raise DataError(f"no utterance with id {utterance_id!r}") from e
+        if not isinstance(code, int | np.integer):
+            raise DataError(f"utterance id {utterance_id!r} is ambiguous")
+        return self.row_order[self.row_offsets[code] : self.row_offsets[code + 1]]
+
 
 def prepare(frame: pd.DataFrame) -> PreparedTable:
-    """Compute utterance codes and (with references) SemER and the correct bit of every row."""
+    """Compute utterance codes, the row index per utterance and (with references) SemER."""
     codes, _ = pd.factorize(frame["utterance_id"].astype(str))
     codes = codes.astype(np.int64)
     n_utt = int(codes.max()) + 1 if codes.size else 0
     first = np.full(n_utt, len(codes), dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
+    order = np.argsort(codes, kind="stable").astype(np.int64)
+    offsets = np.r_[0, np.cumsum(np.bincount(codes, minlength=n_utt))].astype(np.int64)
+    ids = pd.Index(frame["utterance_id"].to_numpy(dtype=object)[first])
     semer: FloatArray | None = None
     correct: NDArray[np.int64] | None = None
     if has_references(frame):
         semer, correct = table_errors(frame)
-    return PreparedTable(frame, codes, first, semer, correct)
+    return PreparedTable(frame, codes, first, order, offsets, ids, semer, correct)
 
 
 def scored_view(prepared: PreparedTable, score: FloatArray | None = None) -> ScoredTable:
@@ -434,17 +451,12 @@ def filter_utterances(
     return out, count
 
 
-def utterance_rows(scored: ScoredTable, utterance_id: str) -> NDArray[np.int64]:
-    """Row indices of one utterance's hypotheses (table order)."""
-    ids = scored.hypotheses["utterance_id"].to_numpy(dtype=object)
-    code = np.flatnonzero(ids[scored.top] == utterance_id)
-    if code.size == 0:
-        raise DataError(f"no utterance with id {utterance_id!r}")
-    return np.flatnonzero(scored.codes == int(code[0]))
-
-
 def utterance_detail(
-    scored: ScoredTable, utterance_id: str, *, r0: ScoredTable | None = None
+    prepared: PreparedTable,
+    scored: ScoredTable,
+    utterance_id: str,
+    *,
+    r0: ScoredTable | None = None,
 ) -> pd.DataFrame:
     """Every hypothesis of one utterance with its scores, ranks, SemER and correct bit.
 
@@ -453,7 +465,7 @@ def utterance_detail(
     (with ``r0``), ``score, rank``; sorted by ``rank``.
     """
     frame = scored.hypotheses
-    rows = utterance_rows(scored, utterance_id)
+    rows = prepared.rows_of(utterance_id)
     cols = ["domain", "intent", "slots", "domain_score", "intent_score", "slot_score"]
     out = frame.iloc[rows][cols].reset_index(drop=True)
     out.insert(0, "row", rows)

@@ -192,14 +192,24 @@ def test_filter_utterances_semer_range_sort_and_limit(prepared: views.PreparedTa
 def test_utterance_detail_lists_the_nbest_by_rank(prepared: views.PreparedTable) -> None:
     scored = views.scored_view(prepared, 1.0 - r0_score(prepared.frame))
     r0 = views.scored_view(prepared)
-    detail = views.utterance_detail(scored, "u0", r0=r0)
+    detail = views.utterance_detail(prepared, scored, "u0", r0=r0)
     rows = np.flatnonzero(prepared.frame["utterance_id"] == "u0")
     assert sorted(detail["row"]) == list(rows)
     assert list(detail["rank"]) == list(range(1, rows.size + 1))
     assert detail["score"].is_monotonic_decreasing
     assert list(detail["r0_rank"]) == list(r0.rank[detail["row"]])
     with pytest.raises(DataError, match="no utterance"):
-        views.utterance_detail(scored, "missing")
+        views.utterance_detail(prepared, scored, "missing")
+
+
+def test_rows_of_groups_rows_by_utterance(table: pd.DataFrame) -> None:
+    shuffled = table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    prep = views.prepare(shuffled)
+    for uid in ["u0", "u5", "u299"]:
+        expected = np.flatnonzero(shuffled["utterance_id"] == uid)
+        np.testing.assert_array_equal(prep.rows_of(uid), expected)
+    with pytest.raises(DataError, match="no utterance"):
+        prep.rows_of("nope")
 
 
 def test_alignment_frame_shows_the_spec_example() -> None:

@@ -25,7 +25,7 @@ st.write(
 if not ui.need_table(ctx) or not ui.has_references(ctx):
     st.stop()
 prep = cache.prepared(ctx.token)
-summary = views.dataset_summary(prep)
+summary = cache.summary(ctx.token)
 available = ctx.available_losses
 missing = [ui.LOSS_LABELS[x] for x in views.LOSSES if x not in available]
 if missing:

@@ -61,7 +61,7 @@ try:
 except RerankerError as e:
     ui.show_error(e)
     st.stop()
-summary = views.dataset_summary(prep)
+summary = cache.summary(ctx.token)
 cols = st.columns(5)
 cols[0].metric("Utterances", f"{summary['n_utterances']:,}")
 cols[1].metric(

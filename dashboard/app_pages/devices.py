@@ -23,7 +23,7 @@ if not ui.need_table(ctx) or not ui.has_references(ctx):
 loss = ctx.effective_loss
 label = ui.LOSS_LABELS[loss]
 try:
-    summary = views.dataset_summary(cache.prepared(ctx.token))
+    summary = cache.summary(ctx.token)
     devices = summary["devices"]
     curves = {d: cache.curve(*ctx.args(loss), 10, "uniform", "all", None, d, 0) for d in devices}
     per_device = {

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import ui
 
-from reranker import charts, views
+from reranker import charts
 from reranker.errors import RerankerError
 
 DEFAULT_DEVICES = ["echo_dot", "echo_show", "fire_tv"]
@@ -34,7 +34,7 @@ except ImportError:
 loss = ctx.effective_loss
 label = ui.LOSS_LABELS[loss]
 try:
-    known = views.dataset_summary(cache.prepared(ctx.token))["devices"]
+    known = cache.summary(ctx.token)["devices"]
 except RerankerError:
     known = DEFAULT_DEVICES
 with st.form("probe_form"):
@@ -66,9 +66,8 @@ try:
 except RerankerError as e:
     ui.show_error(e)
     st.stop()
-st.caption(
-    f"Ranked with {label}" + (" (no weights for this loss: R0)" if loss != ctx.loss else "") + "."
-)
+if loss != ctx.loss:
+    st.caption(f"{ui.LOSS_LABELS[ctx.loss]} has no weights for this dataset: ranked with R0.")
 fig = charts.probe_figure(results, title=f"“{text.strip()}” ranked with {label}")
 data = pd.concat([f.assign(device=d) for d, f in results.items()], ignore_index=True)
 ui.chart(fig, data, key="probe", file_name=f"probe_{text.strip()}")

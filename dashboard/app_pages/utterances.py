@@ -40,7 +40,7 @@ try:
 except RerankerError as e:
     ui.show_error(e)
     st.stop()
-summary = views.dataset_summary(prep)
+summary = cache.summary(ctx.token)
 
 with st.container(border=True, key="utt_filters"):
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
@@ -176,7 +176,7 @@ uid = st.selectbox(
 )
 st.divider()
 
-detail = views.utterance_detail(scored, uid, r0=r0)
+detail = views.utterance_detail(prep, scored, uid, r0=r0)
 first = prep.frame.iloc[int(detail["row"].iloc[0])]
 st.subheader("One utterance")
 c1, c2 = st.columns([3, 2])
@@ -243,8 +243,9 @@ if loss != "r0":
     except (RerankerError, ImportError) as e:
         if isinstance(e, RerankerError):
             ui.show_error(e)
-utt_rows = prep.frame.iloc[views.utterance_rows(scored, uid)].reset_index(drop=True)
-order = {int(r): i for i, r in enumerate(views.utterance_rows(scored, uid))}
+utt_row_ids = prep.rows_of(uid)
+utt_rows = prep.frame.iloc[utt_row_ids].reset_index(drop=True)
+order = {int(r): i for i, r in enumerate(utt_row_ids)}
 st.subheader("Why this ranking")
 if not docs:
     st.info(

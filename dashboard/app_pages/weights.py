@@ -62,7 +62,7 @@ with tab_train:
         data_choices = {"the uploaded table": str(ctx.table_path)}
     preferred = next((k for k in data_choices if k.startswith("dev")), next(iter(data_choices)))
     try:
-        domains_all = views.dataset_summary(cache.prepared(ctx.token))["domains"]
+        domains_all = cache.summary(ctx.token)["domains"]
     except RerankerError as e:
         ui.show_error(e)
         st.stop()
