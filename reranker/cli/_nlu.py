@@ -176,7 +176,8 @@ def demo_cmd(
         int, typer.Option("--jobs", min=1, help="Worker processes for re-ranker training.")
     ] = 1,
 ) -> None:
-    """Build the media demo and the real-corpus demo: corpus, NLU models, hypotheses, weights."""
+    """Build the media demo (simulated devices) and the real-corpus demo: corpus, NLU models,
+    hypotheses and re-ranker weights, deterministically."""
     from reranker.demo import DATASETS, build_demo
 
     chosen = list(dict.fromkeys(dataset or DATASETS))
