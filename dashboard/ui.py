@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ def sidebar() -> Context:
         st.markdown("**Data**")
         if not options:
             st.warning(
-                f"No dataset found under `{root}`. Upload a hypothesis table on the Data page, "
+                f"No dataset found under {md(root)}. Upload a hypothesis table on the Data page, "
                 "or start with `--data DIR` / `RERANKER_DATA=DIR`."
             )
             key = None
@@ -216,12 +217,25 @@ def current() -> Context:
     return st.session_state["_context"]
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+
+
+def md(text: object) -> str:
+    """User text made inert for Streamlit's Markdown (every special character escaped).
+
+    Streamlit never renders raw HTML here, but Markdown links, images, emphasis and its own
+    ``:color[...]`` / ``:material/...:`` directives would still be interpreted; data values
+    (domain names, file names, utterances) go through this before reaching any Markdown element.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
 def show_error(error: RerankerError, *, replace: dict[str, str] | None = None) -> None:
     """Show a project error in place, as one line (never a traceback)."""
     message = " ".join(str(error).split())
     for old, new in (replace or {}).items():
         message = message.replace(old, new)
-    st.error(message, icon=":material/error:")
+    st.error(md(message), icon=":material/error:")
 
 
 def need_table(ctx: Context) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -45,6 +46,11 @@ def app(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppT
     monkeypatch.setenv("RERANKER_WORKSPACE", str(tmp_path / "workspace"))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     return at.run()
+
+
+def _plain(text: str) -> str:
+    """The text a reader sees: Markdown escapes (ui.md) removed."""
+    return re.sub(r"\\(.)", r"\1", text)
 
 
 def _ok(at: AppTest) -> None:
@@ -138,9 +144,24 @@ def test_upload_a_bad_file_shows_the_error_in_place(
     app.file_uploader(key="upload").set_value((name, content, "application/octet-stream")).run()
     assert not app.exception
     assert len(app.error) == 1
-    assert expected in app.error[0].value
-    assert "/" not in app.error[0].value.split(":")[1]  # the user's file name, not a temp path
+    message = _plain(app.error[0].value)
+    assert expected in message
+    assert "/" not in message.split(":")[1]  # the user's file name, not a temp path
     assert app.selectbox(key="dataset").value == "demo"
+
+
+def test_user_text_reaches_markdown_escaped(app: AppTest) -> None:
+    evil = "[click](https://example.com) **x** :red[y]"
+    data = (
+        "utterance_id,domain,intent,slots,domain_score,intent_score,slot_score,"
+        "ref_domain,ref_intent,ref_slots\n"
+        f'u1,"{evil}",A.x,,0.5,0.5,0.5,"{evil}",A.x,\n'
+    ).encode()
+    app.file_uploader(key="upload").set_value(("evil.csv", data, "text/csv")).run()
+    _ok(app)
+    caption = next(c.value for c in app.caption if c.value.startswith("Domains:"))
+    assert evil not in caption and _plain(caption).startswith(f"Domains: {evil}")
+    assert "\\[click\\]\\(https\\:" in caption
 
 
 def test_table_without_references_explains_what_is_missing(app: AppTest) -> None:
@@ -164,7 +185,7 @@ def test_train_a_domain_publishes_a_version_in_the_workspace(app: AppTest, data_
     app.multiselect(key="train_domains").set_value(["Music"])
     app.button(key="train_submit").click().run()
     _ok(app)
-    assert any("Music v2" in s.value for s in app.success)
+    assert any("Music v2" in _plain(s.value) for s in app.success)
     path = app.session_state["weights_paths"][("demo", "r2")]
     assert WeightsRegistry(path).versions("Music") == [1, 2]
     assert WeightsRegistry(path).versions("Books") == [1]
@@ -178,7 +199,7 @@ def test_train_a_domain_publishes_a_version_in_the_workspace(app: AppTest, data_
     assert app.get("plotly_chart")
     app.button(key="ver_rollback").click().run()
     _ok(app)
-    assert any("Music now uses v1" in s.value for s in app.success)
+    assert any("Music now uses v1" in _plain(s.value) for s in app.success)
     assert WeightsRegistry(path).current_version("Music") == 1
 
 
@@ -202,12 +223,12 @@ def test_upload_weights_json(app: AppTest, data_dir: Path) -> None:
     app.file_uploader(key="weights_upload").set_value(("video.json", doc, "application/json")).run()
     app.button(key="weights_upload_publish").click().run()
     _ok(app)
-    assert any("Video v1" in s.value for s in app.success)
+    assert any("Video v1" in _plain(s.value) for s in app.success)
     bad = json.dumps({"domain": "Video"}).encode()
     app.file_uploader(key="weights_upload").set_value(("bad.json", bad, "application/json")).run()
     app.button(key="weights_upload_publish").click().run()
     assert not app.exception
-    assert "bad.json: missing key" in app.error[0].value
+    assert "bad.json: missing key" in _plain(app.error[0].value)
 
 
 # ---------------------------------------------------------------------------- Calibration
@@ -229,7 +250,9 @@ def test_calibration_controls_and_calibrators(app: AppTest) -> None:
     assert list(table.columns) == ["metric", "R0", "R2", "R3", "R0 + temperature", "R0 + isotonic"]
     ece = table.set_index("metric").loc["ECE"]
     assert all("[" in v for v in ece)  # every value with its interval
-    assert any("device fire_tv" in c.value and "8 equal mass bins" in c.value for c in app.caption)
+    assert any(
+        "device fire_tv" in _plain(c.value) and "8 equal mass bins" in c.value for c in app.caption
+    )
     app.selectbox(key="cal_domain").set_value("Music").run()
     _ok(app)
 

@@ -153,7 +153,7 @@ if ctx.devices_simulated and dev is not None:
 st.subheader("Metrics")
 conf = "90% bootstrap intervals over utterances" if n_boot else "no intervals (bootstrap off)"
 st.caption(
-    f"{slice_name}; {POPULATIONS[population]}; {n_bins} {STRATEGIES[strategy]} bins; {conf}. Lower is better."
+    f"{ui.md(slice_name)}; {POPULATIONS[population]}; {n_bins} {STRATEGIES[strategy]} bins; {conf}. Lower is better."
 )
 names = {
     "top1_semer": "top-1 SemER",

@@ -45,15 +45,18 @@ with st.expander("Upload a hypothesis table", expanded=ctx.table_path is None):
     )
     if "upload_error" in st.session_state:
         st.error(
-            f"This file was not loaded: {st.session_state['upload_error']}", icon=":material/error:"
+            f"This file was not loaded: {ui.md(st.session_state['upload_error'])}",
+            icon=":material/error:",
         )
 
 if not ui.need_table(ctx):
     st.stop()
 
-st.subheader(ctx.label + (f" · {ctx.split} split" if ctx.split and ctx.split != "all" else ""))
+st.subheader(
+    ui.md(ctx.label) + (f" · {ctx.split} split" if ctx.split and ctx.split != "all" else "")
+)
 if ctx.info is not None and ctx.info.description:
-    st.write(ctx.info.description)
+    st.write(ui.md(ctx.info.description))
 if not (ctx.info and "simulated" in ctx.info.description.lower()):
     ui.simulated_note(ctx)
 try:
@@ -75,7 +78,10 @@ cols[4].metric(
     help="Share of utterances whose n-best holds a fully correct hypothesis: the best any re-ranker can do.",
 )
 st.caption(
-    "Domains: " + ", ".join(summary["domains"]) + " · Devices: " + ", ".join(summary["devices"])
+    "Domains: "
+    + ui.md(", ".join(summary["domains"]))
+    + " · Devices: "
+    + ui.md(", ".join(summary["devices"]))
 )
 
 if not prep.has_references:

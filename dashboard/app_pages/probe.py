@@ -74,7 +74,7 @@ ui.chart(fig, data, key="probe", file_name=f"probe_{text.strip()}")
 cols = st.columns(len(results))
 for col, (device, frame) in zip(cols, results.items(), strict=True):
     with col:
-        st.markdown(f"**{device}**")
+        st.markdown(f"**{ui.md(device)}**")
         st.dataframe(
             frame[["rank", "domain", "intent", "score", "slots"]],
             key=f"probe_table_{device}",

@@ -188,7 +188,7 @@ with c1:
     )
 with c2:
     top = detail.iloc[0]
-    st.metric(f"Top-1 under {label}", f"{top['domain']}")
+    st.metric(f"Top-1 under {label}", ui.md(top["domain"]))
     if bool(top["correct"]):
         st.badge("correct", color="green", icon=":material/check:")
     elif detail["correct"].any():
@@ -267,7 +267,7 @@ else:
     )
     no_weights = sorted(set(utt_rows["domain"]) - set(docs))
     if no_weights:
-        st.caption(f"Scored with R0 (no weights): {', '.join(no_weights)}.")
+        st.caption(f"Scored with R0 (no weights): {ui.md(', '.join(no_weights))}.")
 
 st.subheader("What if: edit a domain's weights")
 edit_domains = sorted(set(utt_rows["domain"]) & set(docs))
@@ -277,7 +277,7 @@ wdomain = st.selectbox("Domain", edit_domains, key="whatif_domain")
 doc = docs[wdomain]
 with st.form("whatif_form", border=True):
     st.caption(
-        f"{wdomain}: {ui.LOSS_LABELS[loss]} weights v{doc['version']}. Edit and re-rank this utterance."
+        f"{ui.md(wdomain)}: {ui.LOSS_LABELS[loss]} weights v{doc['version']}. Edit and re-rank this utterance."
     )
     cols = st.columns(4)
     edited = []
@@ -319,7 +319,8 @@ st.dataframe(
 )
 if changed:
     st.success(
-        f"The ranking changes: now first is {merged.iloc[0]['domain']} · {merged.iloc[0]['intent']}."
+        "The ranking changes: now first is "
+        + ui.md(f"{merged.iloc[0]['domain']} · {merged.iloc[0]['intent']}.")
     )
 else:
     st.caption("The ranking is unchanged with these weights.")

@@ -50,7 +50,7 @@ loss = st.segmented_control(
 )
 loss = loss or default
 path = ctx.weights.get(loss)
-st.caption(ui.LOSS_HELP[loss] + (f" · registry: `{path}`" if path else " · no weights yet"))
+st.caption(ui.LOSS_HELP[loss] + (f" · registry: {ui.md(path)}" if path else " · no weights yet"))
 
 tab_versions, tab_train, tab_load = st.tabs(["Versions", "Train", "Load"])
 
@@ -121,7 +121,7 @@ with tab_train:
             failed = {d: r.error for d, r in results.items() if not r.ok}
             done = [f"{d} v{r.version}" for d, r in results.items() if r.ok]
             for d, err in failed.items():
-                st.error(f"{d} was not trained: {err}")
+                st.error(ui.md(f"{d} was not trained: {err}"))
             if done and not failed:
                 st.session_state["_trained"] = (
                     f"Published {ui.LOSS_LABELS[loss]} weights {', '.join(done)}; every page now uses them."
@@ -129,9 +129,9 @@ with tab_train:
                 _reset_versions()
                 st.rerun()
             elif done:
-                st.success(f"Published {', '.join(done)}.")
+                st.success(ui.md(f"Published {', '.join(done)}."))
     if "_trained" in st.session_state:
-        st.success(st.session_state.pop("_trained"), icon=":material/check:")
+        st.success(ui.md(st.session_state.pop("_trained")), icon=":material/check:")
 
 with tab_load:
     st.markdown("**Use a weights registry directory**")
@@ -176,7 +176,9 @@ with tab_load:
                 f"{d['domain']} v{target.publish(d['domain'], {**d, 'loss': d['loss']})}"
                 for d in documents
             ]
-            st.success(f"Published {', '.join(published)} as {ui.LOSS_LABELS[loss]} weights.")
+            st.success(
+                ui.md(f"Published {', '.join(published)} as {ui.LOSS_LABELS[loss]} weights.")
+            )
 
 with tab_versions:
     path = ui.current().weights.get(loss) or st.session_state["weights_paths"].get(
@@ -241,9 +243,11 @@ with tab_versions:
                 _reset_versions()
                 st.rerun()
     if len(versions) == 1:
-        st.caption(f"{domain} has a single version: train it again (Train tab) to compare two.")
+        st.caption(
+            f"{ui.md(domain)} has a single version: train it again (Train tab) to compare two."
+        )
     if "_rolled_back" in st.session_state:
-        st.success(st.session_state.pop("_rolled_back"))
+        st.success(ui.md(st.session_state.pop("_rolled_back")))
     doc_a, doc_b = registry.load(domain, a), registry.load(domain, b)
     weights_cmp, facts = views.compare_documents(doc_a, doc_b)
     fig = charts.weights_comparison_figure(
