@@ -72,7 +72,11 @@ class DomainTask:
     ----------
     domain : str
     features : list of str
-    X, y, semer, groups : the domain's rows (features, correct bit, SemER, utterance ids)
+    X, groups : the domain's rows: features and utterance ids
+    y, semer : correct bit and SemER of the rows, or ``None`` when the worker computes them
+        from ``interpretations`` (so SemER, the costliest step, runs in parallel too)
+    interpretations : the rows' ``domain, intent, slots, ref_domain, ref_intent, ref_slots``
+        when ``y`` and ``semer`` are ``None``
     competitors : frozen other-domain hypotheses for ``scope="utterance"``, else ``None``
     params : keyword arguments of :class:`DomainReranker`
     training_data : ``{"sha256", "n_utterances", "n_hypotheses"}`` of the domain's rows
@@ -81,9 +85,10 @@ class DomainTask:
     domain: str
     features: list[str]
     X: NDArray[np.float64]
-    y: NDArray[np.int64]
-    semer: NDArray[np.float64]
     groups: NDArray[np.object_]
+    y: NDArray[np.int64] | None
+    semer: NDArray[np.float64] | None
+    interpretations: pd.DataFrame | None
     competitors: Competitors | None
     params: dict[str, Any]
     training_data: dict[str, Any]
@@ -134,17 +139,16 @@ def fit_domain(task: DomainTask) -> tuple[dict[str, Any], list[str], float]:
     Runs in a worker process; it touches no file.
     """
     start = time.perf_counter()
+    y, semer = task.y, task.semer
+    if y is None or semer is None:
+        if task.interpretations is None:
+            raise DataError(f"{task.domain}: the task has neither errors nor interpretations")
+        semer, y = table_errors(task.interpretations)
     model = DomainReranker(**task.params)
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(
-            task.X,
-            task.y,
-            groups=task.groups,
-            semer=task.semer,
-            competitors=task.competitors,
-        )
+        model.fit(task.X, y, groups=task.groups, semer=semer, competitors=task.competitors)
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
             notes.append(f"{task.domain}: {w.message}")
@@ -308,11 +312,16 @@ def make_engine(engine: str, *, jobs: int | None = None, scheduler: str | None =
     raise DataError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
 
-def _sha256_rows(rows: pd.DataFrame) -> str:
-    """SHA-256 over pandas' stable 64-bit hash of every row's data columns, in row order."""
+def _row_hashes(hypotheses: pd.DataFrame) -> tuple[list[str], NDArray[np.uint64]]:
+    """pandas' stable 64-bit hash of every row's data columns."""
     columns = ["utterance_id", "device", "domain", "intent", "slots", *SCORE_COLUMNS]
-    columns += [c for c in REFERENCE_COLUMNS if c in rows.columns]
-    row_hashes = pd.util.hash_pandas_object(rows[columns], index=False).to_numpy(np.uint64)
+    columns += [c for c in REFERENCE_COLUMNS if c in hypotheses.columns]
+    hashes = pd.util.hash_pandas_object(hypotheses[columns], index=False)
+    return columns, np.asarray(hashes, dtype=np.uint64)
+
+
+def _sha256_rows(columns: list[str], row_hashes: NDArray[np.uint64]) -> str:
+    """SHA-256 over the column names and the rows' 64-bit hashes, in row order."""
     digest = hashlib.sha256(",".join(columns).encode("utf-8"))
     digest.update(np.ascontiguousarray(row_hashes).tobytes())
     return digest.hexdigest()
@@ -381,10 +390,16 @@ def prepare_tasks(
         if features is not None
         else default_feature_names(hypotheses["device"].astype(str).unique())
     )
-    semer, correct = table_errors(hypotheses)
     domain = hypotheses["domain"].to_numpy(dtype=object)
     groups = hypotheses["utterance_id"].astype(str).to_numpy(dtype=object)
-    z_frozen = _frozen_logits(hypotheses, registry) if scope == "utterance" else None
+    X_all = feature_matrix(hypotheses, names)  # row-wise, so equal to per-domain computation
+    hash_columns, row_hashes = _row_hashes(hypotheses)
+    errors = None
+    z_frozen = None
+    if scope == "utterance":  # competitors need every row's SemER up front
+        errors = table_errors(hypotheses)
+        z_frozen = _frozen_logits(hypotheses, registry)
+    interpretation_columns = ["domain", "intent", "slots", *REFERENCE_COLUMNS]
     params = {
         "loss": loss,
         "l2": float(l2),
@@ -396,26 +411,31 @@ def prepare_tasks(
     tasks = []
     for d in chosen:
         mask = domain == d
-        rows = hypotheses.loc[mask]
+        idx = np.flatnonzero(mask)
         competitors = None
-        if z_frozen is not None:
-            utts = pd.unique(groups[mask])
+        if errors is not None and z_frozen is not None:
+            utts = pd.unique(groups[idx])
             others = ~mask & np.isin(groups, utts)
-            competitors = Competitors(groups[others], z_frozen[others], semer[others])
+            competitors = Competitors(groups[others], z_frozen[others], errors[0][others])
         tasks.append(
             DomainTask(
                 domain=str(d),
                 features=names,
-                X=feature_matrix(rows, names),
-                y=correct[mask],
-                semer=semer[mask],
-                groups=groups[mask],
+                X=X_all[idx],
+                groups=groups[idx],
+                y=None if errors is None else errors[1][idx],
+                semer=None if errors is None else errors[0][idx],
+                interpretations=(
+                    None
+                    if errors is not None
+                    else hypotheses.iloc[idx][interpretation_columns].reset_index(drop=True)
+                ),
                 competitors=competitors,
                 params=params,
                 training_data={
-                    "sha256": _sha256_rows(rows),
-                    "n_utterances": len(pd.unique(groups[mask])),
-                    "n_hypotheses": int(mask.sum()),
+                    "sha256": _sha256_rows(hash_columns, row_hashes[idx]),
+                    "n_utterances": len(pd.unique(groups[idx])),
+                    "n_hypotheses": int(idx.size),
                 },
             )
         )
