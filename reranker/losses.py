@@ -26,7 +26,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import expit
 
 from reranker.errors import DataError
 
@@ -209,9 +208,11 @@ def _r1(
 def _r2(z: NDArray[np.float64], p: LossProblem) -> tuple[float, NDArray[np.float64]]:
     """Cross-entropy summed over rows, averaged over utterances, and its gradient in z."""
     u = p.n_utterances
-    softplus = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))  # log(1 + e^z), stable
+    e = np.exp(-np.abs(z))  # in (0, 1]: no overflow
+    softplus = np.maximum(z, 0.0) + np.log1p(e)  # log(1 + e^z)
     value = float((softplus - p.y * z).sum() / u)
-    return value, (expit(z) - p.y) / u
+    sigmoid = np.where(z >= 0, 1.0, e) / (1.0 + e)
+    return value, (sigmoid - p.y) / u
 
 
 def _objective(
