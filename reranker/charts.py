@@ -209,6 +209,18 @@ def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str])
                 ),
             )
         )
+    totals = contributions.groupby("hypothesis", sort=False)["contribution"].sum()
+    fig.add_trace(
+        go.Scatter(
+            x=totals.to_numpy(),
+            y=[_text(labels.get(int(h), str(h))) for h in totals.index],
+            mode="markers",
+            marker={"symbol": "diamond", "size": 11, "color": "black"},
+            name="logit z (sum)",
+            hovertemplate="logit z = %{x:.4g}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=0, line={"color": "gray", "width": 1})
     fig.update_layout(
         barmode="relative",
         height=max(260, 70 * max(1, len(labels)) + 120),

@@ -119,6 +119,8 @@ def test_contributions_and_weights_comparison_figures() -> None:
         }
     )
     fig = charts.contributions_figure(contrib, {0: "#1 Video", 1: "#2 Books"})
-    assert fig.layout.barmode == "relative" and len(fig.data) == 2
+    assert fig.layout.barmode == "relative" and len(fig.data) == 3
+    total = next(t for t in fig.data if t.name == "logit z (sum)")
+    assert list(total.x) == [-1.2, -1.5]
     cmp = charts.weights_comparison_figure(["a", "bias"], {"v1": [1.0, 2.0], "v2": [1.5, 2.0]})
     assert [t.name for t in cmp.data] == ["v1", "v2"]

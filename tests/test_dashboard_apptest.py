@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -362,3 +366,47 @@ def test_probe_two_devices_on_the_media_demo(
     assert list(echo_dot.columns[:3]) == ["rank", "domain", "intent"]
     assert fire_tv["domain"].iloc[0] == "Video"
     assert echo_dot["domain"].iloc[0] != "Video"
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_dashboard_rejects_a_missing_data_directory(tmp_path: Path) -> None:
+    from tests.conftest import reranker_cli
+
+    result = subprocess.run(
+        [*reranker_cli(), "dashboard", "--data", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"reranker: error: {tmp_path / 'nope'}: no such data directory"
+
+
+def test_cli_dashboard_serves_the_app(data_dir: Path, tmp_path: Path) -> None:
+    from tests.conftest import reranker_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RERANKER_WORKSPACE": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [*reranker_cli(), "dashboard", "--port", str(port), "--data", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # blocks until the server prints its URL (or exits)
+            if "URL:" in line:
+                break
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=30) as r:
+            assert r.read() == b"ok"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -145,12 +145,18 @@ st.dataframe(
     selection_mode="single-row",
     height=300,
     column_config={
-        "top_score": st.column_config.NumberColumn(format="%.3f"),
-        "top_semer": st.column_config.NumberColumn(format="%.2f"),
+        "utterance_id": "id",
+        "reference_domain": "reference domain",
+        "top_domain": f"{label} top-1 domain",
+        "top_intent": f"{label} top-1 intent",
+        "top_score": st.column_config.NumberColumn(f"{label} top-1 score", format="%.3f"),
+        "top_semer": st.column_config.NumberColumn("top-1 SemER", format="%.2f"),
+        "top_correct": "top-1 correct",
         "correct_rank": st.column_config.NumberColumn(
-            help="Best rank of a correct hypothesis (0: none in the n-best)"
+            "best correct rank", help="Best rank of a correct hypothesis (0: none in the n-best)"
         ),
-        "r0_top_domain": st.column_config.TextColumn("R0 top domain"),
+        "n_hypotheses": "n-best",
+        "r0_top_domain": "R0 top-1 domain",
     },
 )
 st.download_button(
@@ -205,6 +211,20 @@ st.dataframe(
     detail.drop(columns=["row"]),
     key="utt_detail",
     hide_index=True,
+    column_order=[
+        "rank",
+        "score",
+        "r0_rank",
+        "r0_score",
+        "domain",
+        "intent",
+        "slots",
+        "semer",
+        "correct",
+        "domain_score",
+        "intent_score",
+        "slot_score",
+    ],
     column_config={
         c: st.column_config.NumberColumn(format="%.3f")
         for c in ("domain_score", "intent_score", "slot_score", "semer", "r0_score", "score")
@@ -212,6 +232,9 @@ st.dataframe(
     | {
         "score": st.column_config.NumberColumn(f"{label} score", format="%.3f"),
         "rank": st.column_config.NumberColumn(f"{label} rank"),
+        "r0_score": st.column_config.NumberColumn("R0 score", format="%.3f"),
+        "r0_rank": "R0 rank",
+        "semer": st.column_config.NumberColumn("SemER", format="%.3f"),
     },
 )
 labels = {i: f"#{int(r['rank'])} {r['domain']} · {r['intent']}" for i, r in detail.iterrows()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ from reranker.errors import DataError
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
 
 
-def dashboard_command(port: int, data: Path | None) -> list[str]:
+def dashboard_command(port: int) -> list[str]:
     """The ``streamlit run`` command line that serves the dashboard."""
     return [
         sys.executable,
@@ -53,11 +52,8 @@ def dashboard(
         if not data.is_dir():
             raise DataError(f"{data}: no such data directory")
         env["RERANKER_DATA"] = str(data.resolve())
-    try:
-        completed = subprocess.run(
-            dashboard_command(port, data), env=env, cwd=APP.parents[1], check=False
-        )
-    except KeyboardInterrupt:
-        return
-    if completed.returncode not in (0, -2, 130):
-        raise typer.Exit(completed.returncode)
+    # Replace this process by the server, so that signals (Ctrl-C, terminate) reach it directly
+    # and no orphan is left behind.
+    os.chdir(APP.parents[1])
+    command = dashboard_command(port)
+    os.execve(command[0], command, env)
