@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -311,7 +311,7 @@ def recalibrate(
         )
     score = cross_fit(scored.correct, scored.score, scored.codes, method=method, seed=seed)
     errors = (scored.semer, scored.correct) if scored.semer is not None else None
-    return score_table(scored.hypotheses, np.clip(score, 0.0, 1.0), errors=errors)  # type: ignore[arg-type]
+    return score_table(scored.hypotheses, np.clip(score, 0.0, 1.0), errors=errors)
 
 
 def dataset_summary(prepared: PreparedTable) -> dict[str, Any]:
@@ -755,7 +755,9 @@ def _group_bin_matrix(
     return sparse.csr_matrix(sparse.coo_matrix((values, (groups, bins)), shape=(n_groups, n_bins)))
 
 
-def _bootstrap_chunks(n_groups: int, n_boot: int, seed: int, chunk: int = 16):  # type: ignore[no-untyped-def]
+def _bootstrap_chunks(
+    n_groups: int, n_boot: int, seed: int, chunk: int = 16
+) -> Iterator[tuple[int, FloatArray]]:
     """Yield ``(start, W)`` with W the (chunk, n_groups) draw counts of utterance resamples."""
     rng = np.random.default_rng(seed)
     for start in range(0, n_boot, chunk):
