@@ -81,13 +81,18 @@ with tab_train:
         scope = c3.selectbox(
             "R1 softmax scope",
             ["domain", "utterance"],
+            disabled=loss == "r2",
             key="train_scope",
             help="domain: over the domain's own hypotheses; utterance: over the whole n-best, "
             "other domains frozen at their current weights.",
         )
-        alpha = c4.number_input("α (R3)", 0.0, 100.0, 1.0, 0.1, key="train_alpha")
+        alpha = c4.number_input(
+            "α (R3)", 0.0, 100.0, 1.0, 0.1, key="train_alpha", disabled=loss != "r3"
+        )
         l2 = c5.number_input("L2 λ", 0.0, 10.0, 1e-3, 1e-3, format="%.4f", key="train_l2")
-        tau = c6.number_input("Temperature τ (R1)", 0.01, 100.0, 1.0, 0.1, key="train_tau")
+        tau = c6.number_input(
+            "Temperature τ (R1)", 0.01, 100.0, 1.0, 0.1, key="train_tau", disabled=loss == "r2"
+        )
         submitted = st.form_submit_button("Train", key="train_submit", type="primary")
     if submitted:
         try:
