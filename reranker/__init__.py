@@ -20,6 +20,7 @@ from reranker.calibration import (
     reliability_curve,
     smooth_ece,
 )
+from reranker.calibrators import cross_fit, fit_isotonic, fit_temperature
 from reranker.errors import (
     DataError,
     ModelError,
@@ -52,10 +53,13 @@ __all__ = [
     "WeightsRegistry",
     "align_interpretations",
     "brier_loss",
+    "cross_fit",
     "default_feature_names",
     "evaluate",
     "expected_calibration_error",
     "feature_matrix",
+    "fit_isotonic",
+    "fit_temperature",
     "interpretation_error",
     "maximum_calibration_error",
     "parse_annotation",
