@@ -27,6 +27,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from reranker.estimator import DomainReranker
 from reranker.hypotheses import read_hypotheses, validate_hypotheses
 from reranker.losses import make_problem, objective
 from reranker.registry import WeightsRegistry
+from reranker.semer import table_errors
 from reranker.training import prepare_tasks, synthetic_hypotheses, train_domains
 
 
@@ -107,6 +109,10 @@ def main() -> None:
                 print(f"{rows[-1][0]:<44} {seconds:8.2f} s", flush=True)
 
         tasks = prepare_tasks(table, loss="r2", registry=WeightsRegistry(os.path.join(tmp, "x")))
+    # the correct bit of each domain's rows (workers compute it inside train_domains)
+    tasks = [
+        t if t.y is not None else replace(t, y=table_errors(t.interpretations)[1]) for t in tasks
+    ]
 
     def ours() -> list[DomainReranker]:
         return [DomainReranker("r2", l2=args.l2).fit(t.X, t.y, groups=t.groups) for t in tasks]
