@@ -106,6 +106,9 @@ def evaluate_cmd(
             "--bootstrap", min=0, help="Bootstrap resamples of utterances for intervals (0: none)."
         ),
     ] = 0,
+    confidence: Annotated[
+        float, typer.Option("--confidence", min=0.5, max=0.999, help="Bootstrap interval level.")
+    ] = 0.9,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
 ) -> None:
     """Top-1 SemER / IE and calibration (ECE, MCE, Brier), overall, by domain and by device."""
@@ -130,6 +133,7 @@ def evaluate_cmd(
             strategy=strategy,  # type: ignore[arg-type]
             population=population,  # type: ignore[arg-type]
             n_boot=bootstrap,
+            confidence=confidence,
             seed=seed,
         )
     report["weights"] = {d: s for d, s in sorted(scoring.source.items())}
