@@ -163,12 +163,44 @@ def metrics(
     n_boot: int,
     calibrator: str | None = None,
 ) -> dict[str, dict[str, float | None]]:
-    """Calibration and top-1 metrics of one slice with bootstrap intervals."""
+    """Calibration and top-1 metrics of one slice with bootstrap intervals.
+
+    Smooth ECE does not depend on the bins, so it is cached apart (:func:`smooth`) and a change
+    of bins or strategy does not recompute it.
+    """
     table = _table(token, loss, weights, fingerprint, calibrator)
-    return views.calibration_metrics(
+    out = views.calibration_metrics(
         table,
         n_bins=n_bins,
         strategy=strategy,  # type: ignore[arg-type]
+        population=population,  # type: ignore[arg-type]
+        domain=domain,
+        device=device,
+        n_boot=n_boot,
+        smooth=False,
+    )
+    out["smooth_ece"] = smooth(
+        token, loss, weights, fingerprint, population, domain, device, n_boot, calibrator
+    )
+    return out
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def smooth(
+    token: str,
+    loss: str,
+    weights: str | None,
+    fingerprint: str,
+    population: str,
+    domain: str | None,
+    device: str | None,
+    n_boot: int,
+    calibrator: str | None = None,
+) -> dict[str, float | None]:
+    """Smooth ECE of one slice with its bootstrap interval."""
+    table = _table(token, loss, weights, fingerprint, calibrator)
+    return views.smooth_calibration(
+        table,
         population=population,  # type: ignore[arg-type]
         domain=domain,
         device=device,

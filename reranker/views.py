@@ -72,6 +72,7 @@ __all__ = [
     "scored_view",
     "slice_curve",
     "slice_masks",
+    "smooth_calibration",
     "top_domain_distribution",
     "utterance_detail",
     "utterance_table",
@@ -263,16 +264,25 @@ class PreparedTable:
         return self.row_order[self.row_offsets[code] : self.row_offsets[code + 1]]
 
 
+def _take(frame: pd.DataFrame, column: str, rows: NDArray[np.int64]) -> NDArray[np.object_]:
+    """``frame[column]`` at ``rows`` as an object array (converting only the rows taken)."""
+    return frame[column].iloc[rows].to_numpy(dtype=object)
+
+
+def _equals(frame: pd.DataFrame, column: str, value: str) -> NDArray[np.bool_]:
+    """Boolean mask ``frame[column] == value`` (vectorised on Arrow-backed strings)."""
+    return (frame[column] == value).to_numpy(dtype=bool)
+
+
 def prepare(frame: pd.DataFrame) -> PreparedTable:
     """Compute utterance codes, the row index per utterance and (with references) SemER."""
     codes, _ = pd.factorize(frame["utterance_id"].astype(str))
     codes = codes.astype(np.int64)
     n_utt = int(codes.max()) + 1 if codes.size else 0
-    first = np.full(n_utt, len(codes), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
     order = np.argsort(codes, kind="stable").astype(np.int64)
     offsets = np.r_[0, np.cumsum(np.bincount(codes, minlength=n_utt))].astype(np.int64)
-    ids = pd.Index(frame["utterance_id"].to_numpy(dtype=object)[first])
+    first = order[offsets[:-1]]  # stable sort: the first row of each group is its earliest
+    ids = pd.Index(_take(frame, "utterance_id", first))
     semer: FloatArray | None = None
     correct: NDArray[np.int64] | None = None
     if has_references(frame):
@@ -285,14 +295,31 @@ def scored_view(prepared: PreparedTable, score: FloatArray | None = None) -> Sco
 
     SemER and correct are reused from ``prepared``, never recomputed.
     """
-    s = r0_score(prepared.frame) if score is None else np.asarray(score, dtype=np.float64)
-    errors = None
-    if prepared.semer is not None and prepared.correct is not None:
-        errors = (prepared.semer, prepared.correct)
-    if errors is None:
-        # score_table would otherwise look for references itself; there are none.
-        return score_table(prepared.frame, s)
-    return score_table(prepared.frame, s, errors=errors)
+    frame = prepared.frame
+    s = r0_score(frame) if score is None else np.asarray(score, dtype=np.float64).ravel()
+    if s.size != len(frame):
+        raise DataError(f"got {s.size} scores for {len(frame)} hypotheses")
+    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
+        raise DataError("scores must lie in [0, 1]")
+    dscore = frame["domain_score"].to_numpy(dtype=np.float64)
+    rank, top = _rank_and_top(prepared, s, dscore)
+    return ScoredTable(frame, prepared.codes, s, rank, top, prepared.semer, prepared.correct)
+
+
+def _rank_and_top(
+    prepared: PreparedTable, score: FloatArray, domain_score: FloatArray
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Ranks and top-1 rows with SPEC's tie-break, from one sort.
+
+    Same result as :func:`reranker.ranking.rank_within_utterance` and
+    :func:`reranker.ranking.top1_indices` (score, then domain score, descending, then row).
+    """
+    codes = prepared.codes
+    order = np.lexsort((np.arange(codes.size), -domain_score, -score, codes))
+    starts = prepared.row_offsets[:-1]
+    ranks = np.empty(codes.size, dtype=np.int64)
+    ranks[order] = np.arange(codes.size) - np.repeat(starts, np.diff(prepared.row_offsets)) + 1
+    return ranks, order[starts].astype(np.int64)
 
 
 def recalibrate(
@@ -354,28 +381,25 @@ def utterance_table(scored: ScoredTable, *, r0: ScoredTable | None = None) -> pd
     counts = np.bincount(scored.codes, minlength=n_utt)
     out = pd.DataFrame(
         {
-            "utterance_id": frame["utterance_id"].to_numpy(dtype=object)[top],
-            "text": frame["text"].to_numpy(dtype=object)[top],
-            "device": frame["device"].to_numpy(dtype=object)[top],
-            "top_domain": frame["domain"].to_numpy(dtype=object)[top],
-            "top_intent": frame["intent"].to_numpy(dtype=object)[top],
-            "top_slots": frame["slots"].to_numpy(dtype=object)[top],
+            "utterance_id": _take(frame, "utterance_id", top),
+            "text": _take(frame, "text", top),
+            "device": _take(frame, "device", top),
+            "top_domain": _take(frame, "domain", top),
+            "top_intent": _take(frame, "intent", top),
+            "top_slots": _take(frame, "slots", top),
             "top_score": scored.score[top],
             "n_hypotheses": counts,
         }
     )
     if scored.correct is not None and scored.semer is not None:
-        out.insert(3, "reference_domain", frame["ref_domain"].to_numpy(dtype=object)[top])
+        out.insert(3, "reference_domain", _take(frame, "ref_domain", top))
         out.insert(
             4,
             "reference",
-            frame["ref_intent"].to_numpy(dtype=object)[top]
-            + "  "
-            + frame["ref_slots"].to_numpy(dtype=object)[top],
+            _take(frame, "ref_intent", top) + "  " + _take(frame, "ref_slots", top),
         )
         correct_rank = np.where(scored.correct == 1, scored.rank, np.iinfo(np.int64).max)
-        best = np.full(n_utt, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(best, scored.codes, correct_rank)
+        best = pd.Series(correct_rank).groupby(scored.codes, sort=True).min().to_numpy()
         has_correct = best < np.iinfo(np.int64).max
         out["top_semer"] = scored.semer[top]
         out["top_correct"] = scored.correct[top].astype(bool)
@@ -383,7 +407,7 @@ def utterance_table(scored: ScoredTable, *, r0: ScoredTable | None = None) -> pd
         out["misranked"] = has_correct & (best > 1)
         out["correct_rank"] = np.where(has_correct, best, 0)
         if r0 is not None and r0.correct is not None:
-            out["r0_top_domain"] = frame["domain"].to_numpy(dtype=object)[r0.top]
+            out["r0_top_domain"] = _take(frame, "domain", r0.top)
             out["r0_top_correct"] = r0.correct[r0.top].astype(bool)
     return out
 
@@ -636,8 +660,8 @@ def top_domain_distribution(scored: ScoredTable) -> pd.DataFrame:
     frame = scored.hypotheses
     top = pd.DataFrame(
         {
-            "device": frame["device"].to_numpy(dtype=object)[scored.top],
-            "domain": frame["domain"].to_numpy(dtype=object)[scored.top],
+            "device": _take(frame, "device", scored.top),
+            "domain": _take(frame, "domain", scored.top),
         }
     )
     counts = top.groupby(["device", "domain"], sort=True).size().rename("count").reset_index()
@@ -663,15 +687,14 @@ def slice_masks(
     hyp = np.ones(len(frame), dtype=bool)
     utt = np.ones(scored.top.size, dtype=bool)
     if device is not None:
-        dev = frame["device"].to_numpy(dtype=object)
-        hyp &= dev == device
-        utt &= dev[scored.top] == device
+        hyp &= _equals(frame, "device", device)
+        utt &= _take(frame, "device", scored.top) == device
     if domain is not None:
-        hyp &= frame["domain"].to_numpy(dtype=object) == domain
+        hyp &= _equals(frame, "domain", domain)
         if "ref_domain" in frame.columns:
-            utt &= frame["ref_domain"].to_numpy(dtype=object)[scored.top] == domain
+            utt &= _take(frame, "ref_domain", scored.top) == domain
         else:
-            utt &= frame["domain"].to_numpy(dtype=object)[scored.top] == domain
+            utt &= _take(frame, "domain", scored.top) == domain
     return hyp, utt
 
 
@@ -923,6 +946,44 @@ def _bootstrap_metrics(
             if resid_m is not None:
                 resid = np.asarray((resid_m.T @ w.T).T) / total[:, None]
                 out["smooth_ece"][sl] = _smooth_ece_on_grid(resid, grid, 48)
+    return out
+
+
+def smooth_calibration(
+    scored: ScoredTable,
+    *,
+    population: Population = "all",
+    domain: str | None = None,
+    device: str | None = None,
+    n_boot: int = 0,
+    confidence: float = 0.9,
+    seed: int = 0,
+) -> dict[str, float | None]:
+    """Smooth ECE of a slice with its utterance-bootstrap interval: ``{"value", "low", "high"}``.
+
+    It does not depend on any binning, so callers cache it apart from the binned metrics. The
+    value is exact (:func:`reranker.smooth_ece`); resamples are evaluated on a log-spaced
+    bandwidth grid over 200 fine bins.
+    """
+    y, s, g = calibration_sample(scored, population=population, domain=domain, device=device)
+    out: dict[str, float | None] = {"value": None, "low": None, "high": None}
+    if y.size == 0:
+        return out
+    out["value"] = float(smooth_ece(y, s))
+    if n_boot <= 0:
+        return out
+    grid = 200
+    gu, n_groups = _compact(g)
+    fine = np.minimum((s * grid).astype(np.int64), grid - 1)
+    resid_m = _group_bin_matrix(gu, fine, y - s, n_groups, grid)
+    n_u = np.bincount(gu, minlength=n_groups).astype(np.float64)
+    values = np.empty(n_boot)
+    for start, w in _bootstrap_chunks(n_groups, n_boot, seed):
+        resid = np.asarray((resid_m.T @ w.T).T) / (w @ n_u)[:, None]
+        values[start : start + len(w)] = _smooth_ece_on_grid(resid, grid, 48)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
+    out["low"], out["high"] = float(lo), float(hi)
     return out
 
 

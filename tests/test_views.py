@@ -24,7 +24,7 @@ from reranker.errors import DataError, WeightsError
 from reranker.evaluation import evaluate
 from reranker.features import default_feature_names
 from reranker.hypotheses import read_hypotheses, validate_hypotheses
-from reranker.ranking import r0_score
+from reranker.ranking import r0_score, rank_within_utterance, top1_indices, utterance_codes
 from reranker.registry import WeightsRegistry, score_with_registry
 from tests.conftest import CONFORMANCE, make_table
 
@@ -142,6 +142,19 @@ def test_utterance_table_matches_a_slow_reference(seed: int) -> None:
         assert row["misranked"] == misranked
         assert row["correct_rank"] == best
         assert row["n_hypotheses"] == (table["utterance_id"] == row["utterance_id"]).sum()
+
+
+def test_scored_view_ranks_like_the_ranking_module() -> None:
+    table = validate_hypotheses(make_table(200, 5)).sample(frac=1.0, random_state=1)
+    prep = views.prepare(table.reset_index(drop=True))
+    score = np.random.default_rng(2).integers(0, 4, len(table)) / 4  # many exact ties
+    scored = views.scored_view(prep, score)
+    codes = utterance_codes(prep.frame["utterance_id"])
+    dscore = prep.frame["domain_score"].to_numpy()
+    np.testing.assert_array_equal(scored.rank, rank_within_utterance(codes, score, dscore))
+    np.testing.assert_array_equal(scored.top, top1_indices(codes, score, dscore))
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        views.scored_view(prep, score + 2)
 
 
 def test_filter_utterances_combines_filters(prepared: views.PreparedTable) -> None:
@@ -389,6 +402,17 @@ def test_bootstrap_smooth_ece_is_close_to_the_exact_one() -> None:
         approx = views._smooth_ece_on_grid(resid[None, :], 200, 48)[0]
         assert grid.size == 200
         assert approx == pytest.approx(exact, rel=0.15, abs=0.004)
+
+
+def test_smooth_calibration_value_and_interval(prepared: views.PreparedTable) -> None:
+    scored = views.scored_view(prepared)
+    got = views.smooth_calibration(scored, n_boot=40, seed=2)
+    y, s, _ = views.calibration_sample(scored)
+    assert got["value"] == pytest.approx(smooth_ece(y, s), abs=1e-12)
+    assert got["low"] < got["high"]
+    assert got["low"] <= got["value"] * 1.2 and got["high"] >= got["value"] * 0.8
+    empty = views.smooth_calibration(scored, device="no such device", n_boot=10)
+    assert empty == {"value": None, "low": None, "high": None}
 
 
 def test_slice_curve_bands_match_a_slow_reference(prepared: views.PreparedTable) -> None:
