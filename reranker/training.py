@@ -194,6 +194,13 @@ class SerialEngine:
             yield task, outcome
 
 
+def _single_threaded_worker() -> None:
+    """Keep each worker's BLAS on one thread: the pool already uses every core."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 class LocalEngine:
     """Train domains in a pool of worker processes.
 
@@ -227,7 +234,9 @@ class LocalEngine:
             context.set_forkserver_preload(["reranker.training"])
         else:  # pragma: no cover
             context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_single_threaded_worker
+        ) as pool:
             pending: dict[Future[Any], DomainTask] = {pool.submit(fit_domain, t): t for t in tasks}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
