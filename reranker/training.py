@@ -503,6 +503,13 @@ def train_domains(
     ------
     DataError
         On bad options or data, before anything is trained or written.
+
+    Notes
+    -----
+    The local engine starts its workers from a ``forkserver`` (``spawn`` on platforms without
+    one), so a script calling this function must guard its entry point with
+    ``if __name__ == "__main__":``, as for any :mod:`multiprocessing` code. Pass
+    ``engine="serial"`` (or ``jobs=1``) to train in the calling process.
     """
     _check_options(loss, scope, alpha, l2, temperature, jobs)
     executor = (
