@@ -134,3 +134,24 @@ def test_chart_data_downloads_as_csv(server: str, page) -> None:  # type: ignore
     path = info.value.path()
     header = Path(path).read_text().splitlines()[0]
     assert header.startswith("bin_low,bin_high,count,mean_score,frac_correct")
+
+
+def test_filters_survive_page_switches(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    _open(page, f"{server}/utterances")
+    caption = page.get_by_text("utterances match")
+    before = caption.inner_text()
+    page.get_by_text("Misranked only").click()
+    page.wait_for_url("**utt_misranked=true**")
+    _settle(page)
+    filtered = page.get_by_text("utterances match").inner_text()
+    assert filtered != before
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_role("link", name="Calibration").click()
+    page.wait_for_url("**/calibration**")
+    _settle(page)
+    sidebar.get_by_role("link", name="Utterances").click()
+    page.wait_for_url("**/utterances**")
+    _settle(page)
+    assert page.get_by_text("utterances match").inner_text() == filtered
+    assert "utt_misranked=true" in page.url
+    _no_errors(page)
