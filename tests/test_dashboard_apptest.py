@@ -221,18 +221,35 @@ def test_train_a_loss_the_dataset_lacks_makes_it_available(app: AppTest) -> None
 
 
 def test_upload_weights_json(app: AppTest, data_dir: Path) -> None:
-    doc = (data_dir / "demo" / "weights" / "r2" / "Video" / "v0001.json").read_bytes()
+    doc = json.loads((data_dir / "demo" / "weights" / "r2" / "Video" / "v0001.json").read_text())
+    doc["loss"] = "r1"
     _goto(app, "weights")
-    app.button_group(key="w_loss").set_value("r1").run()
-    app.file_uploader(key="weights_upload").set_value(("video.json", doc, "application/json")).run()
+    upload = ("video.json", json.dumps(doc).encode(), "application/json")
+    app.file_uploader(key="weights_upload").set_value(upload).run()
     app.button(key="weights_upload_publish").click().run()
     _ok(app)
-    assert any("Video v1" in _plain(s.value) for s in app.success)
+    assert any("R1 Video v1" in _plain(s.value) for s in app.success)
+    path = app.session_state["weights_paths"][("demo", "r1")]
+    assert WeightsRegistry(path).domains() == ["Video"]
+    assert "trained" in str(app.radio(key="loss").proto)  # R1 is now available
     bad = json.dumps({"domain": "Video"}).encode()
     app.file_uploader(key="weights_upload").set_value(("bad.json", bad, "application/json")).run()
     app.button(key="weights_upload_publish").click().run()
     assert not app.exception
     assert "bad.json: missing key" in _plain(app.error[0].value)
+
+
+def test_use_a_weights_directory(app: AppTest, data_dir: Path, tmp_path: Path) -> None:
+    _goto(app, "weights")
+    app.button_group(key="w_loss").set_value("r1").run()
+    app.text_input(key="weights_dir").set_value(str(tmp_path / "nothing"))
+    app.button(key="weights_dir_use").click().run()
+    assert "no such weights directory" in _plain(app.error[0].value)
+    app.text_input(key="weights_dir").set_value(str(data_dir / "demo" / "weights" / "r3"))
+    app.button(key="weights_dir_use").click().run()
+    _ok(app)
+    assert app.session_state["weights_paths"][("demo", "r1")].endswith("r3")
+    assert len(app.dataframe[0].value) == 5  # the five domains of the r3 registry
 
 
 # ---------------------------------------------------------------------------- Calibration

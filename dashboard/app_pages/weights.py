@@ -11,7 +11,7 @@ import streamlit as st
 import ui
 
 from reranker import charts, views
-from reranker.errors import RerankerError
+from reranker.errors import RerankerError, WeightsError
 
 TRAINABLE = ["r1", "r2", "r3"]
 
@@ -150,9 +150,9 @@ with tab_load:
     if c2.button("Use", key="weights_dir_use"):
         try:
             if not Path(directory).is_dir():
-                raise views.WeightsError(f"{directory}: no such weights directory")
+                raise WeightsError(f"{directory}: no such weights directory")
             if not WeightsRegistry(directory).domains():
-                raise views.WeightsError(f"{directory}: no published weights in this directory")
+                raise WeightsError(f"{directory}: no published weights in this directory")
         except RerankerError as e:
             ui.show_error(e)
         else:
@@ -160,7 +160,10 @@ with tab_load:
                 Path(directory).resolve()
             )
             st.rerun()
-    st.markdown("**Or upload weights JSON files** (one per domain, SPEC §2)")
+    st.markdown(
+        "**Or upload weights JSON files** (one per domain and version, SPEC §2; each is "
+        "published as a new version under the loss it names)"
+    )
     files = st.file_uploader(
         "Weights JSON", type=["json"], accept_multiple_files=True, key="weights_upload"
     )
@@ -171,19 +174,22 @@ with tab_load:
                 try:
                     raw = json.loads(f.getvalue().decode("utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                    raise views.WeightsError(f"{f.name}: not a JSON document ({e})") from e
+                    raise WeightsError(f"{f.name}: not a JSON document ({e})") from e
                 documents.append(validate_weights_document(raw, source=f.name))
         except RerankerError as e:
             ui.show_error(e)
         else:
-            target = WeightsRegistry(ui.writable_registry(ctx, loss))
-            published = [
-                f"{d['domain']} v{target.publish(d['domain'], {**d, 'loss': d['loss']})}"
-                for d in documents
-            ]
-            st.success(
-                ui.md(f"Published {', '.join(published)} as {ui.LOSS_LABELS[loss]} weights.")
-            )
+            published = []
+            for d in documents:
+                # Each document goes to the registry of its own loss.
+                target = WeightsRegistry(ui.writable_registry(ctx, d["loss"]))
+                version = target.publish(d["domain"], d)
+                published.append(f"{ui.LOSS_LABELS[d['loss']]} {d['domain']} v{version}")
+            st.session_state["_loaded"] = f"Published {', '.join(published)}."
+            _reset_versions()
+            st.rerun()
+    if "_loaded" in st.session_state:
+        st.success(ui.md(st.session_state.pop("_loaded")), icon=":material/check:")
 
 with tab_versions:
     path = ui.current().weights.get(loss) or st.session_state["weights_paths"].get(
