@@ -274,7 +274,7 @@ def _as_score_column(frame: pd.DataFrame, column: str, loc: _Locator) -> pd.Seri
     outside = (values < 0.0) | (values > 1.0)
     if outside.any():
         row = _first(outside)
-        raise DataError(f"{loc.at(row, column)}: score {values[row]!r} is outside [0, 1]")
+        raise DataError(f"{loc.at(row, column)}: score {float(values[row])!r} is outside [0, 1]")
     return pd.Series(values, name=column)
 
 
