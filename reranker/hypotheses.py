@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reranker._files import default_file_mode
 from reranker.annotation import parse_slots
 from reranker.errors import DataError
 
@@ -379,12 +380,6 @@ def has_references(hypotheses: pd.DataFrame) -> bool:
     return all(c in hypotheses.columns for c in REFERENCE_COLUMNS)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write ``frame`` atomically as Parquet, CSV or JSONL, chosen by the extension of ``path``.
 
@@ -401,7 +396,7 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
     tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
             if suffix in (".parquet", ".pq"):
                 frame.to_parquet(fh, index=False)

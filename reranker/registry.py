@@ -35,6 +35,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.special import expit
 
+from reranker._files import default_file_mode
 from reranker.errors import WeightsError
 from reranker.features import feature_matrix, is_known_feature
 from reranker.losses import LOSSES
@@ -176,6 +177,7 @@ def _write_atomic(directory: Path, name: str, data: bytes, *, overwrite: bool) -
     """Write ``directory/name`` via a fsynced temporary file and a rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; publish readable files
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -302,3 +302,21 @@ def test_registry_path_must_be_a_directory(tmp_path: Path) -> None:
     f.write_text("")
     with pytest.raises(WeightsError, match="not a weights directory"):
         WeightsRegistry(f)
+
+
+def test_published_files_are_readable_by_others(tmp_path) -> None:
+    import os
+    import stat
+
+    from reranker._files import default_file_mode
+    from reranker.registry import WeightsRegistry
+
+    source = WeightsRegistry(
+        Path(__file__).parent.parent / "demo_data" / "media" / "weights" / "r2"
+    )
+    document = source.load("Music")
+    registry = WeightsRegistry(tmp_path)
+    registry.publish("Music", document)
+    for path in (tmp_path / "Music").iterdir():
+        if path.name != ".lock":
+            assert stat.S_IMODE(os.stat(path).st_mode) == default_file_mode(), path
