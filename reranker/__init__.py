@@ -10,6 +10,9 @@ and calibration -> dashboard.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from reranker.annotation import parse_annotation, parse_slots
 from reranker.calibration import (
     ReliabilityCurve,
@@ -20,7 +23,6 @@ from reranker.calibration import (
     reliability_curve,
     smooth_ece,
 )
-from reranker.calibrators import cross_fit, fit_isotonic, fit_temperature
 from reranker.errors import (
     DataError,
     ModelError,
@@ -28,15 +30,48 @@ from reranker.errors import (
     TrainingError,
     WeightsError,
 )
-from reranker.estimator import DomainReranker
 from reranker.evaluation import evaluate, score_table
-from reranker.features import default_feature_names, feature_matrix, register_feature
 from reranker.hypotheses import read_hypotheses, write_table
 from reranker.ranking import r0_score, rank_within_utterance, top1_indices
-from reranker.registry import WeightsRegistry, score_with_registry
 from reranker.scoring import score_hypotheses
 from reranker.semer import align_interpretations, interpretation_error, semer_error, table_errors
-from reranker.training import DomainResult, train_domains
+
+if TYPE_CHECKING:
+    from reranker.calibrators import cross_fit, fit_isotonic, fit_temperature
+    from reranker.estimator import DomainReranker
+    from reranker.features import default_feature_names, feature_matrix, register_feature
+    from reranker.registry import WeightsRegistry, score_with_registry
+    from reranker.training import DomainResult, train_domains
+
+# Names whose modules pull in scikit-learn are imported on first use, so that importing the
+# package (and starting the command line) stays fast.
+_LAZY = {
+    "cross_fit": "reranker.calibrators",
+    "fit_isotonic": "reranker.calibrators",
+    "fit_temperature": "reranker.calibrators",
+    "DomainReranker": "reranker.estimator",
+    "default_feature_names": "reranker.features",
+    "feature_matrix": "reranker.features",
+    "register_feature": "reranker.features",
+    "WeightsRegistry": "reranker.registry",
+    "score_with_registry": "reranker.registry",
+    "DomainResult": "reranker.training",
+    "train_domains": "reranker.training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reranker' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
