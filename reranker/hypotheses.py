@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reranker._files import default_file_mode
+from reranker._files import decode_utf8, default_file_mode
 from reranker.annotation import parse_slots
 from reranker.errors import DataError
 
@@ -66,18 +66,8 @@ def _check_readable(path: Path) -> None:
         raise DataError(f"{path}: is a directory, not a hypothesis file")
 
 
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}: line {line}: bytes are not valid UTF-8 (byte offset {e.start})"
-        ) from e
-
-
 def _read_csv(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
-    text = _decode(path, data)
+    text = decode_utf8(path, data)
     if not text.strip():
         raise DataError(f"{path}: file is empty")
     try:
@@ -92,7 +82,7 @@ def _read_csv(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
 
 
 def _read_jsonl(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
-    text = _decode(path, data)
+    text = decode_utf8(path, data)
     if not text.strip():
         raise DataError(f"{path}: file is empty")
     records: list[dict[str, object]] = []

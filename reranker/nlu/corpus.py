@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reranker._files import decode_utf8, read_json_file
 from reranker.annotation import parse_annotation
 from reranker.errors import DataError
 
@@ -61,14 +62,6 @@ def _suffix(path: Path) -> str:
             "use .jsonl (one JSON object per line) or .csv"
         )
     return suffix
-
-
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: bytes are not valid UTF-8") from e
 
 
 def _records_jsonl(path: Path, text: str) -> tuple[list[dict[str, object]], list[int]]:
@@ -144,7 +137,7 @@ def read_corpus(
         data = p.read_bytes()
     except OSError as e:
         raise DataError(f"{p}: cannot read ({e.strerror})") from e
-    text = _decode(p, data)
+    text = decode_utf8(p, data)
     if not text.strip():
         raise DataError(f"{p}: corpus is empty")
     reader = _records_csv if suffix == ".csv" else _records_jsonl
@@ -332,16 +325,7 @@ class DomainMap:
 def read_domain_map(path: str | os.PathLike[str]) -> DomainMap:
     """Read a domain map JSON file: ``{"domains": {...}, "intents": {...}, "description": ...}``."""
     p = Path(path)
-    if p.suffix.lower() != ".json":
-        raise DataError(
-            f"{p}: unknown domain map format {p.suffix or '(no extension)'!r}; use .json"
-        )
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{p}: not valid JSON ({e})") from e
+    doc = read_json_file(p, what="domain map")
     if not isinstance(doc, dict):
         raise DataError(f"{p}: a domain map is a JSON object with 'domains' and/or 'intents'")
     unknown = set(doc) - {"domains", "intents", "description"}

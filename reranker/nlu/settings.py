@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reranker._files import read_json_file
 from reranker.errors import DataError
 
 __all__ = ["PROFILES", "DomainSettings", "default_settings", "read_settings_file", "settings_for"]
@@ -200,14 +200,7 @@ def settings_for(
 def read_settings_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """Read a per-domain settings file: ``{"<Domain>" or "*": {setting: value}}``."""
     p = Path(path)
-    if p.suffix.lower() != ".json":
-        raise DataError(f"{p}: unknown settings format {p.suffix or '(no extension)'!r}; use .json")
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{p}: not valid JSON ({e})") from e
+    doc = read_json_file(p, what="settings")
     if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
         raise DataError(f"{p}: expected an object mapping each domain (or '*') to its settings")
     for domain, values in doc.items():
