@@ -20,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,12 @@ __all__ = [
     "REFERENCE_COLUMNS",
     "REQUIRED_COLUMNS",
     "SCORE_COLUMNS",
+    "RowLocator",
+    "duplicate_problem",
     "has_references",
     "read_hypotheses",
     "read_table",
+    "reference_problem",
     "validate_hypotheses",
     "write_table",
 ]
@@ -127,6 +131,18 @@ _READERS: dict[str, Callable[[Path, bytes], tuple[pd.DataFrame, int]]] = {
 }
 
 
+class RowLocator(Protocol):
+    """Names a 0-based row of a table in error messages."""
+
+    def at(self, row: int, column: str | None = None) -> str:
+        """The ``file: row N, column 'c'`` prefix of a message about ``row``."""
+        ...
+
+    def row(self, row: int) -> str:
+        """How a message refers to another row, e.g. ``row 3``."""
+        ...
+
+
 class _Locator:
     """Turns a 0-based row index into the ``file: row N (line L), column 'c'`` prefix."""
 
@@ -141,6 +157,9 @@ class _Locator:
         if column is not None:
             where += f", column {column!r}"
         return where
+
+    def row(self, row: int) -> str:
+        return f"row {row + 1}"
 
 
 def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
@@ -164,7 +183,8 @@ def read_hypotheses(path: str | os.PathLike[str]) -> pd.DataFrame:
     Parameters
     ----------
     path : str or path-like
-        A ``.parquet``, ``.csv`` or ``.jsonl`` file.
+        A ``.parquet``, ``.csv`` or ``.jsonl`` file, or a partitioned Parquet dataset: a
+        directory, a glob or an fsspec URL (:mod:`reranker.partitioned`), read in dataset order.
 
     Returns
     -------
@@ -177,6 +197,10 @@ def read_hypotheses(path: str | os.PathLike[str]) -> pd.DataFrame:
     DataError
         On any breach of the contract; the message names the file, row and column.
     """
+    from reranker.partitioned import is_dataset_path, read_dataset
+
+    if is_dataset_path(path):
+        return read_dataset(os.fspath(path))
     frame, first_line = read_table(path)
     return validate_hypotheses(frame, source=str(path), first_line=first_line)
 
@@ -336,33 +360,60 @@ def validate_hypotheses(
     if present_refs:
         _check_annotations(out["ref_slots"], "ref_slots", loc)
 
-    duplicated = out.duplicated(list(_KEY), keep="first").to_numpy()
-    if duplicated.any():
-        row = _first(duplicated)
-        key = out.loc[row, list(_KEY)]
-        same = (out[list(_KEY)] == key).all(axis=1).to_numpy()
-        first = int(np.flatnonzero(same)[0])
-        raise DataError(
-            f"{loc.at(row, 'slots')}: duplicated hypothesis (utterance_id, domain, intent, "
-            f"slots) = ({key['utterance_id']!r}, {key['domain']!r}, {key['intent']!r}, "
-            f"{key['slots']!r}), first at row {first + 1}"
-        )
-    if present_refs:
-        codes, _ = pd.factorize(out["utterance_id"])
-        first_of = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
-        np.minimum.at(first_of, codes, np.arange(len(codes)))
-        first_idx = first_of[codes]
-        for column in REFERENCE_COLUMNS:
-            ref_codes, _ = pd.factorize(out[column])
-            differs = ref_codes != ref_codes[first_idx]
-            if differs.any():
-                row = int(np.flatnonzero(differs)[0])
-                raise DataError(
-                    f"{loc.at(row, column)}: reference {out.at[row, column]!r} differs from "
-                    f"{out.at[int(first_idx[row]), column]!r} at row {int(first_idx[row]) + 1} "
-                    f"of the same utterance {out.at[row, 'utterance_id']!r}"
-                )
+    for problem in (duplicate_problem(out, loc), reference_problem(out, loc)):
+        if problem is not None:
+            raise DataError(problem[-1])
     return out
+
+
+def duplicate_problem(frame: pd.DataFrame, loc: RowLocator) -> tuple[int, str] | None:
+    """The first row repeating an earlier ``(utterance_id, domain, intent, slots)``, if any.
+
+    Returns ``(row, message)``, ``row`` 0-based in ``frame``; ``None`` if the keys are unique.
+    """
+    duplicated = frame.duplicated(list(_KEY), keep="first").to_numpy()
+    if not duplicated.any():
+        return None
+    row = _first(duplicated)
+    key = frame.loc[frame.index[row], list(_KEY)]
+    same = (frame[list(_KEY)] == key).all(axis=1).to_numpy()
+    first = int(np.flatnonzero(same)[0])
+    return row, (
+        f"{loc.at(row, 'slots')}: duplicated hypothesis (utterance_id, domain, intent, "
+        f"slots) = ({key['utterance_id']!r}, {key['domain']!r}, {key['intent']!r}, "
+        f"{key['slots']!r}), first at {loc.row(first)}"
+    )
+
+
+def reference_problem(frame: pd.DataFrame, loc: RowLocator) -> tuple[int, int, str] | None:
+    """The first row whose reference differs from its utterance's first row, if any.
+
+    Columns are checked in the order of :data:`REFERENCE_COLUMNS`. Returns ``(column index,
+    row, message)``; ``None`` if every utterance has one reference (or there are none).
+    """
+    if not has_references(frame) or len(frame) == 0:
+        return None
+    codes, _ = pd.factorize(frame["utterance_id"])
+    first_of = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
+    np.minimum.at(first_of, codes, np.arange(len(codes)))
+    first_idx = first_of[codes]
+    for k, column in enumerate(REFERENCE_COLUMNS):
+        values = frame[column].to_numpy(dtype=object)
+        ref_codes, _ = pd.factorize(values)
+        differs = ref_codes != ref_codes[first_idx]
+        if differs.any():
+            row = int(np.flatnonzero(differs)[0])
+            first = int(first_idx[row])
+            return (
+                k,
+                row,
+                (
+                    f"{loc.at(row, column)}: reference {values[row]!r} differs from "
+                    f"{values[first]!r} at {loc.row(first)} of the same utterance "
+                    f"{frame['utterance_id'].iloc[row]!r}"
+                ),
+            )
+    return None
 
 
 def has_references(hypotheses: pd.DataFrame) -> bool:
