@@ -1,4 +1,4 @@
-"""Calibration metrics (SPEC §5): reliability curves, ECE, MCE, Brier, smooth ECE, bootstrap.
+"""Calibration metrics (SPEC §5): reliability curves, ECE, MCE, Brier, smooth ECE.
 
 Calibration compares a ``score`` in [0, 1] with the ``correct`` bit. With bins b holding n_b of
 the N samples,
@@ -17,7 +17,6 @@ bootstrap, which resamples whole utterances).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from reranker.bootstrap import bootstrap_intervals, utterance_keys, weight_chunks
 from reranker.errors import DataError
 
 __all__ = [
@@ -32,13 +32,11 @@ __all__ = [
     "ReliabilityCurve",
     "ReliabilityStats",
     "bin_indices",
-    "bootstrap_interval",
     "brier_loss",
     "expected_calibration_error",
     "maximum_calibration_error",
     "reliability_curve",
     "smooth_ece",
-    "utterance_bootstrap_weights",
 ]
 
 Strategy = Literal["uniform", "quantile"]
@@ -285,40 +283,6 @@ class ReliabilityCurve:
         )
 
 
-def utterance_bootstrap_weights(
-    groups: ArrayLike, n_boot: int, *, seed: int | np.random.Generator = 0
-) -> NDArray[np.float64]:
-    """Weights of ``n_boot`` bootstrap resamples of whole utterances.
-
-    Each resample draws as many utterances as there are, with replacement; a hypothesis gets the
-    number of times its utterance was drawn. Returns shape ``(n_boot, n)``.
-    """
-    codes, uniques = pd.factorize(pd.Series(np.asarray(groups)))
-    rng = np.random.default_rng(seed)
-    n_groups = len(uniques)
-    out = np.empty((n_boot, len(codes)), dtype=np.float64)
-    for b in range(n_boot):
-        drawn = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
-        out[b] = drawn[codes]
-    return out
-
-
-def bootstrap_interval(
-    metric: Callable[[NDArray[np.float64]], float],
-    weights: NDArray[np.float64],
-    *,
-    confidence: float = 0.9,
-) -> tuple[float, float]:
-    """Percentile interval of ``metric(sample_weight)`` over the rows of ``weights``."""
-    values = np.array([metric(w) for w in weights], dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
 def reliability_curve(
     correct: ArrayLike,
     score: ArrayLike,
@@ -355,19 +319,15 @@ def reliability_curve(
     low = np.full(n_bins, np.nan)
     high = np.full(n_bins, np.nan)
     if n_boot > 0:
-        g = np.arange(s.size) if groups is None else np.asarray(groups)
-        boot = utterance_bootstrap_weights(g, n_boot, seed=seed) * w
+        keys = utterance_keys(np.arange(s.size) if groups is None else np.asarray(groups))
         fracs = np.full((n_boot, n_bins), np.nan)
-        for b in range(n_boot):
-            c = np.bincount(idx, weights=boot[b], minlength=n_bins)
-            sy = np.bincount(idx, weights=boot[b] * y, minlength=n_bins)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                fracs[b] = np.where(c > 0, sy / np.where(c > 0, c, 1), np.nan)
-        alpha = (1.0 - confidence) / 2.0
-        for k in np.flatnonzero(count > 0):
-            col = fracs[:, k][~np.isnan(fracs[:, k])]
-            if col.size:
-                low[k], high[k] = np.quantile(col, [alpha, 1.0 - alpha])
+        for start, boot in weight_chunks(keys, n_boot, seed=seed):
+            for b, wb in enumerate(boot * w, start=start):
+                c = np.bincount(idx, weights=wb, minlength=n_bins)
+                sy = np.bincount(idx, weights=wb * y, minlength=n_bins)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    fracs[b] = np.where(c > 0, sy / np.where(c > 0, c, 1), np.nan)
+        low, high = bootstrap_intervals(frac, fracs, confidence=confidence)
     return ReliabilityCurve(edges, count, mean_score, frac, low, high)
 
 

@@ -13,18 +13,19 @@ Top-1 metrics (SPEC §3) rank each utterance's whole n-best by score; calibratio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from reranker.bootstrap import bootstrap_intervals, utterance_keys, weight_chunks
 from reranker.calibration import (
     Strategy,
     brier_loss,
     expected_calibration_error,
     maximum_calibration_error,
-    utterance_bootstrap_weights,
 )
 from reranker.errors import DataError
 from reranker.hypotheses import has_references
@@ -66,6 +67,11 @@ class ScoredTable:
     top: NDArray[np.int64]
     semer: NDArray[np.float64] | None
     correct: NDArray[np.int64] | None
+
+    @cached_property
+    def utterance_keys(self) -> NDArray[np.uint64]:
+        """Bootstrap key of each utterance, by utterance code (:func:`reranker.bootstrap.utterance_keys`)."""
+        return utterance_keys(self.hypotheses["utterance_id"].to_numpy()[self.top])
 
 
 def score_table(
@@ -232,19 +238,22 @@ def evaluate(
     result["by_device"] = by_device
 
     if n_boot > 0:
-        weights = utterance_bootstrap_weights(np.arange(n_utt), n_boot, seed=seed)
-        samples = []
-        for w_utt in weights:
-            w_hyp = w_utt[t.codes]
-            samples.append(
-                _slice_metrics(t, all_hyp, all_utt, hyp_weight=w_hyp, utt_weight=w_utt, **opts)  # type: ignore[arg-type]
-            )
-        alpha = (1.0 - confidence) / 2.0
-        intervals: dict[str, list[float]] = {}
-        for key in ("top1_semer", "top1_ie", "ece", "mce", "brier", "ece_top1"):
-            vals = np.array([s[key] for s in samples if s[key] is not None], dtype=np.float64)
-            lo, hi = np.quantile(vals, [alpha, 1.0 - alpha]) if vals.size else (np.nan, np.nan)
-            intervals[key] = [float(lo), float(hi)]
+        keys = ("top1_semer", "top1_ie", "ece", "mce", "brier", "ece_top1")
+        replicates = np.full((n_boot, len(keys)), np.nan)
+        for start, weights in weight_chunks(t.utterance_keys, n_boot, seed=seed):
+            for b, w_utt in enumerate(weights, start=start):
+                sample = _slice_metrics(
+                    t,
+                    all_hyp,
+                    all_utt,
+                    hyp_weight=w_utt[t.codes],
+                    utt_weight=w_utt,
+                    **opts,  # type: ignore[arg-type]
+                )
+                replicates[b] = [np.nan if sample[k] is None else sample[k] for k in keys]
+        estimates = [np.nan if result[k] is None else result[k] for k in keys]
+        low, high = bootstrap_intervals(estimates, replicates, confidence=confidence)
+        intervals = {k: [float(lo), float(hi)] for k, lo, hi in zip(keys, low, high, strict=True)}
         result["intervals"] = intervals
         result["confidence"] = confidence
     return result

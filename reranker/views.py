@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from scipy.special import expit
 
+from reranker.bootstrap import bootstrap_interval, bootstrap_intervals, weight_chunks
 from reranker.calibration import (
     ReliabilityCurve,
     Strategy,
@@ -704,8 +705,12 @@ def calibration_sample(
     population: Population = "all",
     domain: str | None = None,
     device: str | None = None,
-) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
-    """The ``(correct, score, utterance code)`` arrays entering calibration for a slice."""
+) -> tuple[FloatArray, FloatArray, NDArray[np.uint64]]:
+    """The ``(correct, score, utterance key)`` arrays entering calibration for a slice.
+
+    The key (:func:`reranker.bootstrap.utterance_keys`) groups rows by utterance and fixes each
+    utterance's bootstrap weights.
+    """
     if scored.correct is None:
         raise DataError("calibration needs the reference columns ref_domain, ref_intent, ref_slots")
     if population not in ("all", "top1"):
@@ -718,14 +723,14 @@ def calibration_sample(
     return (
         scored.correct[rows].astype(np.float64),
         scored.score[rows],
-        scored.codes[rows],
+        scored.utterance_keys[scored.codes[rows]],
     )
 
 
 def slice_curve(
     correct: FloatArray,
     score: FloatArray,
-    groups: NDArray[np.int64],
+    groups: NDArray[np.uint64],
     *,
     n_bins: int = 10,
     strategy: Strategy = "uniform",
@@ -742,30 +747,26 @@ def slice_curve(
     if n_boot <= 0 or correct.size == 0:
         return curve
     idx, _ = bin_indices(score, n_bins=n_bins, strategy=strategy)
-    g, n_groups = _compact(groups)
+    g, utt_keys = _compact(groups)
+    n_groups = utt_keys.size
     count_m = _group_bin_matrix(g, idx, np.ones_like(score), n_groups, n_bins)
     correct_m = _group_bin_matrix(g, idx, correct, n_groups, n_bins)
-    low = np.full(n_bins, np.nan)
-    high = np.full(n_bins, np.nan)
     fracs = np.empty((n_boot, n_bins))
-    for start, w in _bootstrap_chunks(n_groups, n_boot, seed):
+    for start, w in weight_chunks(utt_keys, n_boot, seed=seed):
         c = (count_m.T @ w.T).T
         y = (correct_m.T @ w.T).T
         with np.errstate(invalid="ignore", divide="ignore"):
             fracs[start : start + len(w)] = np.where(c > 0, y / np.where(c > 0, c, 1), np.nan)
-    alpha = (1.0 - confidence) / 2.0
-    for k in np.flatnonzero(curve.count > 0):
-        col = fracs[:, k][~np.isnan(fracs[:, k])]
-        if col.size:
-            low[k], high[k] = np.quantile(col, [alpha, 1.0 - alpha])
+    low, high = bootstrap_intervals(curve.frac_correct, fracs, confidence=confidence)
     return ReliabilityCurve(
         curve.edges, curve.count, curve.mean_score, curve.frac_correct, low, high
     )
 
 
-def _compact(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], int]:
+def _compact(groups: NDArray[np.uint64]) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
+    """Dense index of each row's utterance, and the utterance keys in that order."""
     uniques, inverse = np.unique(groups, return_inverse=True)
-    return inverse.astype(np.int64), int(uniques.size)
+    return inverse.astype(np.int64), uniques
 
 
 def _group_bin_matrix(
@@ -776,19 +777,6 @@ def _group_bin_matrix(
     n_bins: int,
 ) -> sparse.csr_matrix:
     return sparse.csr_matrix(sparse.coo_matrix((values, (groups, bins)), shape=(n_groups, n_bins)))
-
-
-def _bootstrap_chunks(
-    n_groups: int, n_boot: int, seed: int, chunk: int = 16
-) -> Iterator[tuple[int, FloatArray]]:
-    """Yield ``(start, W)`` with W the (chunk, n_groups) draw counts of utterance resamples."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_boot, chunk):
-        size = min(chunk, n_boot - start)
-        w = np.empty((size, n_groups))
-        for b in range(size):
-            w[b] = np.bincount(rng.integers(0, n_groups, size=n_groups), minlength=n_groups)
-        yield start, w
 
 
 @lru_cache(maxsize=2)
@@ -881,26 +869,26 @@ def calibration_metrics(
     if n_boot <= 0 or y.size == 0 or top_rows.size == 0:
         return out
     samples = _bootstrap_metrics(
-        y, s, g, y_top, s_top, semer_top, scored.codes[top_rows],
+        y, s, g, y_top, s_top, semer_top, scored.utterance_keys[scored.codes[top_rows]],
         n_bins=n_bins, strategy=strategy, n_boot=n_boot, seed=seed, smooth=smooth,
     )  # fmt: skip
-    alpha = (1.0 - confidence) / 2.0
     for key, col in samples.items():
-        col = col[~np.isnan(col)]
-        if col.size:
-            lo, hi = np.quantile(col, [alpha, 1.0 - alpha])
-            out[key]["low"], out[key]["high"] = float(lo), float(hi)
+        estimate = values[key]
+        if estimate is not None:
+            lo, hi = bootstrap_interval(estimate, col, confidence=confidence)
+            if np.isfinite(lo):
+                out[key]["low"], out[key]["high"] = lo, hi
     return out
 
 
 def _bootstrap_metrics(
     y: FloatArray,
     s: FloatArray,
-    g: NDArray[np.int64],
+    g: NDArray[np.uint64],
     y_top: FloatArray,
     s_top: FloatArray,
     semer_top: FloatArray,
-    g_top: NDArray[np.int64],
+    g_top: NDArray[np.uint64],
     *,
     n_bins: int,
     strategy: Strategy,
@@ -909,8 +897,8 @@ def _bootstrap_metrics(
     smooth: bool,
 ) -> dict[str, FloatArray]:
     # One utterance index space covering both samples, so a resample weighs them consistently.
-    uniques, inverse = np.unique(np.r_[g, g_top], return_inverse=True)
-    n_groups = int(uniques.size)
+    inverse, utt_keys = _compact(np.r_[g, g_top])
+    n_groups = int(utt_keys.size)
     gu, gt = inverse[: g.size], inverse[g.size :]
     idx, _ = bin_indices(s, n_bins=n_bins, strategy=strategy)
     idx_top, _ = bin_indices(s_top, n_bins=n_bins, strategy=strategy)
@@ -929,7 +917,7 @@ def _bootstrap_metrics(
     resid_m = _group_bin_matrix(gu, fine, y - s, n_groups, grid) if smooth else None
     keys = ("ece", "mce", "brier", "ece_top1", "top1_semer", "top1_ie", "smooth_ece")
     out = {k: np.full(n_boot, np.nan) for k in keys}
-    for start, w in _bootstrap_chunks(n_groups, n_boot, seed):
+    for start, w in weight_chunks(utt_keys, n_boot, seed=seed):
         sl = slice(start, start + len(w))
         c, ss, sy = (np.asarray((m.T @ w.T).T) for m in per_bin)
         ct, sst, syt = (np.asarray((m.T @ w.T).T) for m in per_bin_top)
@@ -969,21 +957,21 @@ def smooth_calibration(
     out: dict[str, float | None] = {"value": None, "low": None, "high": None}
     if y.size == 0:
         return out
-    out["value"] = float(smooth_ece(y, s))
+    value = float(smooth_ece(y, s))
+    out["value"] = value
     if n_boot <= 0:
         return out
     grid = 200
-    gu, n_groups = _compact(g)
+    gu, utt_keys = _compact(g)
+    n_groups = utt_keys.size
     fine = np.minimum((s * grid).astype(np.int64), grid - 1)
     resid_m = _group_bin_matrix(gu, fine, y - s, n_groups, grid)
     n_u = np.bincount(gu, minlength=n_groups).astype(np.float64)
     values = np.empty(n_boot)
-    for start, w in _bootstrap_chunks(n_groups, n_boot, seed):
+    for start, w in weight_chunks(utt_keys, n_boot, seed=seed):
         resid = np.asarray((resid_m.T @ w.T).T) / (w @ n_u)[:, None]
         values[start : start + len(w)] = _smooth_ece_on_grid(resid, grid, 48)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
-    out["low"], out["high"] = float(lo), float(hi)
+    out["low"], out["high"] = bootstrap_interval(value, values, confidence=confidence)
     return out
 
 

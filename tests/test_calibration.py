@@ -14,7 +14,6 @@ from reranker.calibration import (
     maximum_calibration_error,
     reliability_curve,
     smooth_ece,
-    utterance_bootstrap_weights,
 )
 from reranker.errors import DataError
 
@@ -143,13 +142,23 @@ def test_smooth_ece_detects_miscalibration_and_fixed_bandwidth() -> None:
     assert smooth_ece(overconfident, score, bandwidth=0.05) > value - 0.05
 
 
-def test_bootstrap_weights_resample_whole_utterances() -> None:
-    groups = np.array(["a", "a", "b", "c", "c", "c"])
-    w = utterance_bootstrap_weights(groups, 50, seed=1)
-    assert w.shape == (50, 6)
-    # hypotheses of one utterance always share their weight; each resample draws 3 utterances
-    assert (w[:, 0] == w[:, 1]).all() and (w[:, 3] == w[:, 5]).all()
-    assert np.allclose(w[:, [0, 2, 3]].sum(axis=1), 3)
+def test_reliability_curve_bands_resample_whole_utterances() -> None:
+    # Rows of one utterance share their resample weight: duplicating every row of an utterance
+    # inside its group leaves the bands unchanged, while splitting the rows into separate
+    # utterances narrows them.
+    rng = np.random.default_rng(7)
+    score = rng.random(400)
+    correct = (rng.random(400) < score).astype(int)
+    groups = np.repeat(np.arange(100), 4)
+    grouped = reliability_curve(correct, score, groups=groups, n_boot=200, n_bins=2)
+    doubled = reliability_curve(
+        np.r_[correct, correct],
+        np.r_[score, score],
+        groups=np.r_[groups, groups],
+        n_boot=200,
+        n_bins=2,
+    )
+    assert np.allclose(grouped.low, doubled.low) and np.allclose(grouped.high, doubled.high)
 
 
 def test_reliability_curve_bootstrap_interval_contains_estimate() -> None:

@@ -148,3 +148,14 @@ def test_score_table_rejects_wrong_length(tmp_path: Path) -> None:
     table = validate_hypotheses(make_table(5))
     with pytest.raises(DataError, match="scores for"):
         score_table(table, [0.5])
+
+
+def test_evaluate_intervals_do_not_depend_on_row_order() -> None:
+    # Each utterance's resample weights come from its id, so shuffling the rows (as any
+    # partitioning of the data does) changes no interval.
+    table = validate_hypotheses(make_table(150, seed=6))
+    shuffled = table.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    a = evaluate(table, r0_score(table), n_boot=60, seed=2)
+    b = evaluate(shuffled, r0_score(shuffled), n_boot=60, seed=2)
+    for key, (low, high) in a["intervals"].items():
+        assert b["intervals"][key] == pytest.approx([low, high], abs=1e-12), key

@@ -13,6 +13,7 @@ import pytest
 from scipy.special import expit
 
 from reranker import views
+from reranker.bootstrap import bootstrap_interval, poisson_weights, utterance_keys
 from reranker.calibration import (
     brier_loss,
     expected_calibration_error,
@@ -360,14 +361,14 @@ def test_calibration_metrics_top1_population(prepared: views.PreparedTable) -> N
         assert got[key]["value"] == pytest.approx(report[key], abs=1e-12)
 
 
-def _slow_bootstrap(y, s, g, n_boot, seed, metric):
-    """Resample utterances exactly as the fast path draws them, then weight the raw rows."""
-    uniques, inverse = np.unique(g, return_inverse=True)
-    rng = np.random.default_rng(seed)
+def _slow_bootstrap(ids, y, s, n_boot, seed, metric):
+    """Weight every row by its own utterance's Poisson count, one utterance id at a time."""
     out = []
-    for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, uniques.size, uniques.size), minlength=uniques.size)
-        out.append(metric(y, s, counts[inverse].astype(float)))
+    for b in range(n_boot):
+        w = np.array(
+            [poisson_weights(utterance_keys([u]), 1, seed=seed, start=b)[0, 0] for u in ids]
+        )
+        out.append(metric(y, s, w))
     return np.array(out)
 
 
@@ -375,19 +376,19 @@ def test_bootstrap_intervals_match_a_slow_reference(prepared: views.PreparedTabl
     scored = views.scored_view(prepared)
     n_boot, seed = 40, 3
     got = views.calibration_metrics(scored, n_boot=n_boot, seed=seed, confidence=0.8)
-    y, s, g = views.calibration_sample(scored)
-    # The slow path draws over the same utterance index space (every utterance has a hypothesis).
+    y, s, _ = views.calibration_sample(scored)
+    ids = scored.hypotheses["utterance_id"].to_numpy()
     refs = {
         "ece": lambda y, s, w: expected_calibration_error(y, s, sample_weight=w),
         "mce": lambda y, s, w: maximum_calibration_error(y, s, sample_weight=w),
         "brier": lambda y, s, w: brier_loss(y, s, sample_weight=w),
     }
     for key, fn in refs.items():
-        values = _slow_bootstrap(y, s, g, n_boot, seed, fn)
-        lo, hi = np.quantile(values, [0.1, 0.9])
+        values = _slow_bootstrap(ids, y, s, n_boot, seed, fn)
+        lo, hi = bootstrap_interval(got[key]["value"], values, confidence=0.8)
         assert got[key]["low"] == pytest.approx(lo, abs=1e-12), key
         assert got[key]["high"] == pytest.approx(hi, abs=1e-12), key
-        assert got[key]["low"] <= got[key]["value"] + 0.05
+        assert got[key]["low"] <= got[key]["value"] <= got[key]["high"]
 
 
 def test_bootstrap_smooth_ece_is_close_to_the_exact_one() -> None:
@@ -429,11 +430,12 @@ def test_slice_curve_bands_match_a_slow_reference(prepared: views.PreparedTable)
         sy = np.bincount(idx, weights=w * y, minlength=10)
         return np.where(c > 0, sy / np.where(c > 0, c, 1), np.nan)
 
-    fracs = _slow_bootstrap(y, s, g, 30, 1, frac_in_bins)
+    ids = scored.hypotheses["utterance_id"].to_numpy()
+    fracs = _slow_bootstrap(ids, y, s, 30, 1, frac_in_bins)
     for k in np.flatnonzero(plain.count > 0):
-        col = fracs[:, k][~np.isnan(fracs[:, k])]
-        lo, hi = np.quantile(col, [0.05, 0.95])
+        lo, hi = bootstrap_interval(plain.frac_correct[k], fracs[:, k], confidence=0.9)
         assert curve.low[k] == pytest.approx(lo) and curve.high[k] == pytest.approx(hi)
+        assert curve.low[k] <= curve.frac_correct[k] <= curve.high[k]
 
 
 def test_calibration_needs_references() -> None:
