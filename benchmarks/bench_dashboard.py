@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "dashboard"))
 N_BOOT = 100
 
 
@@ -70,8 +68,7 @@ def build(rows: int, root: Path) -> Path:
 def function_level(path: Path) -> list[tuple[str, float, float, float]]:
     import math
 
-    import data_cache as cache
-
+    from dashboard import data_cache as cache
     from reranker import views
     from reranker.hypotheses import read_hypotheses
     from reranker.scoring import score_hypotheses

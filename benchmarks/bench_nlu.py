@@ -8,7 +8,7 @@ Measures, on this machine:
   the n-best), with a bootstrap interval over utterances;
 - optionally (``--demo``) the wall time of ``reranker demo`` (both datasets, with weights).
 
-Usage: ``python benchmarks/bench_nlu.py [--demo] [--sources demo_data/sources]``.
+Usage: ``python benchmarks/bench_nlu.py [--demo] [--sources reranker/data/corpora]``.
 """
 
 from __future__ import annotations
@@ -24,21 +24,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reranker.demo import default_domain_map, default_sources
 from reranker.evaluation import evaluate
 from reranker.hypotheses import validate_hypotheses
 from reranker.nlu import predict_corpus, read_corpus, read_domain_map, train_models
 from reranker.ranking import r0_score
 from reranker.semer import table_errors
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", type=Path, default=REPO / "demo_data" / "sources")
+    parser.add_argument("--sources", type=Path, default=default_sources())
     parser.add_argument("--demo", action="store_true", help="also time `reranker demo`")
     args = parser.parse_args()
-    domain_map = read_domain_map(REPO / "demo_data" / "domain_maps" / "slurp_to_product.json")
+    domain_map = read_domain_map(default_domain_map())
     train = read_corpus(args.sources / "hwu64.jsonl", domain_map=domain_map)
     held = read_corpus(args.sources / "slurp_devel.jsonl", domain_map=domain_map)
     results: dict[str, object] = {}

@@ -5,16 +5,9 @@ Run with ``make run`` or ``reranker dashboard [--port N] [--data DIR]``.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-import ui  # noqa: E402  (needs the path above)
+from dashboard import ui
 
 st.set_page_config(
     page_title="reranker: calibration dashboard",

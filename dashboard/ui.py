@@ -16,11 +16,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import data_cache as cache
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard import data_cache as cache
 from reranker import views
 from reranker.errors import RerankerError
 from reranker.evaluation import ScoredTable

@@ -9,7 +9,8 @@
     DIR/<dataset>/weights/{r1,r2,r3}/           re-rankers trained on the ``dev`` hypotheses
 
 plus ``DIR/sample/hypotheses.csv`` (the first utterances of the real test split) and
-``DIR/sources/`` (the real corpora with their attribution).
+``DIR/ATTRIBUTION.md`` (the corpora the data are derived from, their authors and licences). The
+source corpora ship inside the package (``reranker/data/corpora``, see :func:`default_sources`).
 
 **media** (`Media demo`): a generated corpus for Music, Video, Books, Weather, Shopping and
 General, built from templates and real titles (book, film, song and album titles, artists,
@@ -39,6 +40,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ __all__ = [
     "DOMAIN_PRIOR",
     "MEDIA_SETTINGS",
     "build_demo",
+    "default_domain_map",
     "default_sources",
     "generate_media_corpus",
     "media_catalogues",
@@ -66,7 +69,6 @@ __all__ = [
 DATASETS: tuple[str, ...] = ("media", "real")
 DEVICES: tuple[str, ...] = ("echo_dot", "echo_show", "fire_tv")
 LOSSES: tuple[str, ...] = ("r1", "r2", "r3")
-SOURCE_FILES: tuple[str, ...] = ("hwu64.jsonl", "slurp_devel.jsonl", "snips.jsonl")
 
 DEVICE_SHARE: dict[str, float] = {"echo_dot": 0.45, "echo_show": 0.25, "fire_tv": 0.30}
 """Simulated share of utterances per device (media demo)."""
@@ -211,9 +213,25 @@ _BOOK_PURCHASE_SHARE = 0.25
 Progress = Callable[[str], None]
 
 
+def _package_data() -> Path:
+    root = resources.files("reranker") / "data"
+    if not isinstance(root, Path) or not root.is_dir():
+        raise DataError(f"{root}: the package's data files are not on the file system")
+    return root
+
+
 def default_sources() -> Path:
-    """The ``demo_data/sources`` folder of the project (the real corpora, shipped with it)."""
-    return Path(__file__).resolve().parent.parent / "demo_data" / "sources"
+    """The real corpora installed with the package (``reranker/data/corpora``).
+
+    ``hwu64.jsonl``, ``slurp_devel.jsonl`` and ``snips.jsonl``, with ``ATTRIBUTION.md`` and the
+    text of their licences.
+    """
+    return _package_data() / "corpora"
+
+
+def default_domain_map() -> Path:
+    """The HWU64/SLURP scenario to product domain map installed with the package."""
+    return _package_data() / "domain_maps" / "slurp_to_product.json"
 
 
 def _check_sources(sources: Path, names: Sequence[str]) -> None:
@@ -410,6 +428,30 @@ _ATTRIBUTION = [
 ]  # fmt: skip
 
 
+_LICENCES = {
+    "CC BY 4.0": "https://creativecommons.org/licenses/by/4.0/",
+    "CC0 1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
+}
+
+
+def _write_attribution(path: Path) -> None:
+    """``ATTRIBUTION.md`` of a demo folder: what its data are derived from, under which licence."""
+    lines = [
+        "# Attribution",
+        "",
+        "The demo datasets in this folder are derived from these annotated corpora (the `real/`",
+        "and `sample/` data from HWU64 and SLURP, `media/` from SNIPS titles):",
+        "",
+        *(f"- {entry}" for entry in _ATTRIBUTION),
+        "",
+        "Licences: " + "; ".join(f"{name}, {url}" for name, url in _LICENCES.items()) + ".",
+        "Changes: product domains mapped from the corpora's scenarios, NLU hypotheses, and",
+        "**simulated** devices (no corpus records a device). The corpora themselves ship with the",
+        "`reranker` package (`reranker/data/corpora/`, with their attribution and licence texts).",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 @dataclass(frozen=True)
 class _Splits:
     train: pd.DataFrame
@@ -450,9 +492,7 @@ def _media_splits(sources: Path, *, small: bool, seed: int) -> _Splits:
 def _real_splits(sources: Path, *, small: bool, seed: int) -> _Splits:
     _check_sources(sources, ["hwu64.jsonl", "slurp_devel.jsonl"])
     map_path = sources.parent / "domain_maps" / "slurp_to_product.json"
-    if not map_path.is_file():
-        map_path = default_sources().parent / "domain_maps" / "slurp_to_product.json"
-    domain_map = read_domain_map(map_path)
+    domain_map = read_domain_map(map_path if map_path.is_file() else default_domain_map())
     train = read_corpus(sources / "hwu64.jsonl", domain_map=domain_map)
     held = read_corpus(sources / "slurp_devel.jsonl", domain_map=domain_map)
     if small:
@@ -598,8 +638,8 @@ def build_demo(
         A small, fast configuration (a few hundred utterances, fewer domains) for tests.
     sources : path-like, optional
         Folder with ``hwu64.jsonl``, ``slurp_devel.jsonl`` and ``snips.jsonl`` (default: the
-        project's ``demo_data/sources``). They are copied to ``out/sources`` with their
-        attribution if that is another folder.
+        corpora installed with the package, :func:`default_sources`). A
+        ``domain_maps/slurp_to_product.json`` beside that folder replaces the packaged domain map.
     weights : bool
         Train the R1, R2, R3 re-rankers on the dev hypotheses (:func:`reranker.training.train_domains`).
     seed : int
@@ -638,15 +678,7 @@ def build_demo(
         }
     )
     _check_sources(src, needed)
-    copy_to = root / "sources"
-    if copy_to.resolve() != src.resolve():
-        copy_to.mkdir(exist_ok=True)
-        for f in [*SOURCE_FILES, "ATTRIBUTION.md"]:
-            if (src / f).is_file():
-                shutil.copyfile(src / f, copy_to / f)
-        maps = src.parent / "domain_maps"
-        if maps.is_dir() and (root / "domain_maps").resolve() != maps.resolve():
-            shutil.copytree(maps, root / "domain_maps", dirs_exist_ok=True)
+    _write_attribution(root / "ATTRIBUTION.md")
     summary: dict[str, Any] = {}
     for name in dict.fromkeys(datasets):
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reranker.demo import default_domain_map, default_sources
 from reranker.errors import DataError
 from reranker.nlu import (
     DomainMap,
@@ -17,9 +18,8 @@ from reranker.nlu import (
     write_corpus,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-SOURCES = REPO / "demo_data" / "sources"
-MAP = REPO / "demo_data" / "domain_maps" / "slurp_to_product.json"
+SOURCES = default_sources()
+MAP = default_domain_map()
 
 
 def _jsonl(path: Path, records: list[dict[str, object]]) -> Path:

@@ -13,6 +13,7 @@ from reranker.demo import (
     AMBIGUOUS_TITLES,
     DOMAIN_PRIOR,
     build_demo,
+    default_sources,
     generate_media_corpus,
     media_catalogues,
 )
@@ -26,7 +27,7 @@ DEMO = REPO / "demo_data"
 
 @pytest.fixture(scope="module")
 def snips() -> pd.DataFrame:
-    return read_corpus(DEMO / "sources" / "snips.jsonl")
+    return read_corpus(default_sources() / "snips.jsonl")
 
 
 def test_media_catalogues_hold_real_titles(snips: pd.DataFrame) -> None:
@@ -79,7 +80,7 @@ def test_build_demo_small_is_byte_identical(tmp_path: Path) -> None:
     assert (first / "sample" / "hypotheses.csv").read_bytes() == (
         tmp_path / "b" / "sample" / "hypotheses.csv"
     ).read_bytes()
-    assert (first / "sources" / "ATTRIBUTION.md").is_file()
+    assert "CC BY 4.0" in (first / "ATTRIBUTION.md").read_text()
 
 
 def test_build_demo_errors(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pycrfsuite
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from reranker.demo import default_sources
 from reranker.errors import DataError, ModelError, TrainingError
 from reranker.hypotheses import validate_hypotheses
 from reranker.nlu import (
@@ -29,14 +30,12 @@ from reranker.nlu.classifiers import TextFeaturizer, fit_text_classifier
 from reranker.nlu.settings import settings_for
 from reranker.nlu.tagger import bio_spans, token_features
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
 def corpus() -> pd.DataFrame:
     from reranker.demo import generate_media_corpus
 
-    snips = read_corpus(REPO / "demo_data" / "sources" / "snips.jsonl")
+    snips = read_corpus(default_sources() / "snips.jsonl")
     return generate_media_corpus(snips, 420, seed=3, prefix="t")
 
 

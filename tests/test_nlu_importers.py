@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from reranker.annotation import parse_annotation
+from reranker.demo import default_sources
 from reranker.errors import DataError
 from reranker.nlu import DomainMap, read_corpus
 from reranker.nlu.importers import import_corpus, import_hwu64, import_slurp, import_snips
-
-REPO = Path(__file__).resolve().parent.parent
 
 SLURP_LINES = [
     {"slurp_id": 13804, "sentence": "siri what is one american dollar in japanese yen", "sentence_annotation": "siri what is one [currency_name : american dollar] in [currency_name : japanese yen]", "intent": "qa_currency", "action": "currency", "scenario": "qa", "tokens": [], "recordings": []},
@@ -33,7 +32,7 @@ def test_import_slurp(tmp_path: Path) -> None:
     path = tmp_path / "devel.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in SLURP_LINES))
     frame = import_slurp(path)
-    shipped = read_corpus(REPO / "demo_data" / "sources" / "slurp_devel.jsonl").set_index("id")
+    shipped = read_corpus(default_sources() / "slurp_devel.jsonl").set_index("id")
     cols = ["text", "domain", "intent", "annotation"]
     assert frame.set_index("id")[cols].equals(shipped.loc[frame["id"], cols])
 
@@ -68,7 +67,7 @@ def _to_snips_chunks(annotation: str) -> list[dict[str, str]]:
 
 
 def test_import_snips_reproduces_the_shipped_conversion(tmp_path: Path) -> None:
-    shipped = read_corpus(REPO / "demo_data" / "sources" / "snips.jsonl")
+    shipped = read_corpus(default_sources() / "snips.jsonl")
     sample = shipped.groupby("intent").head(40)
     doc: dict[str, list[dict[str, object]]] = {}
     for intent, annotation in zip(sample["intent"], sample["annotation"], strict=True):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import data_cache as cache
 import pandas as pd
 import streamlit as st
-import ui
 
+from dashboard import data_cache as cache
+from dashboard import ui
 from reranker import charts, views
 from reranker.errors import RerankerError
 

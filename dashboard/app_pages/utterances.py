@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-import data_cache as cache
 import streamlit as st
-import ui
 
+from dashboard import data_cache as cache
+from dashboard import ui
 from reranker import charts, views
 from reranker.errors import RerankerError
 

@@ -6,10 +6,10 @@ import json
 import os
 from pathlib import Path
 
-import data_cache as cache
 import streamlit as st
-import ui
 
+from dashboard import data_cache as cache
+from dashboard import ui
 from reranker import charts, views
 from reranker.errors import RerankerError, WeightsError
 

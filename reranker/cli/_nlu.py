@@ -163,7 +163,11 @@ def demo_cmd(
     ] = False,
     sources: Annotated[
         Path | None,
-        typer.Option("--sources", help="Folder with hwu64.jsonl, slurp_devel.jsonl, snips.jsonl."),
+        typer.Option(
+            "--sources",
+            help="Folder with hwu64.jsonl, slurp_devel.jsonl, snips.jsonl "
+            "(default: the corpora installed with reranker).",
+        ),
     ] = None,
     no_weights: Annotated[
         bool, typer.Option("--no-weights", help="Skip training the re-ranker weights.")

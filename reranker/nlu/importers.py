@@ -1,6 +1,6 @@
 """Importers from the upstream formats of HWU64, SLURP and SNIPS to the annotated corpus (SPEC §2).
 
-The project ships these corpora already converted (``demo_data/sources``); the importers let a
+The project ships these corpora already converted (``reranker/data/corpora``); the importers let a
 user convert a fresh download of the originals:
 
 - **SLURP** (github.com/pswietojanski/slurp, ``dataset/slurp/{train,devel,test}.jsonl``): one
