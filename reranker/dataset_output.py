@@ -49,8 +49,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` as Parquet and fsync it (no index column)."""
+def write_parquet(frame: pd.DataFrame, path: Path, *, sync: bool = True) -> None:
+    """Write ``frame`` to ``path`` as Parquet (no index column), fsynced unless ``sync=False``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -58,8 +58,9 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     with open(path, "wb") as fh:
         pq.write_table(table, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.chmod(path, default_file_mode())
 
 

@@ -12,12 +12,27 @@ from rich.table import Table
 
 from reranker.cli._app import app
 from reranker.cli._common import check_output_path, err_console, out_console, status
+from reranker.cli._datasets import (
+    EngineOpt,
+    JobsOpt,
+    SchedulerOpt,
+    ScratchOpt,
+    open_executor,
+    partition_progress,
+)
 from reranker.evaluation import METRIC_KEYS, evaluate, score_table
 from reranker.hypotheses import has_references, read_hypotheses, write_table
+from reranker.partitioned import is_dataset_path
 from reranker.scoring import score_hypotheses
 
 HypothesesOpt = Annotated[
-    Path, typer.Option("--hypotheses", "-H", help="Hypothesis table (.parquet, .csv or .jsonl).")
+    str,
+    typer.Option(
+        "--hypotheses",
+        "-H",
+        help="Hypothesis table (.parquet, .csv or .jsonl), or a partitioned Parquet dataset "
+        "(directory, glob or fsspec URL).",
+    ),
 ]
 WeightsOpt = Annotated[
     str,
@@ -35,9 +50,25 @@ def _report_fallback(source: dict[str, str]) -> None:
 def rerank(
     hypotheses: HypothesesOpt,
     weights: WeightsOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output table; format by extension.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output table (format by extension), or directory for a dataset."
+        ),
+    ],
+    engine: EngineOpt = None,
+    scheduler: SchedulerOpt = None,
+    jobs: JobsOpt = None,
+    scratch: ScratchOpt = None,
 ) -> None:
-    """Score and rank every hypothesis; write the table plus score, rank, semer and correct."""
+    """Score and rank every hypothesis; write the table plus score, rank, semer and correct.
+
+    A dataset is re-ranked partition by partition into a dataset of the same layout, one
+    output part per input part, published atomically.
+    """
+    if engine is not None or is_dataset_path(hypotheses):
+        _rerank_dataset(hypotheses, weights, out, engine or "local", scheduler, jobs, scratch)
+        return
     check_output_path(out)
     with status(f"reading {hypotheses}"):
         table = read_hypotheses(hypotheses)
@@ -57,6 +88,30 @@ def rerank(
         f"wrote {len(result):,} hypotheses of {scored.top.size:,} utterances to {out}",
         highlight=False,
     )
+
+
+def _rerank_dataset(
+    hypotheses: str,
+    weights: str,
+    out: Path,
+    engine: str,
+    scheduler: str | None,
+    jobs: int | None,
+    scratch: str | None,
+) -> None:
+    from reranker.dataset_output import check_dataset_output
+    from reranker.streaming import rerank_dataset
+
+    check_dataset_output(out)
+    with (
+        open_executor(engine, scheduler=scheduler, jobs=jobs) as executor,
+        partition_progress() as bar,
+    ):
+        n_rows, source = rerank_dataset(
+            hypotheses, weights, out, executor=executor, scratch=scratch, progress=bar
+        )
+    _report_fallback(source)
+    err_console.print(f"wrote {n_rows:,} hypotheses to the dataset {out}", highlight=False)
 
 
 def _fmt(value: object) -> str:
@@ -110,12 +165,42 @@ def evaluate_cmd(
         float, typer.Option("--confidence", min=0.5, max=0.999, help="Bootstrap interval level.")
     ] = 0.9,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    engine: EngineOpt = None,
+    scheduler: SchedulerOpt = None,
+    jobs: JobsOpt = None,
+    scratch: ScratchOpt = None,
 ) -> None:
-    """Top-1 SemER / IE and calibration (ECE, MCE, Brier), overall, by domain and by device."""
+    """Top-1 SemER / IE and calibration (ECE, MCE, Brier), overall, by domain and by device.
+
+    A dataset (or any input with --engine) is evaluated partition by partition from mergeable
+    statistics, with the same numbers as in memory.
+    """
     if strategy not in ("uniform", "quantile"):
         raise typer.BadParameter("must be 'uniform' or 'quantile'", param_hint="--strategy")
     if population not in ("all", "top1"):
         raise typer.BadParameter("must be 'all' or 'top1'", param_hint="--population")
+    if engine is not None or is_dataset_path(hypotheses):
+        from reranker.streaming import evaluate_dataset
+
+        with (
+            open_executor(engine or "local", scheduler=scheduler, jobs=jobs) as executor,
+            partition_progress() as bar,
+        ):
+            report, source = evaluate_dataset(
+                hypotheses,
+                weights,
+                executor=executor,
+                n_bins=bins,
+                strategy=strategy,
+                population=population,
+                n_boot=bootstrap,
+                confidence=confidence,
+                seed=seed,
+                scratch=scratch,
+                progress=bar,
+            )
+        _print_evaluation(report, source, as_json)
+        return
     with status(f"reading {hypotheses}"):
         table = read_hypotheses(hypotheses)
     if not has_references(table):
@@ -136,11 +221,15 @@ def evaluate_cmd(
             confidence=confidence,
             seed=seed,
         )
-    report["weights"] = {d: s for d, s in sorted(scoring.source.items())}
+    _print_evaluation(report, scoring.source, as_json)
+
+
+def _print_evaluation(report: dict[str, object], source: dict[str, str], as_json: bool) -> None:
+    report["weights"] = {d: s for d, s in sorted(source.items())}
     if as_json:
         print(json.dumps(report, indent=1, sort_keys=True, default=_json_default))
     else:
-        _report_fallback(scoring.source)
+        _report_fallback(source)
         _print_report(report)
 
 

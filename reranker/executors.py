@@ -1,0 +1,266 @@
+"""Running a function over many partitions: on this machine, or on a Dask cluster.
+
+An executor maps a picklable function over a list of argument tuples and yields ``(index,
+result or exception)`` as each call finishes. Two executors share that interface:
+
+- :class:`LocalExecutor`: ``jobs`` worker processes (started from a ``forkserver``, each with one
+  BLAS thread), or the calling process itself with ``jobs=1``: plain streaming, one partition
+  in memory at a time. It needs nothing beyond the core install.
+- :class:`DaskExecutor`: a Dask cluster (``scheduler="tcp://host:8786"``), or a local cluster of
+  ``jobs`` single-threaded worker processes when no scheduler is given. Needs ``reranker[dask]``.
+
+Both also implement the training :class:`~reranker.training.Engine` protocol (``run(tasks)``),
+so one executor serves every phase of a command.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from types import TracebackType
+from typing import Any, Protocol
+
+from reranker.errors import DataError, RerankerError
+
+__all__ = [
+    "EXECUTORS",
+    "DaskExecutor",
+    "Executor",
+    "LocalExecutor",
+    "Progress",
+    "make_executor",
+    "run_all",
+]
+
+EXECUTORS: tuple[str, ...] = ("local", "dask")
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``, called in the calling process as partitions finish."""
+
+
+class Executor(Protocol):
+    """Maps a function over argument tuples, yielding results as they complete."""
+
+    workers: int
+    dashboard: str | None
+
+    def map(
+        self, fn: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, result or exception)`` in completion order."""
+        ...
+
+    def run(self, tasks: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        """The training engine protocol: ``(task, fit_domain(task) or exception)``."""
+        ...
+
+    def close(self) -> None:
+        """Release workers and clusters."""
+        ...
+
+
+def _one_blas_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+class _Runs:
+    """``run(tasks)`` of the training engine protocol on top of ``map``."""
+
+    def map(
+        self, fn: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[int, Any]]:
+        raise NotImplementedError
+
+    def run(self, tasks: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        from reranker.training import fit_domain
+
+        for index, outcome in self.map(fit_domain, [(t,) for t in tasks]):
+            yield tasks[index], outcome
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the workers."""
+
+
+class LocalExecutor(_Runs):
+    """Partitions in ``jobs`` local worker processes, or in this process with ``jobs=1``."""
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.workers = max(1, jobs or os.cpu_count() or 1)
+        self.dashboard: str | None = None
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            import multiprocessing
+
+            context = multiprocessing.get_context(
+                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            )
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context, initializer=_one_blas_thread
+            )
+        return self._pool
+
+    def map(
+        self, fn: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[int, Any]]:
+        if self.workers == 1 or len(arguments) <= 1:
+            for index, args in enumerate(arguments):
+                try:
+                    outcome = fn(*args)
+                except Exception as e:
+                    outcome = e
+                yield index, outcome
+            return
+        pool = self._get_pool()
+        pending: dict[Future[Any], int] = {pool.submit(fn, *a): i for i, a in enumerate(arguments)}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: pending[f]):
+                    index = pending.pop(future)
+                    error = future.exception()
+                    yield index, error if error is not None else future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor(_Runs):
+    """Partitions on a Dask cluster: ``scheduler`` or a local cluster of ``jobs`` workers."""
+
+    def __init__(self, scheduler: str | None = None, jobs: int | None = None) -> None:
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as e:  # pragma: no cover - the dask extra is missing
+            raise RerankerError(
+                "the dask engine needs dask[distributed]: pip install 'reranker[dask]'"
+            ) from e
+        self._cluster = None
+        try:
+            if scheduler:
+                self._client = Client(scheduler, timeout="10s")
+            else:
+                self._cluster = LocalCluster(
+                    n_workers=max(1, jobs or os.cpu_count() or 1),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0" if _has_bokeh() else None,
+                )
+                self._client = Client(self._cluster)
+        except (OSError, TimeoutError, ValueError) as e:
+            if self._cluster is not None:
+                self._cluster.close()
+            raise RerankerError(f"cannot connect to the dask scheduler {scheduler!r}: {e}") from e
+        info = self._client.scheduler_info()
+        self.workers = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+        self.dashboard = (
+            self._client.dashboard_link if "dashboard" in info.get("services", {}) else None
+        )
+
+    @property
+    def client(self) -> Any:
+        """The ``dask.distributed.Client``."""
+        return self._client
+
+    def map(
+        self, fn: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[int, Any]]:
+        from dask.distributed import as_completed
+
+        name = getattr(fn, "__name__", "task")
+        futures = {
+            self._client.submit(
+                fn, *a, key=f"reranker-{name}-{i}-{os.urandom(4).hex()}", pure=False
+            ): i
+            for i, a in enumerate(arguments)
+        }
+        try:
+            for future in as_completed(list(futures)):
+                index = futures[future]
+                if future.status == "error":
+                    yield index, future.exception()
+                else:
+                    yield index, future.result()
+                future.release()
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _has_bokeh() -> bool:
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_executor(engine: str, *, jobs: int | None = None, scheduler: str | None = None) -> Any:
+    """The executor named ``engine`` (``"local"`` or ``"dask"``); use it as a context manager."""
+    if scheduler and engine != "dask":
+        raise DataError("--scheduler applies only to --engine dask")
+    if jobs is not None and jobs < 1:
+        raise DataError(f"--jobs must be >= 1, got {jobs}")
+    if engine == "local":
+        return LocalExecutor(jobs)
+    if engine == "dask":
+        return DaskExecutor(scheduler, jobs)
+    raise DataError(f"--engine must be one of {', '.join(EXECUTORS)}, got {engine!r}")
+
+
+def run_all(
+    executor: Executor,
+    fn: Callable[..., Any],
+    arguments: Sequence[tuple[Any, ...]],
+    *,
+    phase: str,
+    progress: Progress | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """Run every call; raise the error of the lowest index that failed, after all finished.
+
+    Results are returned in argument order (or handed to ``on_result`` as they arrive and not
+    kept, so that their memory can be released). Reporting the lowest failing index makes the
+    error the same whatever the engine and the order calls finish in.
+    """
+    results: list[Any] = [None] * len(arguments)
+    failures: dict[int, BaseException] = {}
+    if progress is not None:
+        progress(phase, 0, len(arguments))
+    for done, (index, outcome) in enumerate(executor.map(fn, arguments), start=1):
+        if isinstance(outcome, BaseException):
+            failures[index] = outcome
+        elif on_result is not None:
+            on_result(index, outcome)
+        else:
+            results[index] = outcome
+        if progress is not None:
+            progress(phase, done, len(arguments))
+    if failures:
+        raise failures[min(failures)]
+    return results

@@ -1,0 +1,111 @@
+"""Regrouping a partitioned dataset by utterance, through hash buckets on scratch storage.
+
+Top-1 choice, ranks, the ``rank_in_domain`` feature and the dataset-wide validation rules need
+all of an utterance's hypotheses together, but a dataset partitioned by domain or by time spreads
+them over several parts. Regrouping takes two passes, each holding one partition in memory:
+
+1. :func:`scatter_part` reads and validates one part and appends its rows, tagged with their
+   part and row number, to ``n_buckets`` bucket files chosen by a hash of the utterance id;
+2. :func:`gather_bucket` reads one bucket's files, restores dataset order and checks the rules
+   spanning rows (duplicated hypotheses, references differing inside an utterance).
+
+Every bucket then holds whole utterances in dataset order, so any whole-utterance computation on
+a bucket gives what it gives on the full table. The scratch directory must be reachable by every
+worker (a local directory for one machine, shared storage for a cluster).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from reranker.partitioned import PartitionedDataset, PartsLocator, check_across_parts, read_part
+
+__all__ = ["PART", "ROW", "PartSummary", "bucket_of", "gather_bucket", "scatter_part"]
+
+PART = "__part"
+ROW = "__row"
+
+
+@dataclass(frozen=True)
+class PartSummary:
+    """What scattering one part learned: its size, domains and devices."""
+
+    index: int
+    n_rows: int
+    domains: frozenset[str]
+    devices: frozenset[str]
+    has_references: bool
+
+
+def bucket_of(utterance_ids: pd.Series, n_buckets: int) -> NDArray[np.int64]:
+    """Bucket of each row: a stable 64-bit hash of the utterance id (as text) modulo ``n_buckets``."""
+    ids = utterance_ids.astype(str).to_numpy(dtype=object)
+    keys = np.asarray(pd.util.hash_array(ids, categorize=True), dtype=np.uint64)
+    return (keys % np.uint64(n_buckets)).astype(np.int64)
+
+
+def _bucket_dir(scratch: str, bucket: int) -> Path:
+    return Path(scratch) / f"bucket-{bucket:05d}"
+
+
+def scatter_part(
+    dataset: PartitionedDataset, index: int, scratch: str, n_buckets: int
+) -> PartSummary:
+    """Validate part ``index`` and write its rows into the bucket files under ``scratch``."""
+    from reranker.dataset_output import write_parquet
+    from reranker.hypotheses import has_references
+
+    frame = read_part(dataset, index)
+    frame[PART] = np.int64(index)
+    frame[ROW] = np.arange(len(frame), dtype=np.int64)
+    buckets = bucket_of(frame["utterance_id"], n_buckets)
+    order = np.argsort(buckets, kind="stable")
+    bounds = np.searchsorted(buckets[order], np.arange(n_buckets + 1))
+    for b in range(n_buckets):
+        rows = order[bounds[b] : bounds[b + 1]]
+        if rows.size:
+            path = _bucket_dir(scratch, b) / f"part-{index:06d}.parquet"
+            write_parquet(frame.iloc[rows], path, sync=False)
+    return PartSummary(
+        index,
+        len(frame),
+        frozenset(frame["domain"].unique().tolist()),
+        frozenset(frame["device"].unique().tolist()),
+        has_references(frame),
+    )
+
+
+def gather_bucket(
+    dataset: PartitionedDataset, scratch: str, bucket: int
+) -> tuple[pd.DataFrame, tuple[int, int, int, str] | None]:
+    """The rows of one bucket in dataset order, and the first breach of a rule spanning rows.
+
+    The breach is ``None`` or :func:`reranker.partitioned.check_across_parts`'s tuple; the
+    frame keeps the ``__part`` and ``__row`` columns.
+    """
+    directory = _bucket_dir(scratch, bucket)
+    files = sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
+    if not files:
+        return pd.DataFrame(), None
+    frames = [pd.read_parquet(f) for f in files]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    order = np.lexsort((frame[ROW].to_numpy(), frame[PART].to_numpy()))
+    frame = frame.iloc[order].reset_index(drop=True)
+    locator = PartsLocator(
+        [p.path for p in dataset.parts], frame[PART].to_numpy(), frame[ROW].to_numpy()
+    )
+    return frame, check_across_parts(frame, locator)
+
+
+def remove_scratch(scratch: str) -> None:
+    """Delete a scratch directory and everything in it (missing is fine)."""
+    import shutil
+
+    if os.path.isdir(scratch):
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,293 @@
+"""Evaluating and re-ranking a partitioned dataset partition by partition.
+
+Both commands run the same pipeline on an executor (:mod:`reranker.executors`: local processes
+or a Dask cluster), holding one partition in memory per worker:
+
+1. **scatter**: each part is read, validated and split into hash buckets of utterances on scratch
+   storage (:mod:`reranker.regroup`);
+2. **per bucket**: a bucket (whole utterances, in dataset order) is checked for the rules that
+   span rows, scored, ranked and, for ``evaluate``, reduced to mergeable sufficient statistics
+   (:mod:`reranker.evaluation_stats`); for ``rerank``, its new columns are written back keyed by
+   the part and row they came from;
+3. ``evaluate`` merges the statistics; ``rerank`` joins each input part with its new columns and
+   writes one output part per input part, published atomically (:mod:`reranker.dataset_output`).
+
+The numbers equal those of the in-memory path on the concatenated table (up to floating-point
+summation order), and a breach of the data contract is reported with the same message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy.special import expit
+
+from reranker.errors import DataError
+from reranker.evaluation import score_table
+from reranker.evaluation_stats import EvaluationStats, evaluation_stats
+from reranker.executors import Executor, Progress, run_all
+from reranker.partitioned import PartitionedDataset, open_dataset, read_part
+from reranker.ranking import r0_score
+from reranker.regroup import PART, ROW, PartSummary, gather_bucket, scatter_part
+
+__all__ = ["evaluate_dataset", "load_documents", "rerank_dataset", "score_with_documents"]
+
+Documents = Mapping[str, Mapping[str, Any]] | None
+
+
+def load_documents(weights: str | os.PathLike[str]) -> dict[str, dict[str, Any]] | None:
+    """The current weights document of every domain of a registry (``None`` for ``r0``).
+
+    Loaded once by the caller and shipped to the workers, which need no access to the registry.
+    """
+    from reranker.errors import WeightsError
+    from reranker.registry import WeightsRegistry
+    from reranker.scoring import is_r0
+
+    if is_r0(weights):
+        return None
+    path = Path(weights)
+    if not path.is_dir():
+        raise WeightsError(f"{path}: no such weights directory (use a registry directory or 'r0')")
+    registry = WeightsRegistry(path)
+    documents = {
+        d: registry.load(d) for d in registry.domains() if registry.current_version(d) is not None
+    }
+    if not documents:
+        raise WeightsError(f"{path}: no published weights (not a weights registry?)")
+    return documents
+
+
+def score_with_documents(
+    frame: pd.DataFrame, documents: Documents
+) -> tuple[NDArray[np.float64], dict[str, str]]:
+    """Scores of validated rows holding whole utterances, and each domain's scorer."""
+    from reranker.registry import document_logits
+
+    score = r0_score(frame).copy()
+    domain = frame["domain"].to_numpy(dtype=object)
+    source: dict[str, str] = {}
+    for d in sorted(set(domain)):
+        doc = None if documents is None else documents.get(d)
+        if doc is None:
+            source[d] = "r0"
+            continue
+        mask = domain == d
+        score[mask] = expit(document_logits(frame.loc[mask], doc))
+        source[d] = f"{doc['loss']} v{doc['version']}"
+    return score, source
+
+
+@contextlib.contextmanager
+def _scratch(scratch: str | None) -> Iterator[str]:
+    base = scratch if scratch is not None else None
+    if base is not None:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="reranker-scratch-", dir=base)
+    try:
+        yield path
+    finally:
+        from reranker.regroup import remove_scratch
+
+        remove_scratch(path)
+
+
+def _scatter(
+    executor: Executor, dataset: PartitionedDataset, scratch: str, progress: Progress | None
+) -> list[PartSummary]:
+    n_buckets = len(dataset.parts)
+    arguments = [(dataset, i, scratch, n_buckets) for i in range(n_buckets)]
+    summaries: list[PartSummary] = run_all(
+        executor, scatter_part, arguments, phase="reading parts", progress=progress
+    )
+    with_refs = [s.has_references for s in summaries]
+    if any(with_refs) and not all(with_refs):
+        bare = dataset.parts[with_refs.index(False)].path
+        other = dataset.parts[with_refs.index(True)].path
+        raise DataError(
+            f"{bare}: no reference columns (ref_domain, ref_intent, ref_slots), which {other} has"
+        )
+    return summaries
+
+
+def _raise_first(problems: list[tuple[int, int, int, str] | None]) -> None:
+    found = [p for p in problems if p is not None]
+    if found:
+        raise DataError(min(found)[-1])
+
+
+def evaluate_bucket(
+    dataset: PartitionedDataset,
+    scratch: str,
+    bucket: int,
+    documents: Documents,
+    options: dict[str, Any],
+) -> tuple[tuple[int, int, int, str] | None, EvaluationStats | None, dict[str, str]]:
+    """Check, score and reduce one bucket to evaluation statistics (runs on a worker)."""
+    frame, problem = gather_bucket(dataset, scratch, bucket)
+    if problem is not None or len(frame) == 0:
+        return problem, None, {}
+    score, source = score_with_documents(frame, documents)
+    stats = evaluation_stats(score_table(frame, score), **options)
+    return None, stats, source
+
+
+def evaluate_dataset(
+    spec: str | PartitionedDataset,
+    weights: str | os.PathLike[str],
+    *,
+    executor: Executor,
+    n_bins: int = 10,
+    strategy: str = "uniform",
+    population: str = "all",
+    n_boot: int = 0,
+    confidence: float = 0.9,
+    seed: int = 0,
+    scratch: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`reranker.evaluation.evaluate` of a dataset, partition by partition.
+
+    Returns the report and the scorer of each domain (``"r0"`` or ``"<loss> v<version>"``).
+    Equal-width bins only: equal-mass bin edges need every score at once.
+    """
+    if strategy != "uniform":
+        raise DataError("on a partitioned dataset, --strategy must be 'uniform' (equal-width bins)")
+    dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(spec)
+    documents = load_documents(weights)
+    options = {"n_bins": n_bins, "strategy": strategy, "n_boot": n_boot, "seed": seed}
+    with _scratch(scratch) as tmp:
+        summaries = _scatter(executor, dataset, tmp, progress)
+        if not summaries[0].has_references:
+            raise DataError(
+                f"{dataset.source}: evaluation needs the reference columns ref_domain, "
+                "ref_intent and ref_slots"
+            )
+        arguments = [(dataset, tmp, b, documents, options) for b in range(len(dataset.parts))]
+        merged: list[EvaluationStats] = []
+        problems: list[tuple[int, int, int, str] | None] = []
+        sources: dict[str, str] = {}
+
+        def keep(_index: int, outcome: Any) -> None:
+            problem, stats, source = outcome
+            problems.append(problem)
+            sources.update(source)
+            if stats is not None:  # merge as results arrive: memory stays one bucket's worth
+                merged[:] = [stats if not merged else merged[0] + stats]
+
+        run_all(
+            executor,
+            evaluate_bucket,
+            arguments,
+            phase="evaluating",
+            progress=progress,
+            on_result=keep,
+        )
+    _raise_first(problems)
+    report = merged[0].report(population=population, confidence=confidence)
+    return report, sources
+
+
+def rerank_bucket(
+    dataset: PartitionedDataset, scratch: str, bucket: int, documents: Documents
+) -> tuple[tuple[int, int, int, str] | None, dict[str, str]]:
+    """Score and rank one bucket; write its new columns per source part (runs on a worker)."""
+    from reranker.dataset_output import write_parquet
+
+    frame, problem = gather_bucket(dataset, scratch, bucket)
+    if problem is not None or len(frame) == 0:
+        return problem, {}
+    score, source = score_with_documents(frame, documents)
+    scored = score_table(frame, score)
+    columns = pd.DataFrame({ROW: frame[ROW].to_numpy(), "score": scored.score, "rank": scored.rank})
+    if scored.semer is not None and scored.correct is not None:
+        columns["semer"] = scored.semer
+        columns["correct"] = scored.correct
+    part = frame[PART].to_numpy()
+    for p in np.unique(part):
+        rows = part == p
+        write_parquet(
+            columns[rows],
+            Path(scratch) / "ranked" / f"part-{p:06d}" / f"b{bucket:05d}.parquet",
+            sync=False,
+        )
+    return None, source
+
+
+def join_part(dataset: PartitionedDataset, scratch: str, index: int) -> pd.DataFrame:
+    """Part ``index`` with its ranking columns, in its own row order (runs on a worker)."""
+    frame = read_part(dataset, index)
+    directory = Path(scratch) / "ranked" / f"part-{index:06d}"
+    pieces = [pd.read_parquet(f) for f in sorted(directory.glob("b*.parquet"))]
+    columns = pd.concat(pieces, ignore_index=True).sort_values(ROW, kind="stable")
+    if len(columns) != len(frame) or not np.array_equal(
+        columns[ROW].to_numpy(), np.arange(len(frame))
+    ):
+        raise DataError(f"{dataset.parts[index].path}: part changed while it was being re-ranked")
+    for name in columns.columns.drop(ROW):
+        frame[name] = columns[name].to_numpy()
+    in_path = [k for k, _ in dataset.parts[index].partition]
+    return frame.drop(columns=[c for c in in_path if c in frame.columns])
+
+
+def write_ranked_part(dataset: PartitionedDataset, scratch: str, index: int, target: str) -> int:
+    """Join part ``index`` and write it under ``target`` at its relative path (runs on a worker)."""
+    from reranker.dataset_output import write_parquet
+
+    frame = join_part(dataset, scratch, index)
+    pieces = [p for p in dataset.parts[index].relative.split("/") if p not in ("", ".", "..")]
+    write_parquet(frame, Path(target).joinpath(*pieces))
+    return len(frame)
+
+
+def rerank_dataset(
+    spec: str | PartitionedDataset,
+    weights: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    executor: Executor,
+    scratch: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[int, dict[str, str]]:
+    """Score and rank a dataset; write one output part per input part, atomically.
+
+    The output directory mirrors the input's layout. Nothing is published unless every part was
+    read, validated, ranked and written. Returns the number of rows and each domain's scorer.
+    """
+    from reranker.dataset_output import DatasetWriter
+
+    dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(spec)
+    documents = load_documents(weights)
+    writer = DatasetWriter(out, description={"command": "rerank", "source": dataset.source})
+    with _scratch(scratch) as tmp:
+        _scatter(executor, dataset, tmp, progress)
+        buckets = range(len(dataset.parts))
+        outcomes = run_all(
+            executor,
+            rerank_bucket,
+            [(dataset, tmp, b, documents) for b in buckets],
+            phase="ranking",
+            progress=progress,
+        )
+        _raise_first([o[0] for o in outcomes])
+        sources: dict[str, str] = {}
+        for _, source in outcomes:
+            sources.update(source)
+        with writer:
+            counts = run_all(
+                executor,
+                write_ranked_part,
+                [(dataset, tmp, i, str(writer.tmp)) for i in range(len(dataset.parts))],
+                phase="writing parts",
+                progress=progress,
+            )
+            writer.written.extend(p.relative for p in dataset.parts)
+    return int(sum(counts)), sources
