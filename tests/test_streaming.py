@@ -161,3 +161,19 @@ def test_interrupted_rerank_leaves_the_previous_output(tmp_path: Path, monkeypat
     pd.testing.assert_frame_equal(read_dataset(out), before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
     assert len(calls) >= 4
+
+
+def test_bootstrap_intervals_do_not_depend_on_partitioning(
+    straddling: tuple[pd.DataFrame, dict[str, Path]], dask_scheduler: str
+) -> None:
+    paths = straddling[1]
+    table = read_hypotheses(paths["flat"])
+    expected = evaluate(table, r0_score(table), n_boot=40, seed=3, confidence=0.8)
+    for layout, engine in (("hive", "dask"), ("domain", "local-1")):
+        with executor_named(engine, dask_scheduler) as executor:
+            report, _ = evaluate_dataset(
+                str(paths[layout]), "r0", executor=executor, n_boot=40, seed=3, confidence=0.8
+            )
+        both_ways(expected, report)
+    for key, (low, high) in report["intervals"].items():
+        assert low <= report[key] <= high, key

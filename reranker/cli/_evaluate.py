@@ -100,15 +100,17 @@ def _rerank_dataset(
     scratch: str | None,
 ) -> None:
     from reranker.dataset_output import check_dataset_output
+    from reranker.partitioned import open_dataset
     from reranker.streaming import rerank_dataset
 
+    dataset = open_dataset(hypotheses)  # input errors first, then the output's
     check_dataset_output(out)
     with (
         open_executor(engine, scheduler=scheduler, jobs=jobs) as executor,
         partition_progress() as bar,
     ):
         n_rows, source = rerank_dataset(
-            hypotheses, weights, out, executor=executor, scratch=scratch, progress=bar
+            dataset, weights, out, executor=executor, scratch=scratch, progress=bar
         )
     _report_fallback(source)
     err_console.print(f"wrote {n_rows:,} hypotheses to the dataset {out}", highlight=False)
