@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from reranker.cli._dashboard import STREAMLIT_SETTINGS
+from reranker.cli._dashboard import (
+    STREAMLIT_SETTINGS,
+    dashboard_app,
+    dashboard_command,
+    default_data,
+)
+from reranker.errors import DataError
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ["pyproject.toml", "README.md", "reranker", "dashboard"]
@@ -175,3 +181,28 @@ def test_streamlit_settings_match_the_checkout_config() -> None:
         for key, value in values.items()
     }
     assert flat == STREAMLIT_SETTINGS
+
+
+def test_dashboard_app_is_found_through_the_dashboard_package() -> None:
+    assert dashboard_app() == REPO / "dashboard" / "streamlit_app.py"  # the editable install
+
+
+def test_dashboard_command_passes_every_setting() -> None:
+    command = dashboard_command(Path("app.py"), 8600)
+    assert command[1:5] == ["-m", "streamlit", "run", "app.py"]
+    assert "--server.port=8600" in command
+    for key, value in STREAMLIT_SETTINGS.items():
+        assert f"--{key}={value}" in command
+
+
+def test_dashboard_default_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RERANKER_DATA", raising=False)
+    app = tmp_path / "site-packages" / "dashboard" / "streamlit_app.py"
+    app.parent.mkdir(parents=True)
+    app.touch()
+    with pytest.raises(DataError, match=r"^no data directory: pass --data DIR"):
+        default_data(app)  # an installed package: no demo_data/ beside it
+    (tmp_path / "site-packages" / "demo_data").mkdir()
+    assert default_data(app) == tmp_path / "site-packages" / "demo_data"  # a checkout
+    monkeypatch.setenv("RERANKER_DATA", str(tmp_path / "elsewhere"))
+    assert default_data(app) == tmp_path / "elsewhere"
