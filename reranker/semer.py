@@ -11,8 +11,10 @@ exceeds 1 when the hypothesis inserts more labels than the reference has. IE is 
 intent and (normalised) slots all equal the reference, else 1.
 
 The implementation is vectorised for millions of pairs: annotation strings are parsed once per
-distinct value, labels are mapped to integers, and the edit-distance recursion runs as numpy
-operations over all pairs sharing the same ``(|R|, |H|)`` lengths.
+distinct value (:mod:`reranker.label_sequences`), labels are mapped to integers, the distance is
+computed once per distinct ``(reference annotation, hypothesis annotation, intents equal)``, and
+the edit-distance recursion runs as numpy operations over all pairs sharing the same
+``(|R|, |H|)`` lengths.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from reranker.annotation import normalize_value, parse_slots
 from reranker.errors import DataError
+from reranker.label_sequences import LabelSequences, encode_annotations, factorize_text, text_column
 
 __all__ = [
     "AlignmentStep",
@@ -37,6 +40,8 @@ __all__ = [
     "table_errors",
 ]
 
+IntArray = NDArray[np.int64]
+
 
 def label_sequence(intent: str, slots: str) -> list[str]:
     """The SemER label sequence of one interpretation, as readable strings.
@@ -47,39 +52,30 @@ def label_sequence(intent: str, slots: str) -> list[str]:
     return [intent] + [f"{t}={normalize_value(v)}" for t, v in parse_slots(slots)]
 
 
-class _Encoder:
-    """Maps annotation strings to padded integer label matrices, parsing each distinct one once."""
+def _levenshtein_rows(ref: IntArray, hyp: IntArray) -> IntArray:
+    """Levenshtein distance of each row of ``ref`` (m, a) to the same row of ``hyp`` (m, b)."""
+    m, a = ref.shape
+    b = hyp.shape[1]
+    differ = (ref[:, :, None] != hyp[:, None, :]).astype(np.int32)
+    prev = np.broadcast_to(np.arange(b + 1, dtype=np.int32), (m, b + 1)).copy()
+    cur = np.empty_like(prev)
+    for i in range(a):
+        cur[:, 0] = i + 1
+        for j in range(b):
+            best = np.minimum(prev[:, j + 1], cur[:, j]) + 1
+            np.minimum(best, prev[:, j] + differ[:, i, j], out=cur[:, j + 1])
+        prev, cur = cur, prev
+    return prev[:, b].astype(np.int64)
 
-    def __init__(self) -> None:
-        self._labels: dict[tuple[str, str], int] = {}
-        self._canon: dict[tuple[int, ...], int] = {}
 
-    def encode(
-        self, annotations: pd.Series
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-        """Return (slot matrix padded with -1, slot counts, canonical id of the slot tuple)."""
-        codes, uniques = pd.factorize(annotations, use_na_sentinel=False)
-        encoded: list[tuple[int, ...]] = []
-        for value in uniques:
-            slots = parse_slots("" if value is None else str(value))
-            ids = tuple(
-                self._labels.setdefault((t, normalize_value(v)), len(self._labels))
-                for t, v in slots
-            )
-            encoded.append(ids)
-        width = max((len(e) for e in encoded), default=0)
-        mat = np.full((len(encoded), max(width, 1)), -1, dtype=np.int64)
-        lens = np.zeros(len(encoded), dtype=np.int64)
-        canon = np.zeros(len(encoded), dtype=np.int64)
-        for k, ids in enumerate(encoded):
-            mat[k, : len(ids)] = ids
-            lens[k] = len(ids)
-            canon[k] = self._canon.setdefault(ids, len(self._canon))
-        return mat[codes], lens[codes], canon[codes]
-
-    @property
-    def n_labels(self) -> int:
-        return len(self._labels)
+def _length_groups(ref_len: IntArray, hyp_len: IntArray) -> list[IntArray]:
+    """Indices of the rows sharing each ``(ref_len, hyp_len)``."""
+    if ref_len.size == 0:
+        return []
+    key = ref_len * (int(hyp_len.max()) + 1) + hyp_len
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    return np.split(order, bounds)
 
 
 def edit_distance(
@@ -102,71 +98,70 @@ def edit_distance(
     ndarray of shape (n,)
         Minimum number of substitutions, deletions and insertions turning ``hyp`` into ``ref``.
     """
-    n = len(ref_len)
-    out = np.empty(n, dtype=np.int64)
-    if n == 0:
-        return out
-    key = ref_len * (int(hyp_len.max()) + 1) + hyp_len
-    order = np.argsort(key, kind="stable")
-    bounds = np.flatnonzero(np.diff(key[order])) + 1
-    for idx in np.split(order, bounds):
+    ref_len, hyp_len = np.asarray(ref_len, np.int64), np.asarray(hyp_len, np.int64)
+    out = np.empty(ref_len.size, dtype=np.int64)
+    for idx in _length_groups(ref_len, hyp_len):
         lr, lh = int(ref_len[idx[0]]), int(hyp_len[idx[0]])
-        r, h = ref[idx, :lr], hyp[idx, :lh]
-        m = len(idx)
-        prev = np.broadcast_to(np.arange(lh + 1, dtype=np.int64), (m, lh + 1)).copy()
-        for i in range(1, lr + 1):
-            cur = np.empty_like(prev)
-            cur[:, 0] = i
-            ri = r[:, i - 1]
-            for j in range(1, lh + 1):
-                sub = prev[:, j - 1] + (ri != h[:, j - 1])
-                cur[:, j] = np.minimum(np.minimum(prev[:, j] + 1, cur[:, j - 1] + 1), sub)
-            prev = cur
-        out[idx] = prev[:, lh]
+        out[idx] = _levenshtein_rows(ref[idx, :lr], hyp[idx, :lh])
     return out
 
 
-def _as_series(values: ArrayLike, name: str) -> pd.Series:
-    series = pd.Series(np.asarray(values, dtype=object), dtype=object)
-    if series.isna().any():
-        row = int(np.flatnonzero(series.isna().to_numpy())[0])
-        if name.endswith("slots"):
-            series = series.where(~series.isna(), "")
-        else:
-            raise DataError(f"{name}[{row}] is missing")
-    return series.astype(str)
+def _gather(seqs: LabelSequences, which: IntArray, width: int, first: IntArray) -> IntArray:
+    """Rows ``[first, labels of annotation which...]``, all of ``width`` labels."""
+    out = np.empty((which.size, width), dtype=np.int64)
+    out[:, 0] = first
+    start = seqs.offsets[which]
+    for j in range(1, width):
+        out[:, j] = seqs.labels[start + j - 1]
+    return out
+
+
+def _sequence_distance(
+    seqs: LabelSequences, ref: IntArray, hyp: IntArray, intent_equal: NDArray[np.bool_]
+) -> IntArray:
+    """Levenshtein distance of ``[intent] + slots`` of annotation pairs ``(ref, hyp)``."""
+    ref_len, hyp_len = seqs.lengths[ref] + 1, seqs.lengths[hyp] + 1
+    out = np.empty(ref.size, dtype=np.int64)
+    for idx in _length_groups(ref_len, hyp_len):
+        r = _gather(seqs, ref[idx], int(ref_len[idx[0]]), np.full(idx.size, -1))
+        h = _gather(seqs, hyp[idx], int(hyp_len[idx[0]]), np.where(intent_equal[idx], -1, -2))
+        out[idx] = _levenshtein_rows(r, h)
+    return out
+
+
+def _pair_distance(
+    seqs: LabelSequences, ref: IntArray, hyp: IntArray, intent_equal: NDArray[np.bool_]
+) -> IntArray:
+    """:func:`_sequence_distance` of every row, computed once per distinct pair of rows."""
+    n_distinct = max(seqs.lengths.size, 1)
+    key = (ref * n_distinct + hyp) * 2 + intent_equal
+    pair, distinct = pd.factorize(key)
+    rest = distinct // 2
+    dist = _sequence_distance(seqs, rest // n_distinct, rest % n_distinct, distinct % 2 == 1)
+    return dist[pair]
+
+
+def _codes(columns: list[tuple[ArrayLike, str]]) -> list[IntArray]:
+    """Joint integer codes of text columns that must not hold missing values."""
+    texts = [text_column(v, name, missing_as_empty=False) for v, name in columns]
+    codes, _ = factorize_text(texts)
+    return codes
 
 
 def _errors(
-    ref_intents: ArrayLike,
-    ref_slots: ArrayLike,
-    hyp_intents: ArrayLike,
-    hyp_slots: ArrayLike,
+    ref_intents: IntArray, ref_slots: ArrayLike, hyp_intents: IntArray, hyp_slots: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """SemER and "intent and slots equal" for aligned sequences."""
-    ri = _as_series(ref_intents, "ref_intents")
-    rs = _as_series(ref_slots, "ref_slots")
-    hi = _as_series(hyp_intents, "hyp_intents")
-    hs = _as_series(hyp_slots, "hyp_slots")
-    n = len(ri)
-    if not (len(rs) == len(hi) == len(hs) == n):
+    """SemER and "intent and slots equal" for aligned sequences; intents given as codes."""
+    seqs = encode_annotations([ref_slots, hyp_slots], ["ref_slots", "hyp_slots"])
+    ref, hyp = seqs.codes
+    n = ref_intents.size
+    if not (ref.size == hyp_intents.size == hyp.size == n):
         raise DataError(
             "ref_intents, ref_slots, hyp_intents and hyp_slots must have equal lengths, got "
-            f"{n}, {len(rs)}, {len(hi)}, {len(hs)}"
+            f"{n}, {ref.size}, {hyp_intents.size}, {hyp.size}"
         )
-    if n == 0:
-        return np.zeros(0), np.zeros(0, dtype=bool)
-    encoder = _Encoder()
-    both = pd.concat([rs, hs], ignore_index=True)
-    mat, lens, canon = encoder.encode(both)
-    intent_codes, _ = pd.factorize(pd.concat([ri, hi], ignore_index=True))
-    intent_ids = intent_codes.astype(np.int64) + encoder.n_labels
-    seq = np.concatenate([intent_ids[:, None], mat], axis=1)
-    seq_len = lens + 1
-    dist = edit_distance(seq[:n], seq_len[:n], seq[n:], seq_len[n:])
-    semer = dist / seq_len[:n]
-    same = (intent_ids[:n] == intent_ids[n:]) & (canon[:n] == canon[n:])
-    return semer.astype(np.float64), same
+    dist = _pair_distance(seqs, ref, hyp, ref_intents == hyp_intents)
+    return dist / (seqs.lengths[ref] + 1.0), dist == 0
 
 
 def semer_error(
@@ -199,7 +194,8 @@ def semer_error(
     >>> semer_error(["PlayMusic"], ["[album : x] [artist : y]"], ["PlayMusic"], ["[album : X]"])
     array([0.33333333])
     """
-    return _errors(ref_intents, ref_slots, hyp_intents, hyp_slots)[0]
+    ri, hi = _codes([(ref_intents, "ref_intents"), (hyp_intents, "hyp_intents")])
+    return _errors(ri, ref_slots, hi, hyp_slots)[0]
 
 
 def interpretation_error(
@@ -214,14 +210,20 @@ def interpretation_error(
 
     Slots are compared as ordered ``(type, normalised value)`` sequences, as in SemER.
     """
-    rd = np.asarray(ref_domains, dtype=object).astype(str)
-    hd = np.asarray(hyp_domains, dtype=object).astype(str)
-    _, same = _errors(ref_intents, ref_slots, hyp_intents, hyp_slots)
+    rd, hd = _codes([(ref_domains, "ref_domains"), (hyp_domains, "hyp_domains")])
+    ri, hi = _codes([(ref_intents, "ref_intents"), (hyp_intents, "hyp_intents")])
+    if rd.size != ri.size or hd.size != hi.size:
+        raise DataError(f"domains and intents must have equal lengths, got {rd.size}, {ri.size}")
+    _, same = _errors(ri, ref_slots, hi, hyp_slots)
     return (~(same & (rd == hd))).astype(np.int64)
 
 
-def _qualified(domains: pd.Series, intents: pd.Series) -> pd.Series:
-    return domains.astype(str) + "\x1f" + intents.astype(str)
+def _qualified_intents(hypotheses: pd.DataFrame) -> tuple[IntArray, IntArray]:
+    """Codes of ``(ref_domain, ref_intent)`` and ``(domain, intent)``, equal iff both are."""
+    rd, hd = _codes([(hypotheses["ref_domain"], "ref_domain"), (hypotheses["domain"], "domain")])
+    ri, hi = _codes([(hypotheses["ref_intent"], "ref_intent"), (hypotheses["intent"], "intent")])
+    n_intents = int(max(ri.max(initial=-1), hi.max(initial=-1))) + 1
+    return rd * n_intents + ri, hd * n_intents + hi
 
 
 def table_errors(hypotheses: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -234,12 +236,8 @@ def table_errors(hypotheses: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray
         raise DataError(
             "the hypothesis table has no reference columns (ref_domain, ref_intent, ref_slots)"
         )
-    semer, same = _errors(
-        _qualified(hypotheses["ref_domain"], hypotheses["ref_intent"]),
-        hypotheses["ref_slots"],
-        _qualified(hypotheses["domain"], hypotheses["intent"]),
-        hypotheses["slots"],
-    )
+    ref_intents, hyp_intents = _qualified_intents(hypotheses)
+    semer, same = _errors(ref_intents, hypotheses["ref_slots"], hyp_intents, hypotheses["slots"])
     return semer, same.astype(np.int64)
 
 
