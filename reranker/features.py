@@ -45,6 +45,8 @@ __all__ = [
     "feature_description",
     "feature_matrix",
     "is_known_feature",
+    "log_confidence",
+    "rank_in_groups",
     "register_feature",
     "registered_features",
 ]
@@ -119,22 +121,53 @@ def _scores(hypotheses: pd.DataFrame, column: str) -> NDArray[np.float64]:
     return hypotheses[column].to_numpy(dtype=np.float64)
 
 
+def log_confidence(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``log(max(score, 1e-6))`` elementwise: the value of the three log-score features.
+
+    Shared by the table features below and by the one-utterance scorer of the service, so both
+    compute the same numbers.
+    """
+    return np.log(np.maximum(scores, LOG_FLOOR))
+
+
+def rank_in_groups(codes: NDArray[np.int64], product: NDArray[np.float64]) -> NDArray[np.float64]:
+    """1-based rank of each row within its group, by ``product`` descending, ties in row order.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (n,)
+        Group of each row (one group per utterance and domain).
+    product : ndarray of float, shape (n,)
+        ``domain_score * intent_score * slot_score`` of each row.
+    """
+    n = codes.size
+    order = np.lexsort((-product, codes))  # stable: ties keep row order
+    sorted_codes = codes[order]
+    first = np.ones(n, dtype=bool)
+    np.not_equal(sorted_codes[1:], sorted_codes[:-1], out=first[1:])
+    position = np.arange(n)
+    group_start = np.maximum.accumulate(np.where(first, position, 0))
+    rank = np.empty(n, dtype=np.float64)
+    rank[order] = position - group_start + 1
+    return rank
+
+
 @_default("log_domain_score")
 def log_domain_score(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
     """``log(max(domain_score, 1e-6))``: the domain classifier's log-confidence."""
-    return np.log(np.maximum(_scores(hypotheses, "domain_score"), LOG_FLOOR))
+    return log_confidence(_scores(hypotheses, "domain_score"))
 
 
 @_default("log_intent_score")
 def log_intent_score(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
     """``log(max(intent_score, 1e-6))``: the intent classifier's log-confidence."""
-    return np.log(np.maximum(_scores(hypotheses, "intent_score"), LOG_FLOOR))
+    return log_confidence(_scores(hypotheses, "intent_score"))
 
 
 @_default("log_slot_score")
 def log_slot_score(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
     """``log(max(slot_score, 1e-6))``: the slot tagger's log-confidence."""
-    return np.log(np.maximum(_scores(hypotheses, "slot_score"), LOG_FLOOR))
+    return log_confidence(_scores(hypotheses, "slot_score"))
 
 
 @_default("domain_score")
@@ -163,8 +196,7 @@ def rank_in_domain(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
     slot_score``, highest first; ties keep row order. The value depends only on the rows of the
     same domain, so it is the same whether computed on the whole table or on one domain's rows.
     """
-    n = len(hypotheses)
-    if n == 0:
+    if len(hypotheses) == 0:
         return np.zeros(0, dtype=np.float64)
     utt, _ = pd.factorize(hypotheses["utterance_id"])
     dom, dom_names = pd.factorize(hypotheses["domain"])
@@ -174,14 +206,7 @@ def rank_in_domain(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
         * _scores(hypotheses, "intent_score")
         * _scores(hypotheses, "slot_score")
     )
-    rows = np.arange(n)
-    order = np.lexsort((rows, -product, codes))
-    sorted_codes = codes[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
-    group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
-    rank = np.empty(n, dtype=np.float64)
-    rank[order] = np.arange(n) - group_start + 1
-    return rank
+    return rank_in_groups(codes, product)
 
 
 def is_known_feature(name: str) -> bool:

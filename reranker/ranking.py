@@ -13,6 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 from reranker.errors import DataError
 
 __all__ = [
+    "best_first_order",
     "r0_score",
     "rank_and_top",
     "rank_within_utterance",
@@ -36,9 +37,14 @@ def utterance_codes(utterance_ids: ArrayLike) -> NDArray[np.int64]:
     return codes.astype(np.int64)
 
 
-def _order(
+def best_first_order(
     codes: NDArray[np.int64], score: NDArray[np.float64], domain_score: NDArray[np.float64]
 ) -> NDArray[np.int64]:
+    """Rows grouped by utterance code, each group best first (SPEC §3 tie-break).
+
+    Inputs are already-checked arrays of equal length; :func:`rank_and_top` checks its inputs
+    and calls this.
+    """
     # np.lexsort is stable, so rows tied on every key keep their file order.
     return np.lexsort((-domain_score, -score, codes)).astype(np.int64)
 
@@ -81,7 +87,7 @@ def rank_and_top(
     c, s, d = _check(codes, score, domain_score)
     if c.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order = _order(c, s, d)
+    order = best_first_order(c, s, d)
     sorted_codes = c[order]
     first = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]
     starts = np.flatnonzero(first)

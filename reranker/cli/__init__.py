@@ -13,8 +13,8 @@ from reranker.errors import RerankerError
 
 __all__ = ["app", "main"]
 
-for _module in ("_train", "_nlu", "_dashboard"):
-    # Command groups of the training, NLU and dashboard layers register themselves on import.
+for _module in ("_train", "_nlu", "_dashboard", "_serve"):
+    # Command groups of the training, NLU, dashboard and serving layers register on import.
     __import__(f"reranker.cli.{_module}")
 
 
