@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from reranker.bootstrap import bootstrap_intervals, utterance_keys, weight_chunks
 from reranker.errors import DataError
+from reranker.scored_pairs import bin_sums, check_pair
 
 __all__ = [
     "Interval",
@@ -46,23 +47,9 @@ FloatArray = NDArray[np.float64]
 def _check_pair(
     correct: ArrayLike, score: ArrayLike, sample_weight: ArrayLike | None = None
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    y = np.asarray(correct, dtype=np.float64).ravel()
-    s = np.asarray(score, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        raise DataError(f"correct and score must have the same length, got {y.size} and {s.size}")
-    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
-        bad = s[np.isnan(s) | (s < 0) | (s > 1)][0]
-        raise DataError(f"score must lie in [0, 1], got {bad!r}")
-    if np.isnan(y).any() or (y < 0).any() or (y > 1).any():
-        bad = y[np.isnan(y) | (y < 0) | (y > 1)][0]
-        raise DataError(f"correct must lie in [0, 1], got {bad!r}")
-    if sample_weight is None:
-        w = np.ones_like(s)
-    else:
-        w = np.asarray(sample_weight, dtype=np.float64).ravel()
-        if w.shape != s.shape or (w < 0).any() or np.isnan(w).any():
-            raise DataError("sample_weight must be non-negative and as long as score")
-    return y, s, w
+    """``(correct, score, weights)`` as float arrays, validated (for callers that need floats)."""
+    pairs = check_pair(correct, score, sample_weight)
+    return pairs.y_float(), pairs.s, pairs.weights()
 
 
 def _check_bins(n_bins: int, strategy: str) -> None:
@@ -84,24 +71,16 @@ def bin_indices(
     _check_bins(n_bins, strategy)
     s = np.asarray(score, dtype=np.float64).ravel()
     if strategy == "uniform":
-        idx = np.minimum(np.floor(s * n_bins), n_bins - 1).astype(np.int64)
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
-        return idx, edges
+        # truncation is floor for scores >= 0; a score of exactly 1 goes to the last bin
+        idx = np.multiply(s, n_bins).astype(np.intp)
+        np.minimum(idx, n_bins - 1, out=idx)
+        return idx, np.linspace(0.0, 1.0, n_bins + 1)
     inner = (
         np.quantile(s, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]) if s.size else np.zeros(n_bins - 1)
     )
-    idx = np.searchsorted(inner, s, side="right").astype(np.int64)
+    idx = np.searchsorted(inner, s, side="right").astype(np.intp)
     edges = np.concatenate([[0.0], inner, [1.0]])
     return idx, edges
-
-
-def _bin_sums(
-    y: FloatArray, s: FloatArray, w: FloatArray, idx: NDArray[np.int64], n_bins: int
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    count = np.bincount(idx, weights=w, minlength=n_bins).astype(np.float64)
-    sum_s = np.bincount(idx, weights=w * s, minlength=n_bins).astype(np.float64)
-    sum_y = np.bincount(idx, weights=w * y, minlength=n_bins).astype(np.float64)
-    return count, sum_s, sum_y
 
 
 def _gaps(count: FloatArray, sum_s: FloatArray, sum_y: FloatArray) -> FloatArray:
@@ -138,12 +117,12 @@ def expected_calibration_error(
     float
         ECE in [0, 1]; ``nan`` for an empty sample.
     """
-    y, s, w = _check_pair(correct, score, sample_weight)
-    total = w.sum()
+    pairs = check_pair(correct, score, sample_weight)
+    total = pairs.total
     if total == 0:
         return float("nan")
-    idx, _ = bin_indices(s, n_bins=n_bins, strategy=strategy)
-    _count, sum_s, sum_y = _bin_sums(y, s, w, idx, n_bins)
+    idx, _ = bin_indices(pairs.s, n_bins=n_bins, strategy=strategy)
+    _count, sum_s, sum_y = bin_sums(pairs, idx, n_bins, overwrite=True)
     return float(np.abs(sum_y - sum_s).sum() / total)
 
 
@@ -156,11 +135,11 @@ def maximum_calibration_error(
     sample_weight: ArrayLike | None = None,
 ) -> float:
     """Maximum calibration error: ``max_b |mean(correct)_b - mean(score)_b|`` over non-empty bins."""
-    y, s, w = _check_pair(correct, score, sample_weight)
-    if w.sum() == 0:
+    pairs = check_pair(correct, score, sample_weight)
+    if pairs.total == 0:
         return float("nan")
-    idx, _ = bin_indices(s, n_bins=n_bins, strategy=strategy)
-    gap = _gaps(*_bin_sums(y, s, w, idx, n_bins))
+    idx, _ = bin_indices(pairs.s, n_bins=n_bins, strategy=strategy)
+    gap = _gaps(*bin_sums(pairs, idx, n_bins, overwrite=True))
     return float(np.nanmax(gap))
 
 
@@ -310,16 +289,17 @@ def reliability_curve(
     confidence : float, default 0.9
     seed : int, default 0
     """
-    y, s, w = _check_pair(correct, score, sample_weight)
-    idx, edges = bin_indices(s, n_bins=n_bins, strategy=strategy)
-    count, sum_s, sum_y = _bin_sums(y, s, w, idx, n_bins)
+    pairs = check_pair(correct, score, sample_weight)
+    idx, edges = bin_indices(pairs.s, n_bins=n_bins, strategy=strategy)
+    count, sum_s, sum_y = bin_sums(pairs, idx, n_bins, overwrite=n_boot <= 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_score = np.where(count > 0, sum_s / np.where(count > 0, count, 1), np.nan)
         frac = np.where(count > 0, sum_y / np.where(count > 0, count, 1), np.nan)
     low = np.full(n_bins, np.nan)
     high = np.full(n_bins, np.nan)
     if n_boot > 0:
-        keys = utterance_keys(np.arange(s.size) if groups is None else np.asarray(groups))
+        y, w = pairs.y_float(), pairs.weights()
+        keys = utterance_keys(np.arange(y.size) if groups is None else np.asarray(groups))
         fracs = np.full((n_boot, n_bins), np.nan)
         for start, boot in weight_chunks(keys, n_boot, seed=seed):
             for b, wb in enumerate(boot * w, start=start):
@@ -351,9 +331,9 @@ class ReliabilityStats:
         cls, correct: ArrayLike, score: ArrayLike, *, n_fine: int = 1000
     ) -> ReliabilityStats:
         """Accumulate statistics in one pass."""
-        y, s, w = _check_pair(correct, score)
-        idx, _ = bin_indices(s, n_bins=n_fine)
-        return cls(*_bin_sums(y, s, w, idx, n_fine))
+        pairs = check_pair(correct, score)
+        idx, _ = bin_indices(pairs.s, n_bins=n_fine)
+        return cls(*bin_sums(pairs, idx, n_fine, overwrite=True))
 
     @property
     def n_fine(self) -> int:
