@@ -69,13 +69,14 @@ def function_level(path: Path) -> list[tuple[str, float, float, float]]:
     import math
 
     from dashboard import data_cache as cache
-    from reranker import views
+    from dashboard.names import registry_fingerprint, table_token
+    from reranker import calibration_slices, tables, utterances
     from reranker.hypotheses import read_hypotheses
     from reranker.scoring import score_hypotheses
 
-    token = cache.table_token(path)
+    token = table_token(path)
     weights = str(path.parent.parent / "weights" / "r2")
-    fp = views.registry_fingerprint(weights)
+    fp = registry_fingerprint(weights)
     r0 = (token, "r0", None, "r0")
     r2 = (token, "r2", weights, fp)
     load_s, prep = timed(lambda: cache.prepared(token))
@@ -92,9 +93,9 @@ def function_level(path: Path) -> list[tuple[str, float, float, float]]:
 
     def naive_filter() -> Any:
         table = read_hypotheses(path)
-        scored = views.scored_view(views.prepare(table))
-        return views.filter_utterances(
-            views.utterance_table(scored), misranked_only=True, devices=["fire_tv"],
+        scored = tables.scored_view(tables.prepare(table))
+        return utterances.filter_utterances(
+            utterances.utterance_table(scored), misranked_only=True, devices=["fire_tv"],
             semer_range=(0.5, math.inf), sort_by="top_score", descending=True, limit=500,
         )  # fmt: skip
 
@@ -113,12 +114,12 @@ def function_level(path: Path) -> list[tuple[str, float, float, float]]:
 
     def naive_switch() -> Any:
         table = read_hypotheses(path)
-        prep = views.prepare(table)
-        scored = views.scored_view(prep, score_hypotheses(table, weights).score)
-        y, s, g = views.calibration_sample(scored)
+        prep = tables.prepare(table)
+        scored = tables.scored_view(prep, score_hypotheses(table, weights).score)
+        y, s, g = calibration_slices.calibration_sample(scored)
         return (
-            views.slice_curve(y, s, g, n_boot=N_BOOT),
-            views.calibration_metrics(scored, n_boot=N_BOOT),
+            calibration_slices.slice_curve(y, s, g, n_boot=N_BOOT),
+            calibration_slices.calibration_metrics(scored, n_boot=N_BOOT),
         )
 
     naive, _ = timed(naive_switch)

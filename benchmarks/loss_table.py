@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reranker.evaluation import evaluate, score_table
+from reranker.evaluation import evaluate
 from reranker.hypotheses import read_hypotheses
 from reranker.ranking import r0_score
-from reranker.registry import score_with_registry
+from reranker.scoring import score_with_registry
 from reranker.semer import table_errors
+from reranker.tables import score_table
 from reranker.training import train_domains
 
 METRICS = (

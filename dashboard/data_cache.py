@@ -9,24 +9,23 @@ rerun that changes nothing else recomputes nothing (SemER and features included)
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from reranker import views
-from reranker.evaluation import ScoredTable
+from reranker.calibration_slices import (
+    calibration_metrics,
+    calibration_sample,
+    slice_curve,
+    smooth_calibration,
+)
+from reranker.calibrators import recalibrate
+from reranker.datasets import DatasetInfo, discover_datasets
 from reranker.hypotheses import read_hypotheses
 from reranker.scoring import score_hypotheses
-
-
-def table_token(path: str | os.PathLike[str]) -> str:
-    """``path|mtime|size``: the cache key of a table file (changes when the file changes)."""
-    p = Path(path)
-    stat = p.stat()
-    return f"{p}|{stat.st_mtime_ns}|{stat.st_size}"
+from reranker.tables import PreparedTable, ScoredTable, dataset_summary, prepare, scored_view
+from reranker.utterances import filter_utterances, top_domain_distribution, utterance_table
 
 
 def _path(token: str) -> str:
@@ -34,21 +33,21 @@ def _path(token: str) -> str:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def datasets(root: str) -> list[views.DatasetInfo]:
+def datasets(root: str) -> list[DatasetInfo]:
     """Datasets under the data directory (re-scanned every minute)."""
-    return views.discover_datasets(root)
+    return discover_datasets(root)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the hypothesis table and computing SemER…")
-def prepared(token: str) -> views.PreparedTable:
+def prepared(token: str) -> PreparedTable:
     """The validated table with SemER and correct computed once."""
-    return views.prepare(read_hypotheses(_path(token)))
+    return prepare(read_hypotheses(_path(token)))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def summary(token: str) -> dict[str, Any]:
     """Counts, domains, devices and oracle accuracy of a table."""
-    return views.dataset_summary(prepared(token))
+    return dataset_summary(prepared(token))
 
 
 @st.cache_resource(max_entries=16, show_spinner="Scoring…")
@@ -58,9 +57,9 @@ def scored(
     """One loss's scores, ranks and top-1 rows (``fingerprint`` keys the registry state)."""
     prep = prepared(token)
     if loss == "r0" or weights is None:
-        return views.scored_view(prep), {d: "r0" for d in sorted(prep.frame["domain"].unique())}
+        return scored_view(prep), {d: "r0" for d in sorted(prep.frame["domain"].unique())}
     scoring = score_hypotheses(prep.frame, weights)
-    return views.scored_view(prep, scoring.score), dict(scoring.source)
+    return scored_view(prep, scoring.score), dict(scoring.source)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Fitting the calibrator…")
@@ -69,7 +68,7 @@ def calibrated(
 ) -> ScoredTable:
     """One loss's scores after a cross-fitted post-hoc calibrator (temperature or isotonic)."""
     table, _ = scored(token, loss, weights, fingerprint)
-    return views.recalibrate(table, method)  # type: ignore[arg-type]
+    return recalibrate(table, method)  # type: ignore[arg-type]
 
 
 def _table(
@@ -85,7 +84,7 @@ def utterances(token: str, loss: str, weights: str | None, fingerprint: str) -> 
     """The per-utterance table under one loss (read-only)."""
     table, _ = scored(token, loss, weights, fingerprint)
     r0, _ = scored(token, "r0", None, "r0")
-    return views.utterance_table(table, r0=r0)
+    return utterance_table(table, r0=r0)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -104,7 +103,7 @@ def filtered_utterances(
     limit: int,
 ) -> tuple[pd.DataFrame, int]:
     """Filtered, sorted utterances (at most ``limit`` rows) and the number of matches."""
-    return views.filter_utterances(
+    return filter_utterances(
         utterances(token, loss, weights, fingerprint),
         search=search,
         misranked_only=misranked_only,
@@ -133,13 +132,13 @@ def curve(
 ) -> pd.DataFrame:
     """A reliability curve frame of one slice, optionally after a cross-fitted calibrator."""
     table = _table(token, loss, weights, fingerprint, calibrator)
-    y, s, g = views.calibration_sample(
+    y, s, g = calibration_sample(
         table,
         population=population,  # type: ignore[arg-type]
         domain=domain,
         device=device,
     )
-    return views.slice_curve(
+    return slice_curve(
         y,
         s,
         g,
@@ -169,7 +168,7 @@ def metrics(
     of bins or strategy does not recompute it.
     """
     table = _table(token, loss, weights, fingerprint, calibrator)
-    out = views.calibration_metrics(
+    out = calibration_metrics(
         table,
         n_bins=n_bins,
         strategy=strategy,  # type: ignore[arg-type]
@@ -199,7 +198,7 @@ def smooth(
 ) -> dict[str, float | None]:
     """Smooth ECE of one slice with its bootstrap interval."""
     table = _table(token, loss, weights, fingerprint, calibrator)
-    return views.smooth_calibration(
+    return smooth_calibration(
         table,
         population=population,  # type: ignore[arg-type]
         domain=domain,
@@ -221,7 +220,7 @@ def documents(weights: str, fingerprint: str) -> dict[str, dict[str, Any]]:
 def top_domains(token: str, loss: str, weights: str | None, fingerprint: str) -> pd.DataFrame:
     """Per device, the share of utterances each domain wins top-1."""
     table, _ = scored(token, loss, weights, fingerprint)
-    return views.top_domain_distribution(table)
+    return top_domain_distribution(table)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the NLU models…")

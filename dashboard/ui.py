@@ -21,9 +21,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import data_cache as cache
-from reranker import views
+from dashboard.names import registry_fingerprint, safe_file_name, table_token
+from reranker.datasets import DatasetInfo
 from reranker.errors import RerankerError
-from reranker.evaluation import ScoredTable
+from reranker.losses import LOSSES
+from reranker.scoring import SCORERS
+from reranker.tables import ScoredTable
 
 REPO = Path(__file__).resolve().parent.parent
 LOSS_LABELS = {"r0": "R0", "r1": "R1", "r2": "R2", "r3": "R3"}
@@ -67,7 +70,7 @@ class Context:
 
     dataset_key: str
     label: str
-    info: views.DatasetInfo | None
+    info: DatasetInfo | None
     table_path: Path | None
     split: str | None
     loss: str
@@ -77,7 +80,7 @@ class Context:
     @property
     def token(self) -> str:
         assert self.table_path is not None
-        return cache.table_token(self.table_path)
+        return table_token(self.table_path)
 
     @property
     def devices_simulated(self) -> bool:
@@ -99,15 +102,15 @@ class Context:
 
     @property
     def available_losses(self) -> list[str]:
-        return [loss for loss in views.LOSSES if self.available(loss)]
+        return [loss for loss in SCORERS if self.available(loss)]
 
 
-def _weights_for(key: str, info: views.DatasetInfo | None) -> dict[str, str]:
+def _weights_for(key: str, info: DatasetInfo | None) -> dict[str, str]:
     chosen: dict[str, str] = {}
     if info is not None:
         chosen.update({loss: str(p) for loss, p in info.weights.items()})
     overrides = st.session_state.get("weights_paths", {})
-    for loss in views.LOSSES[1:]:
+    for loss in LOSSES:
         if (key, loss) in overrides:
             chosen[loss] = overrides[(key, loss)]
     usable = {}
@@ -124,7 +127,7 @@ def _weights_for(key: str, info: views.DatasetInfo | None) -> dict[str, str]:
 
 def writable_registry(ctx: Context, loss: str) -> Path:
     """The session's own copy of a loss's registry (copied from shipped weights on first use)."""
-    target = workspace() / "weights" / views.safe_file_name(ctx.dataset_key) / loss
+    target = workspace() / "weights" / safe_file_name(ctx.dataset_key) / loss
     current = ctx.weights.get(loss)
     if current is not None and Path(current).resolve() != target.resolve() and not target.exists():
         shutil.copytree(current, target)
@@ -182,15 +185,15 @@ def sidebar() -> Context:
             table_path = Path(uploads[key[len(UPLOAD_PREFIX) :]])
         dataset_key = key or ""
         weights = _weights_for(dataset_key, info)
-        fingerprints = {loss: views.registry_fingerprint(p) for loss, p in weights.items()}
+        fingerprints = {loss: registry_fingerprint(p) for loss, p in weights.items()}
         st.markdown("**Re-ranker**")
         loss = st.radio(
             "Loss",
-            list(views.LOSSES),
+            list(SCORERS),
             format_func=LOSS_LABELS.get,
             captions=[
                 "baseline" if x == "r0" else ("trained" if x in weights else "no weights")
-                for x in views.LOSSES
+                for x in SCORERS
             ],
             key="loss",
             horizontal=True,
@@ -280,7 +283,7 @@ def chart(fig: go.Figure, data: pd.DataFrame, *, key: str, file_name: str) -> No
     st.download_button(
         "Download data (CSV)",
         data.to_csv(index=False).encode("utf-8"),
-        file_name=f"{views.safe_file_name(file_name)}.csv",
+        file_name=f"{safe_file_name(file_name)}.csv",
         mime="text/csv",
         key=f"{key}_csv",
         icon=":material/download:",

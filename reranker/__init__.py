@@ -30,17 +30,18 @@ from reranker.errors import (
     TrainingError,
     WeightsError,
 )
-from reranker.evaluation import evaluate, score_table
+from reranker.evaluation import evaluate
 from reranker.hypotheses import read_hypotheses, write_table
 from reranker.ranking import r0_score, rank_within_utterance, top1_indices
-from reranker.scoring import score_hypotheses
+from reranker.scoring import score_hypotheses, score_with_registry
 from reranker.semer import align_interpretations, interpretation_error, semer_error, table_errors
+from reranker.tables import score_table
 
 if TYPE_CHECKING:
     from reranker.calibrators import cross_fit, fit_isotonic, fit_temperature
     from reranker.estimator import DomainReranker
     from reranker.features import default_feature_names, feature_matrix, register_feature
-    from reranker.registry import WeightsRegistry, score_with_registry
+    from reranker.registry import WeightsRegistry
     from reranker.training import DomainResult, train_domains
 
 # Names whose modules pull in scikit-learn are imported on first use, so that importing the
@@ -54,7 +55,6 @@ _LAZY = {
     "feature_matrix": "reranker.features",
     "register_feature": "reranker.features",
     "WeightsRegistry": "reranker.registry",
-    "score_with_registry": "reranker.registry",
     "DomainResult": "reranker.training",
     "train_domains": "reranker.training",
 }

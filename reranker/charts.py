@@ -1,7 +1,7 @@
 """Plotly figure builders for the dashboard, typed and testable without Streamlit.
 
 Each builder takes plain tables (the ``to_frame()`` of a reliability curve, the outputs of
-:mod:`reranker.views`) and returns a :class:`plotly.graph_objects.Figure` with hover details.
+:mod:`reranker.utterances`, :mod:`reranker.contributions`, ...) and returns a :class:`plotly.graph_objects.Figure` with hover details.
 User text (utterances, domain names from uploads) only ever enters figures as data, which
 plotly renders as text, never as HTML markup of ours.
 """
@@ -188,7 +188,7 @@ def reliability_figure(
 def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str]) -> go.Figure:
     """Horizontal bars of each feature's contribution to each hypothesis's logit.
 
-    ``contributions`` is the long frame of :func:`reranker.views.hypothesis_contributions`;
+    ``contributions`` is the long frame of :func:`reranker.contributions.hypothesis_contributions`;
     ``labels`` maps its ``hypothesis`` positions to display labels.
     """
     fig = go.Figure()

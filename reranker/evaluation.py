@@ -12,15 +12,13 @@ Top-1 metrics (SPEC §3) rank each utterance's whole n-best by score; calibratio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from reranker.bootstrap import bootstrap_intervals, utterance_keys, weight_chunks
+from reranker.bootstrap import bootstrap_intervals, weight_chunks
 from reranker.calibration import (
     Strategy,
     brier_loss,
@@ -29,10 +27,9 @@ from reranker.calibration import (
 )
 from reranker.errors import DataError
 from reranker.hypotheses import has_references
-from reranker.ranking import rank_and_top, utterance_codes
-from reranker.semer import table_errors
+from reranker.tables import ScoredTable, score_table
 
-__all__ = ["METRIC_KEYS", "ScoredTable", "evaluate", "score_table"]
+__all__ = ["METRIC_KEYS", "Population", "evaluate"]
 
 METRIC_KEYS = (
     "n_utterances",
@@ -45,60 +42,6 @@ METRIC_KEYS = (
     "ece_top1",
 )
 Population = Literal["all", "top1"]
-
-
-@dataclass(frozen=True)
-class ScoredTable:
-    """A hypothesis table with everything the metrics need, computed once.
-
-    Attributes
-    ----------
-    codes : utterance code of each row.
-    score : the re-ranker score of each row.
-    rank : 1 = top of its utterance.
-    top : row index of each utterance's top hypothesis (ordered by utterance code).
-    semer, correct : per row; ``None`` without references.
-    """
-
-    hypotheses: pd.DataFrame
-    codes: NDArray[np.int64]
-    score: NDArray[np.float64]
-    rank: NDArray[np.int64]
-    top: NDArray[np.int64]
-    semer: NDArray[np.float64] | None
-    correct: NDArray[np.int64] | None
-
-    @cached_property
-    def utterance_keys(self) -> NDArray[np.uint64]:
-        """Bootstrap key of each utterance, by utterance code (:func:`reranker.bootstrap.utterance_keys`)."""
-        return utterance_keys(self.hypotheses["utterance_id"].to_numpy()[self.top])
-
-
-def score_table(
-    hypotheses: pd.DataFrame,
-    scores: ArrayLike,
-    *,
-    errors: tuple[NDArray[np.float64], NDArray[np.int64]] | None = None,
-) -> ScoredTable:
-    """Attach scores to a validated table and compute ranks, top-1 rows and (if possible) errors.
-
-    ``errors`` lets a caller pass precomputed ``(semer, correct)`` (they do not depend on scores).
-    """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if s.size != len(hypotheses):
-        raise DataError(f"got {s.size} scores for {len(hypotheses)} hypotheses")
-    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
-        raise DataError("scores must lie in [0, 1]")
-    codes = utterance_codes(hypotheses["utterance_id"])
-    dscore = hypotheses["domain_score"].to_numpy(dtype=np.float64)
-    rank, top = rank_and_top(codes, s, dscore)
-    semer: NDArray[np.float64] | None = None
-    correct: NDArray[np.int64] | None = None
-    if errors is not None:
-        semer, correct = errors
-    elif has_references(hypotheses):
-        semer, correct = table_errors(hypotheses)
-    return ScoredTable(hypotheses, codes, s, rank, top, semer, correct)
 
 
 def _slice_metrics(

@@ -32,7 +32,8 @@ from scipy import sparse
 
 from reranker.calibration import bin_indices
 from reranker.errors import DataError
-from reranker.evaluation import METRIC_KEYS, ScoredTable
+from reranker.evaluation import METRIC_KEYS
+from reranker.tables import ScoredTable
 
 __all__ = ["INTERVAL_KEYS", "EvaluationStats", "evaluation_stats"]
 

@@ -33,7 +33,12 @@ def r0_score(hypotheses: pd.DataFrame) -> NDArray[np.float64]:
 
 def utterance_codes(utterance_ids: ArrayLike) -> NDArray[np.int64]:
     """Integer code of each row's utterance, numbered in order of first appearance."""
-    codes, _ = pd.factorize(pd.Series(np.asarray(utterance_ids, dtype=object)))
+    ids = (
+        utterance_ids
+        if isinstance(utterance_ids, pd.Series)
+        else pd.Series(np.asarray(utterance_ids, dtype=object))
+    )
+    codes, _ = pd.factorize(ids)
     return codes.astype(np.int64)
 
 

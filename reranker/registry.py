@@ -32,15 +32,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
-from scipy.special import expit
 
 from reranker._files import default_file_mode
 from reranker.errors import WeightsError
-from reranker.features import feature_matrix, is_known_feature
+from reranker.features import is_known_feature
 from reranker.losses import LOSSES
-from reranker.ranking import r0_score
-from reranker.scoring import Scoring
 
 try:  # POSIX advisory locks; elsewhere publishes of one domain must not race
     import fcntl
@@ -50,9 +46,8 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "REQUIRED_KEYS",
     "WeightsRegistry",
-    "contributions",
-    "document_logits",
-    "score_with_registry",
+    "compare_documents",
+    "registry_table",
     "validate_weights_document",
 ]
 
@@ -356,62 +351,82 @@ class WeightsRegistry:
         return target
 
 
-def document_logits(hypotheses: pd.DataFrame, document: Mapping[str, Any]) -> NDArray[np.float64]:
-    """``z = w · φ(h) + b`` of every row with one domain's weights document."""
-    X = feature_matrix(hypotheses, document["features"])
-    return X @ np.asarray(document["weights"], dtype=np.float64) + float(document["bias"])
+def registry_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per domain of a weights registry: current version, versions and training facts.
 
-
-def contributions(hypotheses: pd.DataFrame, document: Mapping[str, Any]) -> pd.DataFrame:
-    """Each feature's contribution ``value * weight`` to the logit of every row, plus the bias.
-
-    Parameters
-    ----------
-    hypotheses : pandas.DataFrame
-        Validated hypothesis rows (usually of the document's domain).
-    document : mapping
-        A weights document (:meth:`WeightsRegistry.load`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One column per feature, then ``bias``, ``logit`` (their sum) and ``score``
-        (``sigmoid(logit)``), indexed like ``hypotheses``.
-    """
-    doc = validate_weights_document(document, source=f"weights of {document.get('domain')!r}")
-    X = feature_matrix(hypotheses, doc["features"])
-    parts = X * np.asarray(doc["weights"], dtype=np.float64)
-    frame = pd.DataFrame(parts, columns=list(doc["features"]), index=hypotheses.index)
-    frame["bias"] = doc["bias"]
-    frame["logit"] = parts.sum(axis=1) + doc["bias"]
-    frame["score"] = expit(frame["logit"].to_numpy())
-    return frame
-
-
-def score_with_registry(hypotheses: pd.DataFrame, path: str | os.PathLike[str]) -> Scoring:
-    """Score a table with the current weights of each domain in a registry.
-
-    Rows of a domain with published weights get ``sigmoid(w · φ(h) + b)``; rows of a domain
-    without weights keep the R0 product and are reported with source ``"r0"``.
-
-    Raises
-    ------
-    WeightsError
-        If ``path`` holds no weights at all, or a current document is invalid.
+    Columns: ``domain, current, versions, loss, trained_at, n_hypotheses, converged,
+    n_iter, objective``.
     """
     registry = WeightsRegistry(path)
-    available = set(registry.domains())
-    if not available:
-        raise WeightsError(f"{registry.path}: no published weights (not a weights registry?)")
-    domain = hypotheses["domain"].to_numpy(dtype=object)
-    score = r0_score(hypotheses).copy()
-    source: dict[str, str] = {}
-    for d in sorted(set(domain)):
-        if d not in available or registry.current_version(d) is None:
-            source[d] = "r0"
-            continue
-        doc = registry.load(d)
-        mask = domain == d
-        score[mask] = expit(document_logits(hypotheses.loc[mask], doc))
-        source[d] = f"{doc['loss']} v{doc['version']}"
-    return Scoring(score, source)
+    records = []
+    for d in registry.domains():
+        current = registry.current_version(d)
+        doc = registry.load(d) if current is not None else {}
+        m = doc.get("metrics", {})
+        records.append(
+            {
+                "domain": d,
+                "current": current,
+                "versions": ", ".join(f"v{v}" for v in registry.versions(d)),
+                "loss": str(doc.get("loss", "")).upper(),
+                "trained_at": doc.get("trained_at"),
+                "n_hypotheses": doc.get("training_data", {}).get("n_hypotheses"),
+                "converged": m.get("converged"),
+                "n_iter": m.get("n_iter"),
+                "objective": m.get("objective"),
+            }
+        )
+    columns = [
+        "domain", "current", "versions", "loss", "trained_at",
+        "n_hypotheses", "converged", "n_iter", "objective",
+    ]  # fmt: skip
+    return pd.DataFrame(records, columns=columns)
+
+
+def compare_documents(
+    a: Mapping[str, Any], b: Mapping[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two weights documents side by side: their weights and their recorded metrics/options.
+
+    Returns ``(weights, facts)``: ``weights`` has ``feature, a, b, change`` over the union of
+    both feature lists (bias last; a feature one version lacks is ``nan``); ``facts`` has
+    ``item, a, b`` for the version, loss, training time and data, every metric and option.
+    """
+
+    def as_map(doc: Mapping[str, Any]) -> dict[str, float]:
+        out = {str(n): float(w) for n, w in zip(doc["features"], doc["weights"], strict=True)}
+        out["bias"] = float(doc["bias"])
+        return out
+
+    wa, wb = as_map(a), as_map(b)
+    names = [*dict.fromkeys([*a["features"], *b["features"]]), "bias"]
+    weights = pd.DataFrame(
+        {
+            "feature": names,
+            "a": [wa.get(n, np.nan) for n in names],
+            "b": [wb.get(n, np.nan) for n in names],
+        }
+    )
+    weights["change"] = weights["b"] - weights["a"]
+
+    def facts_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+        f: dict[str, Any] = {
+            "version": doc.get("version"),
+            "loss": doc.get("loss"),
+            "trained_at": doc.get("trained_at"),
+        }
+        for group in ("training_data", "metrics", "options"):
+            for k, v in (doc.get(group) or {}).items():
+                f[f"{group}.{k}"] = v
+        return f
+
+    fa, fb = facts_of(a), facts_of(b)
+    items = list(dict.fromkeys([*fa, *fb]))
+    facts = pd.DataFrame(
+        {
+            "item": items,
+            "a": [str(fa.get(k, "")) for k in items],
+            "b": [str(fb.get(k, "")) for k in items],
+        }
+    )
+    return weights, facts

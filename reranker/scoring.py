@@ -8,17 +8,33 @@ domain without published weights fall back to R0 and are reported as such.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy.special import expit
 
 from reranker.errors import WeightsError
+from reranker.features import feature_matrix
+from reranker.losses import LOSSES
 from reranker.ranking import r0_score
+from reranker.registry import WeightsRegistry
 
-__all__ = ["Scoring", "is_r0", "score_hypotheses"]
+__all__ = [
+    "SCORERS",
+    "Scoring",
+    "document_logits",
+    "is_r0",
+    "score_hypotheses",
+    "score_with_registry",
+]
+
+SCORERS: tuple[str, ...] = ("r0", *LOSSES)
+"""The unweighted baseline and every trained loss, in display order."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,39 @@ def score_hypotheses(hypotheses: pd.DataFrame, weights: str | os.PathLike[str]) 
         raise WeightsError(f"{path}: no such weights directory (use a registry directory or 'r0')")
     if not path.is_dir():
         raise WeightsError(f"{path}: not a weights directory (use a registry directory or 'r0')")
-    from reranker.registry import score_with_registry
-
     return score_with_registry(hypotheses, path)
+
+
+def document_logits(hypotheses: pd.DataFrame, document: Mapping[str, Any]) -> NDArray[np.float64]:
+    """``z = w · φ(h) + b`` of every row with one domain's weights document."""
+    X = feature_matrix(hypotheses, document["features"])
+    return X @ np.asarray(document["weights"], dtype=np.float64) + float(document["bias"])
+
+
+def score_with_registry(hypotheses: pd.DataFrame, path: str | os.PathLike[str]) -> Scoring:
+    """Score a table with the current weights of each domain in a registry.
+
+    Rows of a domain with published weights get ``sigmoid(w · φ(h) + b)``; rows of a domain
+    without weights keep the R0 product and are reported with source ``"r0"``.
+
+    Raises
+    ------
+    WeightsError
+        If ``path`` holds no weights at all, or a current document is invalid.
+    """
+    registry = WeightsRegistry(path)
+    available = set(registry.domains())
+    if not available:
+        raise WeightsError(f"{registry.path}: no published weights (not a weights registry?)")
+    domain = hypotheses["domain"].to_numpy(dtype=object)
+    score = r0_score(hypotheses).copy()
+    source: dict[str, str] = {}
+    for d in sorted(set(domain)):
+        if d not in available or registry.current_version(d) is None:
+            source[d] = "r0"
+            continue
+        doc = registry.load(d)
+        mask = domain == d
+        score[mask] = expit(document_logits(hypotheses.loc[mask], doc))
+        source[d] = f"{doc['loss']} v{doc['version']}"
+    return Scoring(score, source)

@@ -31,12 +31,12 @@ from numpy.typing import NDArray
 from scipy.special import expit
 
 from reranker.errors import DataError
-from reranker.evaluation import score_table
 from reranker.evaluation_stats import EvaluationStats, evaluation_stats
 from reranker.executors import Executor, Progress, run_all
 from reranker.partitioned import PartitionedDataset, open_dataset, read_part
 from reranker.ranking import r0_score
 from reranker.regroup import PART, ROW, PartSummary, gather_bucket, scatter_part
+from reranker.tables import score_table
 
 __all__ = ["evaluate_dataset", "load_documents", "rerank_dataset", "score_with_documents"]
 
@@ -70,7 +70,7 @@ def score_with_documents(
     frame: pd.DataFrame, documents: Documents
 ) -> tuple[NDArray[np.float64], dict[str, str]]:
     """Scores of validated rows holding whole utterances, and each domain's scorer."""
-    from reranker.registry import document_logits
+    from reranker.scoring import document_logits
 
     score = r0_score(frame).copy()
     domain = frame["domain"].to_numpy(dtype=object)

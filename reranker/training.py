@@ -41,7 +41,8 @@ from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import REFERENCE_COLUMNS, SCORE_COLUMNS, has_references
 from reranker.losses import LOSSES
 from reranker.ranking import r0_score
-from reranker.registry import WeightsRegistry, document_logits
+from reranker.registry import WeightsRegistry
+from reranker.scoring import document_logits
 from reranker.semer import table_errors
 
 __all__ = [

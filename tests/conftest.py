@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from reranker.features import default_feature_names
 
 DATA = Path(__file__).parent / "data"
 CONFORMANCE = DATA / "conformance"
@@ -64,3 +67,23 @@ def make_table(n_utt: int = 50, seed: int = 0, *, refs: bool = True) -> pd.DataF
                 row.update(ref_domain=ref_d, ref_intent=ref_i, ref_slots=ref_s)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def make_document(
+    domain: str, devices: list[str], seed: int, *, loss: str = "r2"
+) -> dict[str, Any]:
+    """A valid weights document over the default features of ``devices``, random weights."""
+    rng = np.random.default_rng(seed)
+    names = default_feature_names(devices)
+    return {
+        "domain": domain,
+        "loss": loss,
+        "version": None,
+        "features": names,
+        "weights": [float(x) for x in rng.normal(0, 1, len(names))],
+        "bias": float(rng.normal()),
+        "trained_at": "2026-01-01T00:00:00+00:00",
+        "training_data": {"sha256": "0" * 64, "n_utterances": 1, "n_hypotheses": 1},
+        "metrics": {"converged": True, "n_iter": 3, "objective": 0.5},
+        "options": {"l2": 0.001},
+    }

@@ -9,8 +9,12 @@ from hypothesis import strategies as st
 from scipy.special import expit, logit
 
 from reranker.calibration import expected_calibration_error
-from reranker.calibrators import cross_fit, fit_isotonic, fit_temperature
+from reranker.calibrators import cross_fit, fit_isotonic, fit_temperature, recalibrate
 from reranker.errors import DataError
+from reranker.hypotheses import read_hypotheses
+from reranker.ranking import r0_score
+from reranker.tables import prepare, scored_view
+from tests.conftest import CONFORMANCE
 
 
 def _miscalibrated(n: int, temperature: float, seed: int = 0):
@@ -115,3 +119,16 @@ def test_calibrators_reject_bad_input() -> None:
         fit_isotonic([0, 1], [0.5])
     with pytest.raises(DataError, match="at least 2 utterances"):
         cross_fit([0, 1], [0.2, 0.8], [7, 7], method="temperature")
+
+
+def test_recalibrate_keeps_rankings_and_improves_a_miscalibrated_score() -> None:
+    prepared = prepare(read_hypotheses(CONFORMANCE / "hypotheses.csv"))
+    score = r0_score(prepared.frame) ** 3  # strongly under-confident
+    scored = scored_view(prepared, score)
+    for method in ("temperature", "isotonic"):
+        calibrated = recalibrate(scored, method)  # type: ignore[arg-type]
+        before = expected_calibration_error(scored.correct, scored.score)
+        after = expected_calibration_error(calibrated.correct, calibrated.score)
+        assert after < before
+        if method == "temperature":
+            np.testing.assert_array_equal(calibrated.top, scored.top)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from reranker.datasets import discover_datasets
 from reranker.hypotheses import read_hypotheses
 from reranker.registry import WeightsRegistry
 from reranker.training import train_domains
-from reranker.views import discover_datasets
 from tests.conftest import CONFORMANCE, REPO
 
 APP = REPO / "dashboard" / "streamlit_app.py"

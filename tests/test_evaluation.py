@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from reranker.errors import DataError
-from reranker.evaluation import METRIC_KEYS, evaluate, score_table
+from reranker.evaluation import METRIC_KEYS, evaluate
 from reranker.hypotheses import read_hypotheses, validate_hypotheses
 from reranker.ranking import r0_score
+from reranker.tables import score_table
 from tests.conftest import CONFORMANCE, make_table
 from tests.test_calibration import slow_ece
 from tests.test_semer import slow_semer

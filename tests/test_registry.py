@@ -16,18 +16,20 @@ import pytest
 from scipy.special import expit
 
 from reranker import registry as registry_module
+from reranker.contributions import contributions
 from reranker.errors import WeightsError
 from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import validate_hypotheses
 from reranker.ranking import r0_score
 from reranker.registry import (
     WeightsRegistry,
-    contributions,
-    score_with_registry,
+    compare_documents,
+    registry_table,
     validate_weights_document,
 )
-from reranker.scoring import score_hypotheses
+from reranker.scoring import score_hypotheses, score_with_registry
 from reranker.training import synthetic_hypotheses
+from tests.conftest import make_document
 
 NAMES = default_feature_names(["echo_dot", "echo_show", "fire_tv"])
 
@@ -320,3 +322,19 @@ def test_published_files_are_readable_by_others(tmp_path) -> None:
     for path in (tmp_path / "Music").iterdir():
         if path.name != ".lock":
             assert stat.S_IMODE(os.stat(path).st_mode) == default_file_mode(), path
+
+
+def test_registry_table_and_compare_documents(tmp_path: Path) -> None:
+    reg = WeightsRegistry(tmp_path / "w")
+    reg.publish("Music", make_document("Music", ["a"], 0))
+    reg.publish("Music", make_document("Music", ["a", "b"], 1))
+    reg.publish("Books", make_document("Books", ["a"], 2))
+    overview = registry_table(reg.path)
+    assert list(overview["domain"]) == ["Books", "Music"]
+    assert list(overview["current"]) == [1, 2]
+    assert overview.loc[1, "versions"] == "v1, v2"
+    weights, facts = compare_documents(reg.load("Music", 1), reg.load("Music", 2))
+    assert weights["feature"].iloc[-1] == "bias"
+    assert np.isnan(weights.set_index("feature").loc["device=b", "a"])
+    assert weights["change"].iloc[0] == pytest.approx(weights["b"].iloc[0] - weights["a"].iloc[0])
+    assert facts.set_index("item").loc["version"].tolist() == ["1", "2"]

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 from reranker.errors import DataError
-from reranker.evaluation import evaluate, score_table
+from reranker.evaluation import evaluate
 from reranker.executors import DaskExecutor, LocalExecutor
 from reranker.hypotheses import read_hypotheses, validate_hypotheses
 from reranker.partitioned import read_dataset
 from reranker.ranking import r0_score
 from reranker.streaming import evaluate_dataset, rerank_dataset
+from reranker.tables import score_table
 from tests.conftest import make_table
 from tests.test_evaluation import _assert_close
 from tests.test_partitioned import write_layout

@@ -17,7 +17,8 @@ from reranker.errors import DataError
 from reranker.evaluation import evaluate
 from reranker.hypotheses import read_hypotheses, validate_hypotheses
 from reranker.ranking import r0_score
-from reranker.registry import WeightsRegistry, score_with_registry
+from reranker.registry import WeightsRegistry
+from reranker.scoring import score_with_registry
 from reranker.training import (
     DomainTask,
     LocalEngine,

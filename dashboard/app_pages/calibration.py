@@ -7,8 +7,11 @@ import streamlit as st
 
 from dashboard import data_cache as cache
 from dashboard import ui
-from reranker import charts, views
+from dashboard.names import safe_file_name
+from reranker import charts
+from reranker.calibration_slices import metrics_frame
 from reranker.errors import RerankerError
+from reranker.scoring import SCORERS
 
 ALL = "(all)"
 STRATEGIES = {"uniform": "equal width", "quantile": "equal mass"}
@@ -27,7 +30,7 @@ if not ui.need_table(ctx) or not ui.has_references(ctx):
 prep = cache.prepared(ctx.token)
 summary = cache.summary(ctx.token)
 available = ctx.available_losses
-missing = [ui.LOSS_LABELS[x] for x in views.LOSSES if x not in available]
+missing = [ui.LOSS_LABELS[x] for x in SCORERS if x not in available]
 if missing:
     st.caption(
         f"No weights for {', '.join(missing)} on this dataset: train them on the Weights page "
@@ -187,8 +190,8 @@ display = pd.DataFrame(
 st.dataframe(display, key="cal_metrics", hide_index=True)
 st.download_button(
     "Download metrics (CSV)",
-    views.metrics_frame(metric_rows).to_csv(index=False).encode(),
-    file_name=f"{views.safe_file_name(ctx.dataset_key + '_metrics_' + slice_name)}.csv",
+    metrics_frame(metric_rows).to_csv(index=False).encode(),
+    file_name=f"{safe_file_name(ctx.dataset_key + '_metrics_' + slice_name)}.csv",
     mime="text/csv",
     key="cal_metrics_csv",
 )

@@ -7,7 +7,8 @@ import streamlit as st
 
 from dashboard import data_cache as cache
 from dashboard import ui
-from reranker import charts, views
+from dashboard.names import safe_file_name, table_token
+from reranker import charts
 from reranker.errors import RerankerError
 
 
@@ -18,7 +19,7 @@ def _on_upload() -> None:
         return
     path = ui.save_upload(uploaded.name, uploaded.getvalue())
     try:
-        cache.prepared(cache.table_token(path))
+        cache.prepared(table_token(path))
     except RerankerError as e:
         st.session_state["upload_error"] = (" ".join(str(e).split())).replace(
             str(path), uploaded.name
@@ -128,7 +129,7 @@ with right:
     st.download_button(
         "Download metrics (CSV)",
         table.to_csv(index=False).encode(),
-        file_name=f"{views.safe_file_name(ctx.dataset_key)}_{loss}_metrics.csv",
+        file_name=f"{safe_file_name(ctx.dataset_key)}_{loss}_metrics.csv",
         mime="text/csv",
         key="data_metrics_csv",
     )

@@ -7,7 +7,9 @@ import streamlit as st
 
 from dashboard import data_cache as cache
 from dashboard import ui
-from reranker import charts, views
+from dashboard.names import safe_file_name
+from reranker import charts
+from reranker.contributions import device_weights
 from reranker.errors import RerankerError
 
 ctx = ui.current()
@@ -67,7 +69,7 @@ st.dataframe(
 st.download_button(
     "Download metrics (CSV)",
     table.to_csv(index=False).encode(),
-    file_name=f"{views.safe_file_name(ctx.dataset_key)}_{loss}_device_metrics.csv",
+    file_name=f"{safe_file_name(ctx.dataset_key)}_{loss}_device_metrics.csv",
     mime="text/csv",
     key="dev_metrics_csv",
 )
@@ -86,7 +88,7 @@ if loss == "r0":
     st.stop()
 try:
     docs = cache.documents(ctx.weights[loss], ctx.fingerprints[loss])
-    weights = views.device_weights(docs)
+    weights = device_weights(docs)
 except RerankerError as e:
     ui.show_error(e)
     st.stop()

@@ -8,8 +8,11 @@ import streamlit as st
 
 from dashboard import data_cache as cache
 from dashboard import ui
-from reranker import charts, views
+from dashboard.names import safe_file_name
+from reranker import charts
+from reranker.contributions import hypothesis_contributions, rescore_utterance
 from reranker.errors import RerankerError
+from reranker.utterances import alignment_frame, utterance_detail
 
 LIMIT = 500
 SEMER_MAX = 2.0
@@ -162,7 +165,7 @@ st.dataframe(
 st.download_button(
     "Download these utterances (CSV)",
     rows.to_csv(index=False).encode(),
-    file_name=f"{views.safe_file_name(ctx.dataset_key)}_{loss}_utterances.csv",
+    file_name=f"{safe_file_name(ctx.dataset_key)}_{loss}_utterances.csv",
     mime="text/csv",
     key="utt_csv",
 )
@@ -182,7 +185,7 @@ uid = st.selectbox(
 )
 st.divider()
 
-detail = views.utterance_detail(prep, scored, uid, r0=r0)
+detail = utterance_detail(prep, scored, uid, r0=r0)
 first = prep.frame.iloc[int(detail["row"].iloc[0])]
 st.subheader("One utterance")
 c1, c2 = st.columns([3, 2])
@@ -245,7 +248,7 @@ pick = st.selectbox(
     key="utt_hyp",
 )
 hyp = detail.iloc[pick]
-align = views.alignment_frame(
+align = alignment_frame(
     str(first["ref_domain"]),
     str(first["ref_intent"]),
     str(first["ref_slots"]),
@@ -276,7 +279,7 @@ if not docs:
         "Choose R1, R2 or R3 in the sidebar (train them on the Weights page if they are missing)."
     )
     st.stop()
-contrib = views.hypothesis_contributions(utt_rows, docs)
+contrib = hypothesis_contributions(utt_rows, docs)
 pos_label = {order[int(r["row"])]: labels[i] for i, r in detail.iterrows()}
 if contrib.empty:
     st.info("None of these hypotheses' domains has weights: all are scored with R0.")
@@ -318,8 +321,8 @@ with st.form("whatif_form", border=True):
     )
 new_docs = dict(docs)
 new_docs[wdomain] = {**doc, "weights": edited, "bias": bias}
-before = views.rescore_utterance(utt_rows, docs)
-after = views.rescore_utterance(utt_rows, new_docs)
+before = rescore_utterance(utt_rows, docs)
+after = rescore_utterance(utt_rows, new_docs)
 merged = after[["domain", "intent", "slots", "score", "rank"]].rename(
     columns={"score": "what-if score", "rank": "what-if rank"}
 )

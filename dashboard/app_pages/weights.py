@@ -10,8 +10,10 @@ import streamlit as st
 
 from dashboard import data_cache as cache
 from dashboard import ui
-from reranker import charts, views
+from dashboard.names import table_token
+from reranker import charts
 from reranker.errors import RerankerError, WeightsError
+from reranker.registry import compare_documents, registry_table
 
 TRAINABLE = ["r1", "r2", "r3"]
 
@@ -96,7 +98,7 @@ with tab_train:
         submitted = st.form_submit_button("Train", key="train_submit", type="primary")
     if submitted:
         try:
-            frame = cache.prepared(cache.table_token(data_choices[train_on])).frame
+            frame = cache.prepared(table_token(data_choices[train_on])).frame
             target = ui.writable_registry(ctx, loss)
             todo = list(domains) or sorted(frame["domain"].unique())
             bars = {}
@@ -201,7 +203,7 @@ with tab_versions:
         )
         st.stop()
     try:
-        overview = views.registry_table(path)
+        overview = registry_table(path)
     except RerankerError as e:
         ui.show_error(e)
         st.stop()
@@ -260,7 +262,7 @@ with tab_versions:
     if "_rolled_back" in st.session_state:
         st.success(ui.md(st.session_state.pop("_rolled_back")))
     doc_a, doc_b = registry.load(domain, a), registry.load(domain, b)
-    weights_cmp, facts = views.compare_documents(doc_a, doc_b)
+    weights_cmp, facts = compare_documents(doc_a, doc_b)
     fig = charts.weights_comparison_figure(
         weights_cmp["feature"].tolist(),
         {f"A: v{a}": weights_cmp["a"], f"B: v{b}": weights_cmp["b"]},

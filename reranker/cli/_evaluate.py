@@ -20,10 +20,11 @@ from reranker.cli._datasets import (
     open_executor,
     partition_progress,
 )
-from reranker.evaluation import METRIC_KEYS, evaluate, score_table
+from reranker.evaluation import METRIC_KEYS, evaluate
 from reranker.hypotheses import has_references, read_hypotheses, write_table
 from reranker.partitioned import is_dataset_path
 from reranker.scoring import score_hypotheses
+from reranker.tables import score_table
 
 HypothesesOpt = Annotated[
     str,

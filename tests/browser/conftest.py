@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reranker.views import discover_datasets
+from reranker.datasets import discover_datasets
 from tests.conftest import CONFORMANCE, REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
