@@ -163,7 +163,7 @@ class DaskExecutor(_Runs):
                     n_workers=max(1, jobs or os.cpu_count() or 1),
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=":0" if _has_bokeh() else None,
+                    dashboard_address=":0",  # any free port: others may run a cluster
                 )
                 self._client = Client(self._cluster)
         except (OSError, TimeoutError, ValueError) as e:
@@ -210,14 +210,6 @@ class DaskExecutor(_Runs):
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
-
-
-def _has_bokeh() -> bool:
-    try:
-        import bokeh  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def make_executor(engine: str, *, jobs: int | None = None, scheduler: str | None = None) -> Any:

@@ -45,6 +45,7 @@ __all__ = [
     "open_dataset",
     "read_dataset",
     "read_part",
+    "read_rows",
 ]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -246,6 +247,16 @@ def read_part_raw(
         raise DataError(
             f"{part.path}: not a readable Parquet file ({' '.join(str(e).split())})"
         ) from e
+    return _with_partition(frame, part, None if columns is None else set(columns))
+
+
+def _with_partition(
+    frame: pd.DataFrame,
+    part: Part,
+    columns: set[str] | None,
+    rows: NDArray[np.int64] | None = None,
+) -> pd.DataFrame:
+    """Add the hive partition columns a file lacks; check those it holds against its path."""
     for key, value in part.partition:
         if columns is not None and key not in columns:
             continue
@@ -255,12 +266,110 @@ def read_part_raw(
         as_text = frame[key].astype(str).str.strip().to_numpy()
         differs = as_text != value
         if differs.any():
-            row = int(np.flatnonzero(differs)[0])
+            k = int(np.flatnonzero(differs)[0])
+            row = k if rows is None else int(rows[k])
             raise DataError(
-                f"{part.path}: row {row + 1}, column {key!r}: {frame[key].iloc[row]!r} differs "
+                f"{part.path}: row {row + 1}, column {key!r}: {frame[key].iloc[k]!r} differs "
                 f"from the partition value {value!r} of its directory"
             )
     return frame
+
+
+def _parquet_file(dataset: PartitionedDataset, part: Part) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if dataset.is_remote:
+            import fsspec
+
+            handle = fsspec.open(part.path, "rb", **dict(dataset.storage_options)).open()
+            return pq.ParquetFile(handle)
+        return pq.ParquetFile(part.path, memory_map=True)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DataError(
+            f"{part.path}: not a readable Parquet file ({' '.join(str(e).split())})"
+        ) from e
+
+
+def _text(column: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+
+
+def _stats_exclude(row_group: Any, position: int, value: str) -> bool:
+    """Whether a row group's min/max statistics prove that no row's stripped text is ``value``.
+
+    A row equal to ``value`` after stripping white space sorts inside ``[min, max]`` unless it
+    has leading white space (then the minimum starts below ``"!"``) or trailing white space
+    (then the minimum starts with ``value``).
+    """
+    stats = row_group.column(position).statistics
+    if stats is None or not stats.has_min_max:
+        return False
+    low, high = stats.min, stats.max
+    if not isinstance(low, str) or not isinstance(high, str) or not low or low[0] <= " ":
+        return False
+    return (value < low and not low.startswith(value)) or value > high
+
+
+def read_rows(
+    dataset: PartitionedDataset,
+    index: int,
+    *,
+    domain: str,
+    utterances: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, NDArray[np.int64]]:
+    """The validated rows of part ``index`` of one domain, or of its competitors.
+
+    With ``utterances=None``: the rows whose ``domain`` is ``domain``. Otherwise: the rows of
+    other domains whose ``utterance_id`` is in ``utterances``. The filter is pushed down: a hive
+    ``domain=`` directory or the row groups' min/max statistics skip data without reading it,
+    and only the filter's columns are read from the remaining row groups before the matching
+    rows. Returns the rows and their 0-based row numbers in the part.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    part = dataset.parts[index]
+    hive = dict(part.partition).get("domain")
+    if hive is not None and (hive != domain) == (utterances is None):
+        return pd.DataFrame(), np.zeros(0, dtype=np.int64)
+    reader = _parquet_file(dataset, part)
+    names = reader.schema_arrow.names
+    wanted = pa.array(sorted(set(utterances)), type=pa.string()) if utterances is not None else None
+    tables, rows, offset = [], [], 0
+    for g in range(reader.num_row_groups):
+        meta = reader.metadata.row_group(g)
+        n = meta.num_rows
+        mask = None
+        if hive is None and "domain" in names:
+            if utterances is None and _stats_exclude(meta, names.index("domain"), domain):
+                offset += n
+                continue
+            column = reader.read_row_group(g, columns=["domain"]).column(0)
+            same = pc.equal(_text(column), domain)
+            mask = same if utterances is None else pc.invert(same)
+        if wanted is not None:
+            ids = reader.read_row_group(g, columns=["utterance_id"]).column(0)
+            inside = pc.is_in(_text(ids), value_set=wanted)
+            mask = inside if mask is None else pc.and_(mask, inside)
+        if mask is None:
+            chosen = np.arange(n)
+        else:
+            chosen = np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
+        if chosen.size:
+            tables.append(reader.read_row_group(g).take(pa.array(chosen)))
+            rows.append(chosen + offset)
+        offset += n
+    if not tables:
+        return pd.DataFrame(), np.zeros(0, dtype=np.int64)
+    frame = pa.concat_tables(tables).to_pandas()
+    positions = np.concatenate(rows).astype(np.int64)
+    frame = _with_partition(frame, part, None, positions)
+    return validate_hypotheses(frame, source=part.path), positions
 
 
 def read_part(dataset: PartitionedDataset, index: int) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import hashlib
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +56,7 @@ __all__ = [
     "SerialEngine",
     "fit_domain",
     "make_engine",
+    "publish_results",
     "synthetic_hypotheses",
     "train_domains",
 ]
@@ -137,9 +138,14 @@ class DomainResult:
 def fit_domain(task: DomainTask) -> tuple[dict[str, Any], list[str], float]:
     """Train one domain; return its weights document (unpublished), notes and seconds.
 
-    Runs in a worker process; it touches no file.
+    Runs in a worker process; it touches no file. A task that loads its rows itself (it has a
+    ``materialize()`` method returning a :class:`DomainTask`, as the tasks of
+    :func:`reranker.dataset_training.train_dataset_domains` do) is loaded here, on the worker.
     """
     start = time.perf_counter()
+    materialize = getattr(task, "materialize", None)
+    if materialize is not None:
+        task = materialize()
     y, semer = task.y, task.semer
     if y is None or semer is None:
         if task.interpretations is None:
@@ -337,16 +343,26 @@ def _sha256_rows(columns: list[str], row_hashes: NDArray[np.uint64]) -> str:
     return digest.hexdigest()
 
 
-def _frozen_logits(hypotheses: pd.DataFrame, registry: WeightsRegistry) -> NDArray[np.float64]:
-    """Logit of every row under the registry's current weights (R0 logit without weights)."""
+def current_documents(registry: WeightsRegistry) -> dict[str, dict[str, Any]]:
+    """The current weights document of every domain of a registry that has one."""
+    return {
+        d: registry.load(d) for d in registry.domains() if registry.current_version(d) is not None
+    }
+
+
+def frozen_logits(
+    hypotheses: pd.DataFrame, documents: Mapping[str, Mapping[str, Any]]
+) -> NDArray[np.float64]:
+    """Logit of every row under the documents of its domain (the R0 logit for other domains).
+
+    The rows must hold every hypothesis of their ``(utterance, domain)`` pairs (the rank
+    feature looks at them).
+    """
     z = logit(np.clip(r0_score(hypotheses), _EPS, 1 - _EPS))
-    published = set(registry.domains())
     domain = hypotheses["domain"].to_numpy(dtype=object)
-    for d in sorted(set(domain) & published):
-        if registry.current_version(d) is None:
-            continue
+    for d in sorted(set(domain) & set(documents)):
         mask = domain == d
-        z[mask] = document_logits(hypotheses.loc[mask], registry.load(d))
+        z[mask] = document_logits(hypotheses.loc[mask], documents[d])
     return z
 
 
@@ -408,7 +424,7 @@ def prepare_tasks(
     z_frozen = None
     if scope == "utterance":  # competitors need every row's SemER up front
         errors = table_errors(hypotheses)
-        z_frozen = _frozen_logits(hypotheses, registry)
+        z_frozen = frozen_logits(hypotheses, current_documents(registry))
     interpretation_columns = ["domain", "intent", "slots", *REFERENCE_COLUMNS]
     params = {
         "loss": loss,
@@ -528,6 +544,21 @@ def train_domains(
         temperature=temperature,
         max_iter=max_iter,
     )
+
+    return publish_results(executor, tasks, registry, progress)
+
+
+def publish_results(
+    executor: Engine,
+    tasks: Sequence[Any],
+    registry: WeightsRegistry,
+    progress: ProgressCallback | None = None,
+) -> dict[str, DomainResult]:
+    """Run the tasks on ``executor`` and publish each domain's document as it completes.
+
+    Tasks are :class:`DomainTask` objects or tasks that load their rows on the worker; see
+    :func:`train_domains` for ``progress`` and the result.
+    """
 
     def report(domain: str, message: str, fraction: float) -> None:
         if progress is not None:

@@ -17,6 +17,7 @@ from reranker.cli._common import err_console, out_console, status
 from reranker.errors import DataError, TrainingError, WeightsError
 from reranker.hypotheses import read_hypotheses
 from reranker.losses import LOSSES
+from reranker.partitioned import is_dataset_path
 from reranker.registry import WeightsRegistry
 from reranker.training import ENGINES, DomainResult, train_domains
 
@@ -123,9 +124,12 @@ def _summary(results: dict[str, DomainResult], out: Path) -> Table:
 @app.command()
 def train(
     hypotheses: Annotated[
-        Path,
+        str,
         typer.Option(
-            "--hypotheses", "-H", help="Hypothesis table with references (.parquet, .csv, .jsonl)."
+            "--hypotheses",
+            "-H",
+            help="Hypothesis table with references (.parquet, .csv, .jsonl), or a partitioned "
+            "Parquet dataset (directory, glob or fsspec URL): each worker reads its domain's rows.",
         ),
     ],
     loss: Annotated[
@@ -172,6 +176,12 @@ def train(
 ) -> None:
     """Train each domain's re-ranker in parallel and publish a new version per domain."""
     _check_train_options(loss, scope, engine, scheduler, alpha, l2, temperature, jobs, out)
+    if is_dataset_path(hypotheses):
+        options = {"domains": domain or None, "scope": scope, "alpha": alpha, "l2": l2}
+        options |= {"temperature": temperature, "max_iter": max_iter}
+        results = _train_dataset(hypotheses, loss, out, engine, scheduler, jobs, options)
+        _report_results(results, out)
+        return
     with status(f"reading {hypotheses}"):
         table = read_hypotheses(hypotheses)
     with _Display() as display, warnings.catch_warnings():
@@ -192,6 +202,41 @@ def train(
             progress=display,
             max_iter=max_iter,
         )
+    _report_results(results, out)
+
+
+def _train_dataset(
+    hypotheses: str,
+    loss: str,
+    out: Path,
+    engine: str,
+    scheduler: str | None,
+    jobs: int | None,
+    options: dict[str, Any],
+) -> dict[str, DomainResult]:
+    from reranker.cli._datasets import open_executor, partition_progress
+    from reranker.dataset_training import train_dataset_domains
+
+    kind, workers = ("local", 1) if engine == "serial" else (engine, jobs)
+    with (
+        open_executor(kind, scheduler=scheduler, jobs=workers) as executor,
+        partition_progress() as bar,
+        _Display() as display,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return train_dataset_domains(
+            hypotheses,
+            loss=loss,
+            out=out,
+            executor=executor,
+            progress=display,
+            part_progress=bar,
+            **options,
+        )
+
+
+def _report_results(results: dict[str, DomainResult], out: Path) -> None:
     err_console.print(_summary(results, out))
     for r in results.values():
         for note in r.notes:

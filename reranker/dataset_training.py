@@ -1,0 +1,233 @@
+"""Training every domain of a partitioned dataset, each worker reading only what it needs.
+
+:func:`train_dataset_domains` is :func:`reranker.training.train_domains` for a dataset that need
+not fit in one process. The calling process never holds the table:
+
+1. a first pass validates every part on the workers and returns only the domains and devices
+   each part holds;
+2. each domain's task then runs on a worker and reads the domain's rows itself, with the filter
+   pushed down to Parquet (:func:`reranker.partitioned.read_rows`: hive ``domain=``
+   directories and row-group statistics skip data unread). With ``scope="utterance"`` the
+   worker also reads the other domains' hypotheses of its utterances and computes their frozen
+   logits from the weights documents current when the run started;
+3. the calling process publishes each document as it arrives.
+
+The rows, their order, the features and the frozen competitors equal those of the in-memory path
+on the concatenated parts, so the fitted weights are the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reranker.errors import DataError
+from reranker.estimator import Competitors
+from reranker.executors import Executor, Progress, run_all
+from reranker.features import default_feature_names, feature_matrix
+from reranker.hypotheses import REFERENCE_COLUMNS, has_references
+from reranker.partitioned import (
+    PartitionedDataset,
+    PartsLocator,
+    check_across_parts,
+    open_dataset,
+    read_part,
+    read_rows,
+)
+from reranker.registry import WeightsRegistry
+from reranker.semer import table_errors
+from reranker.training import (
+    DomainResult,
+    DomainTask,
+    ProgressCallback,
+    _check_options,
+    _row_hashes,
+    _sha256_rows,
+    current_documents,
+    frozen_logits,
+    publish_results,
+)
+
+__all__ = ["DatasetDomainTask", "survey_part", "train_dataset_domains"]
+
+
+def survey_part(dataset: PartitionedDataset, index: int) -> tuple[set[str], set[str], bool]:
+    """Validate part ``index``; return its domains, devices and whether it has references."""
+    frame = read_part(dataset, index)
+    return set(frame["domain"].unique()), set(frame["device"].unique()), has_references(frame)
+
+
+def _gather(
+    dataset: PartitionedDataset, parts: Iterable[int], domain: str, utterances: Any = None
+) -> tuple[pd.DataFrame, PartsLocator]:
+    frames, part_of, rows = [], [], []
+    for i in parts:
+        frame, positions = read_rows(dataset, i, domain=domain, utterances=utterances)
+        if len(frame):
+            frames.append(frame)
+            part_of.append(np.full(len(frame), i, dtype=np.int64))
+            rows.append(positions)
+    if not frames:
+        return pd.DataFrame(), PartsLocator([], np.zeros(0, np.int64), np.zeros(0, np.int64))
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    paths = [p.path for p in dataset.parts]
+    return table, PartsLocator(paths, np.concatenate(part_of), np.concatenate(rows))
+
+
+def _competitors(
+    dataset: PartitionedDataset,
+    own: pd.DataFrame,
+    locator: PartsLocator,
+    domain: str,
+    documents: Mapping[str, Mapping[str, Any]],
+) -> Competitors:
+    """The other domains' hypotheses of the domain's utterances, with frozen logits and SemER."""
+    utterances = own["utterance_id"].unique().tolist()
+    others, where = _gather(dataset, range(len(dataset.parts)), domain, utterances)
+    if len(others):  # rules spanning rows over the utterances' whole n-best
+        both = pd.concat([own, others], ignore_index=True)
+        part = np.concatenate([locator.part, where.part])
+        row = np.concatenate([locator.rows, where.rows])
+        order = np.lexsort((row, part))
+        problem = check_across_parts(
+            both.iloc[order].reset_index(drop=True),
+            PartsLocator(locator.paths or where.paths, part[order], row[order]),
+        )
+        if problem is not None:
+            raise DataError(problem[-1])
+    if not len(others):
+        empty = np.zeros(0)
+        return Competitors(np.zeros(0, dtype=object), empty, empty)
+    return Competitors(
+        others["utterance_id"].astype(str).to_numpy(dtype=object),
+        frozen_logits(others, documents),
+        table_errors(others)[0],
+    )
+
+
+@dataclass(frozen=True)
+class DatasetDomainTask:
+    """One domain's training task that reads its rows on the worker (:meth:`materialize`).
+
+    Attributes
+    ----------
+    dataset : the parts
+    domain : str
+    parts : indices of the parts holding the domain's rows
+    features : feature names (the devices of the whole dataset)
+    params : keyword arguments of :class:`~reranker.estimator.DomainReranker`
+    documents : current weights documents for ``scope="utterance"`` (else ``None``)
+    """
+
+    dataset: PartitionedDataset
+    domain: str
+    parts: tuple[int, ...]
+    features: list[str]
+    params: dict[str, Any]
+    documents: Mapping[str, Mapping[str, Any]] | None
+
+    def materialize(self) -> DomainTask:
+        """Read the domain's rows (and competitors) and build the in-memory task."""
+        own, locator = _gather(self.dataset, self.parts, self.domain)
+        if not len(own):
+            raise DataError(f"no hypotheses of domain {self.domain!r}")
+        problem = check_across_parts(own, locator)
+        if problem is not None:
+            raise DataError(problem[-1])
+        groups = own["utterance_id"].astype(str).to_numpy(dtype=object)
+        columns, hashes = _row_hashes(own)
+        competitors, y, semer, interpretations = None, None, None, None
+        if self.documents is not None:
+            competitors = _competitors(self.dataset, own, locator, self.domain, self.documents)
+            semer, y = table_errors(own)
+        else:
+            interpretations = own[["domain", "intent", "slots", *REFERENCE_COLUMNS]]
+        return DomainTask(
+            domain=self.domain,
+            features=self.features,
+            X=feature_matrix(own, self.features),
+            groups=groups,
+            y=y,
+            semer=semer,
+            interpretations=interpretations,
+            competitors=competitors,
+            params=self.params,
+            training_data={
+                "sha256": _sha256_rows(columns, hashes),
+                "n_utterances": len(pd.unique(groups)),
+                "n_hypotheses": len(own),
+            },
+        )
+
+
+def train_dataset_domains(
+    spec: str | os.PathLike[str] | PartitionedDataset,
+    *,
+    loss: str,
+    out: str | os.PathLike[str],
+    executor: Executor,
+    domains: Iterable[str] | None = None,
+    scope: str = "domain",
+    alpha: float = 1.0,
+    l2: float = 1e-3,
+    temperature: float = 1.0,
+    max_iter: int = 1000,
+    progress: ProgressCallback | None = None,
+    part_progress: Progress | None = None,
+) -> dict[str, DomainResult]:
+    """Train and publish each domain of a dataset; the same weights as in memory.
+
+    Parameters are those of :func:`reranker.training.train_domains`; ``executor`` runs both the
+    validation pass (reported through ``part_progress(phase, done, total)``) and the domains.
+    """
+    _check_options(loss, scope, alpha, l2, temperature, None)
+    dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(os.fspath(spec))
+    surveys = run_all(
+        executor,
+        survey_part,
+        [(dataset, i) for i in range(len(dataset.parts))],
+        phase="reading parts",
+        progress=part_progress,
+    )
+    bare = [i for i, s in enumerate(surveys) if not s[2]]
+    if bare:
+        raise DataError(
+            f"{dataset.parts[bare[0]].path}: training needs the reference columns ref_domain, "
+            "ref_intent and ref_slots"
+        )
+    present = sorted(set().union(*(s[0] for s in surveys)))
+    chosen = present if domains is None else sorted(set(domains))
+    missing = [d for d in chosen if d not in present]
+    if missing:
+        raise DataError(
+            f"no hypotheses of domain(s) {', '.join(map(repr, missing))} "
+            f"(domains in the dataset: {', '.join(present)})"
+        )
+    registry = WeightsRegistry(out)
+    documents = current_documents(registry) if scope == "utterance" else None
+    names = default_feature_names(set().union(*(s[1] for s in surveys)))
+    params = {
+        "loss": loss,
+        "l2": float(l2),
+        "alpha": float(alpha),
+        "scope": scope,
+        "temperature": float(temperature),
+        "max_iter": int(max_iter),
+    }
+    tasks = [
+        DatasetDomainTask(
+            dataset,
+            d,
+            tuple(i for i, s in enumerate(surveys) if d in s[0]),
+            names,
+            params,
+            documents,
+        )
+        for d in chosen
+    ]
+    return publish_results(executor, tasks, registry, progress)
