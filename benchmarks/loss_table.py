@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/loss_table.py demo_data/media [--boot 500] [--utterance-scope]
     .venv/bin/python benchmarks/loss_table.py --train DEV.parquet --test TEST.parquet
 
-Trains R1, R2 and R3 (SPEC §4, default options: λ = 1e-3, α = 1, τ = 1, scope ``domain``) on
+Trains R1, R2 and R3 (docs/losses.md; options λ = 1e-3, α = 1, τ = 1, scope ``domain``) on
 ``DIR/hypotheses/dev.parquet`` into temporary registries, scores ``DIR/hypotheses/test.parquet``
 with R0 and each registry, and prints a markdown table of top-1 SemER, top-1 IE, ECE (all
 hypotheses), top-1 ECE and Brier, each with a 90% bootstrap interval over test utterances

@@ -2,7 +2,7 @@
 
 An annotation is the utterance text with each slot wrapped as ``[type : value]``. Removing the
 brackets (keeping each value) gives the text back. Slot values are compared after lower-casing and
-collapsing white space (SPEC §3); slot types after stripping surrounding white space.
+collapsing white space (docs/metrics.md#semer); slot types after stripping surrounding white space.
 """
 
 from __future__ import annotations

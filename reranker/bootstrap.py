@@ -1,7 +1,7 @@
 """The utterance bootstrap: resampling weights and the interval they give.
 
 Hypotheses of one utterance are not independent, so every confidence interval in the project
-resamples whole **utterances** (docs/metrics.md, "Intervals"). Two properties drive the design:
+resamples whole **utterances** (docs/metrics.md#intervals). Two properties drive the design:
 
 * **The same interval however the data is partitioned.** A classical bootstrap draws ``n``
   utterances with replacement, which needs all ``n`` utterance ids in one place and one random

@@ -1,4 +1,4 @@
-"""Calibration metrics (SPEC §5): reliability curves, ECE, MCE, Brier, smooth ECE.
+"""Calibration metrics: reliability curves, ECE, MCE, Brier, smooth ECE (docs/metrics.md).
 
 Calibration compares a ``score`` in [0, 1] with the ``correct`` bit. With bins b holding n_b of
 the N samples,

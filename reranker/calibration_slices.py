@@ -1,4 +1,6 @@
-"""Calibration of slices of a scored table, with utterance-bootstrap intervals (SPEC §5).
+"""Calibration of slices of a scored table, with utterance-bootstrap intervals.
+
+Definitions: docs/metrics.md#calibration, docs/metrics.md#slices, docs/metrics.md#intervals.
 
 A slice is a domain, a device or both (:func:`slice_masks`); its calibration sample holds every
 hypothesis or each utterance's top one (:func:`calibration_sample`). Point values are the exact
@@ -48,7 +50,7 @@ FloatArray = NDArray[np.float64]
 def slice_masks(
     scored: ScoredTable, *, domain: str | None = None, device: str | None = None
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Hypothesis and utterance masks of a slice, as SPEC §5 defines them.
+    """Hypothesis and utterance masks of a slice, as docs/metrics.md#slices defines them.
 
     A device slice keeps whole utterances. A domain slice D keeps, for the all-hypothesis
     metrics, the hypotheses D produced, and for the top-1 metrics the utterances whose reference
@@ -203,9 +205,9 @@ def calibration_metrics(
     """ECE, MCE, Brier, smooth ECE, top-1 ECE, SemER and IE of a slice, with bootstrap intervals.
 
     Returns ``{metric: {"value", "low", "high"}}`` plus ``n_utterances`` and ``n_hypotheses``
-    (``value`` only). Point values are exact (the definitions of SPEC §5 on the raw scores);
-    intervals come from ``n_boot`` resamples of utterances. In a resample the bin edges stay
-    those of the full sample (equal-mass bins are not re-cut), and smooth ECE is evaluated on a
+    (``value`` only). Point values are exact (the definitions of docs/metrics.md#calibration on the
+    raw scores); intervals come from ``n_boot`` resamples of utterances. In a resample the bin edges
+    stay those of the full sample (equal-mass bins are not re-cut), and smooth ECE is evaluated on a
     log-spaced bandwidth grid.
     """
     if scored.correct is None or scored.semer is None:

@@ -52,8 +52,8 @@ def hypothesis_contributions(
         All hypotheses of one utterance (validated columns), so that within-utterance features
         such as ``rank_in_domain`` see the whole n-best.
     documents : mapping
-        Domain -> weights document (SPEC §2). Hypotheses of other domains are scored with R0 and
-        get no rows here.
+        Domain -> weights document (docs/formats.md#weights-document). Hypotheses of other domains
+        are scored with R0 and get no rows here.
 
     Returns
     -------
@@ -97,9 +97,9 @@ def rescore_utterance(
 ) -> pd.DataFrame:
     """Score and rank one utterance's hypotheses with the given per-domain weights.
 
-    Domains without a document fall back to R0 (SPEC §4). Returns ``rows`` (reset index) plus
-    ``score``, ``rank`` and ``scored_by`` (``"weights"`` or ``"r0"``), sorted by rank with SPEC's
-    tie-break (higher domain score, then earlier row).
+    Domains without a document fall back to R0 (docs/losses.md#r0). Returns ``rows`` (reset index)
+    plus ``score``, ``rank`` and ``scored_by`` (``"weights"`` or ``"r0"``), sorted by rank with the
+    tie-break of docs/metrics.md#top-1 (higher domain score, then earlier row).
     """
     rows = rows.reset_index(drop=True)
     score = r0_score(rows)

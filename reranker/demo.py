@@ -3,7 +3,7 @@
 ``reranker demo --out DIR`` builds, deterministically, for each dataset::
 
     DIR/<dataset>/dataset.json                 name, description, sizes, how it was made
-    DIR/<dataset>/corpus/{train,dev,test}.jsonl annotated corpora (SPEC §2), with devices
+    DIR/<dataset>/corpus/{train,dev,test}.jsonl annotated corpora, with devices
     DIR/<dataset>/models/                       per-domain NLU models trained on ``train``
     DIR/<dataset>/hypotheses/{train,dev,test}.parquet   n-best hypotheses with references
     DIR/<dataset>/weights/{r1,r2,r3}/           re-rankers trained on the ``dev`` hypotheses

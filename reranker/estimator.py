@@ -1,4 +1,4 @@
-"""One domain's re-ranker as a scikit-learn estimator (SPEC §4, §7)."""
+"""One domain's re-ranker as a scikit-learn estimator (docs/losses.md)."""
 
 from __future__ import annotations
 

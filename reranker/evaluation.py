@@ -1,7 +1,8 @@
 """Data-set metrics of a scored hypothesis table: the object ``reranker evaluate --json`` prints.
 
-Top-1 metrics (SPEC §3) rank each utterance's whole n-best by score; calibration metrics (SPEC
-§5) compare score with the correct bit, by default over every hypothesis. Slices:
+Top-1 metrics (docs/metrics.md#top-1) rank each utterance's whole n-best by score; calibration
+metrics (docs/metrics.md#calibration) compare score with the correct bit, by default over every
+hypothesis. Slices (docs/metrics.md#slices):
 
 - ``by_device``: whole utterances of one device;
 - ``by_domain``: for the all-hypothesis metrics (``n_hypotheses``, ``ece``, ``mce``, ``brier``)
@@ -115,7 +116,7 @@ def evaluate(
         :func:`score_table`.
     scores : array-like of shape (n,)
         Re-ranker score of each row (e.g. :func:`reranker.r0_score`); omit with a ScoredTable.
-    n_bins, strategy : binning of ECE and MCE (SPEC §5 default: 10 equal-width bins).
+    n_bins, strategy : binning of ECE and MCE (default: 10 equal-width bins).
     population : {"all", "top1"}
         Hypotheses entering ``ece``, ``mce`` and ``brier``: every hypothesis (default) or each
         utterance's top one. ``ece_top1`` always uses the top ones.

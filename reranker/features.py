@@ -1,4 +1,4 @@
-"""Features of a hypothesis for the per-domain re-ranker (SPEC §4).
+"""Features of a hypothesis for the per-domain re-ranker (docs/features.md).
 
 Every feature is a named, documented, vectorised function of a validated hypothesis table
 (:func:`reranker.read_hypotheses`) returning one float per row. The defaults are
@@ -234,7 +234,9 @@ def feature_description(name: str) -> str:
 
 
 def default_feature_names(devices: Iterable[str]) -> list[str]:
-    """The SPEC §4 feature names: three log scores, three raw scores, rank, device one-hot.
+    """The default feature names: three log scores, three raw scores, rank, device one-hot.
+
+    See docs/features.md#default-features.
 
     Parameters
     ----------
@@ -258,7 +260,7 @@ def feature_matrix(hypotheses: pd.DataFrame, names: Sequence[str]) -> NDArray[np
     Parameters
     ----------
     hypotheses : pandas.DataFrame
-        A validated hypothesis table (SPEC §2).
+        A validated hypothesis table (docs/formats.md#hypothesis-table).
     names : sequence of str
         Feature names (:func:`default_feature_names`, or those a weights document lists).
 

@@ -1,4 +1,4 @@
-"""Hypothesis tables (SPEC §2): reading, validating and writing.
+"""Hypothesis tables (docs/formats.md#hypothesis-table): reading, validating and writing.
 
 A hypothesis table has one row per hypothesis of an utterance's n-best list. It is read from
 Parquet, CSV or JSONL (chosen by extension), validated against every rule of the contract and
@@ -178,7 +178,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
 
 
 def read_hypotheses(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Load and validate a hypothesis table (SPEC §2).
+    """Load and validate a hypothesis table (docs/formats.md#hypothesis-table).
 
     Parameters
     ----------
@@ -306,7 +306,9 @@ def _check_annotations(series: pd.Series, column: str, loc: _Locator) -> None:
 def validate_hypotheses(
     frame: pd.DataFrame, *, source: str = "<table>", first_line: int = 0
 ) -> pd.DataFrame:
-    """Validate a raw hypothesis frame (SPEC §2) and return it with canonical dtypes.
+    """Validate a raw hypothesis frame and return it with canonical dtypes.
+
+    The rules are those of docs/formats.md#hypothesis-table.
 
     Parameters
     ----------

@@ -1,8 +1,8 @@
 """Columns of bracket annotations as integer label sequences, for millions of rows at once.
 
-SemER (:mod:`reranker.semer`) compares the label sequences ``[(type, normalised value), ...]``
-of annotations (SPEC §3). This module gives every row the sequence of its annotation as integer
-label ids, equal ids meaning equal labels:
+SemER (:mod:`reranker.semer`) compares the label sequences ``[(type, normalised value), ...]`` of
+annotations (docs/metrics.md#semer). This module gives every row the sequence of its annotation as
+integer label ids, equal ids meaning equal labels:
 
 1. the columns are factorised together with Arrow's hash kernel, so each distinct annotation is
    handled once (real n-best tables have about one distinct slot string per three rows);

@@ -1,4 +1,4 @@
-"""Training losses of one domain's re-ranker (SPEC §4), with analytic gradients.
+"""Training losses of one domain's re-ranker (docs/losses.md), with analytic gradients.
 
 A domain's hypotheses ``h`` have features ``x_h`` and logit ``z_h = w · x_h + b``; its score is
 ``sigmoid(z_h)``. With U the number of utterances the domain has hypotheses in and H_u the

@@ -55,7 +55,7 @@ def probe_text(
     -------
     dict of str to pandas.DataFrame
         Device -> its hypotheses ranked best first, columns :data:`PROBE_COLUMNS` (``rank`` 1 is
-        the top; ties broken as in SPEC §3).
+        the top; ties broken as in docs/metrics.md#top-1).
 
     Raises
     ------

@@ -1,4 +1,6 @@
-"""Scores and ranks within utterances: the R0 baseline, ranks, top-1 selection (SPEC §3, §4).
+"""Scores and ranks within utterances: the R0 baseline, ranks, top-1 selection.
+
+Definitions: docs/losses.md#r0 and docs/metrics.md#top-1.
 
 Hypotheses of an utterance are ranked by ``score``, highest first. Ties are broken
 deterministically: higher ``domain_score`` first, then earlier row.
@@ -45,7 +47,7 @@ def utterance_codes(utterance_ids: ArrayLike) -> NDArray[np.int64]:
 def best_first_order(
     codes: NDArray[np.int64], score: NDArray[np.float64], domain_score: NDArray[np.float64]
 ) -> NDArray[np.int64]:
-    """Rows grouped by utterance code, each group best first (SPEC §3 tie-break).
+    """Rows grouped by utterance code, each group best first (tie-break: docs/metrics.md#top-1).
 
     Inputs are already-checked arrays of equal length; :func:`rank_and_top` checks its inputs
     and calls this.
@@ -75,7 +77,7 @@ def rank_and_top(
     """Rank of every row within its utterance (1 = top) and the row of each utterance's top.
 
     One sort serves both: rows are ordered by utterance, then score (descending), then
-    ``domain_score`` (descending), then row order (SPEC §3 tie-break).
+    ``domain_score`` (descending), then row order (the tie-break of docs/metrics.md#top-1).
 
     Parameters
     ----------

@@ -1,4 +1,6 @@
-"""The weights registry (SPEC §2): versioned per-domain weights, atomic publish, rollback.
+"""The weights registry: versioned per-domain weights, atomic publish, rollback.
+
+Formats: docs/formats.md#weights-registry and docs/formats.md#weights-document.
 
 Layout of a registry directory ``WEIGHTS``::
 
@@ -76,7 +78,7 @@ def _finite_number(value: object) -> bool:
 
 
 def validate_weights_document(document: Mapping[str, Any], *, source: str) -> dict[str, Any]:
-    """Check a weights document against SPEC §2 and the features this code computes.
+    """Check a weights document (docs/formats.md#weights-document) and the features it names.
 
     Parameters
     ----------
@@ -193,7 +195,9 @@ def _dumps(document: Mapping[str, Any]) -> bytes:
 
 
 class WeightsRegistry:
-    """A weights directory: per-domain versions and current pointers (SPEC §2).
+    """A weights directory: per-domain versions and current pointers.
+
+    The layout is docs/formats.md#weights-registry.
 
     Parameters
     ----------

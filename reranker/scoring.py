@@ -1,8 +1,8 @@
 """Turning a hypothesis table into re-ranker scores: the R0 baseline or a weights registry.
 
 ``--weights r0`` (or ``R0``) scores every hypothesis with the unweighted product of its NLU
-confidences. Any other value names a weights registry directory (SPEC §2); hypotheses of a
-domain without published weights fall back to R0 and are reported as such.
+confidences. Any other value names a weights registry directory (docs/formats.md#weights-registry);
+hypotheses of a domain without published weights fall back to R0 and are reported as such.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Semantic error (SemER) and interpretation error (IE), SPEC §3.
+"""Semantic error (SemER) and interpretation error (IE), docs/metrics.md#semer.
 
 An interpretation becomes the label sequence ``[intent] + [(type, value) for each slot]``, slot
 values compared after lower-casing and collapsing white space. With reference sequence R and
@@ -170,7 +170,7 @@ def semer_error(
     hyp_intents: ArrayLike,
     hyp_slots: ArrayLike,
 ) -> NDArray[np.float64]:
-    """Element-wise semantic error rate of hypotheses against references (SPEC §3).
+    """Element-wise semantic error rate of hypotheses against references (docs/metrics.md#semer).
 
     .. math:: \\mathrm{SemER} = (S + D + I) / (1 + \\#\\text{reference slots})
 
@@ -229,8 +229,8 @@ def _qualified_intents(hypotheses: pd.DataFrame) -> tuple[IntArray, IntArray]:
 def table_errors(hypotheses: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """SemER and the ``correct`` bit (1 - IE) of every row of a validated hypothesis table.
 
-    Intents are compared qualified by their domain (SPEC §1: a Books intent never equals a Music
-    intent, even when the names coincide).
+    Intents are compared qualified by their domain (docs/README.md#concepts: a Books intent never
+    equals a Music intent, even when the names coincide).
     """
     if not all(c in hypotheses.columns for c in ("ref_domain", "ref_intent", "ref_slots")):
         raise DataError(

@@ -1,4 +1,6 @@
-"""Training every domain's re-ranker independently and in parallel, then publishing (SPEC §4).
+"""Training every domain's re-ranker independently and in parallel, then publishing.
+
+The model, losses and training are described in docs/losses.md#training.
 
 :func:`train_domains` splits a hypothesis table by domain, fits one
 :class:`~reranker.estimator.DomainReranker` per domain in worker processes and publishes each

@@ -1,4 +1,7 @@
-"""Malformed hypothesis files, one per rule of SPEC §2, shared by the library and CLI tests."""
+"""Malformed hypothesis files, one per rule of docs/formats.md#hypothesis-table.
+
+Shared by the library and CLI tests.
+"""
 
 from __future__ import annotations
 

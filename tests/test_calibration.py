@@ -19,7 +19,7 @@ from reranker.errors import DataError
 
 
 def slow_ece(correct, score, n_bins=10):
-    """Loop over bins exactly as SPEC §5 words it."""
+    """Loop over bins exactly as docs/metrics.md#ece words it."""
     n = len(score)
     total, worst = 0.0, 0.0
     for b in range(n_bins):

@@ -12,6 +12,7 @@ DOCS = REPO / "docs"
 # Where code, help text and prose point readers at the documentation.
 SCANNED = [
     *sorted((REPO / "reranker").rglob("*.py")),
+    *sorted((REPO / "reranker").rglob("*.md")),
     *sorted((REPO / "dashboard").rglob("*.py")),
     *sorted((REPO / "benchmarks").glob("*.py")),
     *sorted((REPO / "tests").rglob("*.py")),
@@ -22,6 +23,8 @@ SCANNED = [
 ]
 DOC_REFERENCE = re.compile(r"\bdocs/([\w.-]+\.md)(?:#([\w-]+))?")
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s#]*)(?:#([^)\s]+))?\)")
+# The name of a contract document that is not in the repository ("SPEC §5", "SPEC's tie-break").
+OUTSIDE_CONTRACT = re.compile(r"\bSPEC\b")
 
 
 def _slug(heading: str) -> str:
@@ -62,12 +65,22 @@ def test_documentation_references_resolve(path: Path) -> None:
             )
 
 
+@pytest.mark.parametrize("path", SCANNED, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_reference_to_a_contract_outside_the_repository(path: Path) -> None:
+    if path == Path(__file__):
+        return
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        assert not OUTSIDE_CONTRACT.search(line), f"{path.relative_to(REPO)}:{number}: {line}"
+
+
 def test_references_are_found() -> None:
     """The scan sees the kinds of reference the code uses (guards against a broken pattern)."""
     sample = REPO / "README.md"
     targets = {t.name for t, _ in _references(sample)}
     assert {"README.md", "formats.md"} <= targets
     assert _slug("Smooth ECE") == "smooth-ece" and _slug("Top-1") == "top-1"
+    assert OUTSIDE_CONTRACT.search("see SPEC §5") and OUTSIDE_CONTRACT.search("SPEC's tie-break")
+    assert not OUTSIDE_CONTRACT.search("_MARKDOWN_SPECIAL")
 
 
 def _readme_python_api() -> str:

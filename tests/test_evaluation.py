@@ -40,7 +40,7 @@ def test_semer_conformance_cases() -> None:
 
 
 def independent_evaluate(frame: pd.DataFrame, score: np.ndarray) -> dict:
-    """A slow, loop-based implementation of SPEC §3 and §5, written from the text alone."""
+    """A slow, loop-based implementation of docs/metrics.md, written from the text alone."""
     rows = frame.to_dict("records")
     for k, row in enumerate(rows):
         row["_k"], row["_score"] = k, score[k]

@@ -1,4 +1,4 @@
-"""Features of the per-domain re-ranker (SPEC §4)."""
+"""Features of the per-domain re-ranker (docs/features.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Losses R1, R2, R3 (SPEC §4): values against slow references, gradients with check_grad."""
+"""Losses R1, R2, R3 (docs/losses.md): values against slow references, gradients with check_grad."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The weights registry: versions, atomic publish, rollback, scoring (SPEC §2)."""
+"""The weights registry: versions, atomic publish, rollback, scoring (docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from reranker.scored_pairs import bin_sums, check_pair
 
 
 def slow_bin_sums(correct, score, weight, n_bins):
-    """One bin at a time, with the SPEC's rule written out."""
+    """One bin at a time, with the rule of docs/metrics.md#ece written out."""
     count, sum_s, sum_y = np.zeros(n_bins), np.zeros(n_bins), np.zeros(n_bins)
     for y, s, w in zip(correct, score, weight, strict=True):
         b = min(int(np.floor(s * n_bins)), n_bins - 1)

@@ -39,7 +39,7 @@ def slow_semer(ref_intent: str, ref_slots: str, hyp_intent: str, hyp_slots: str)
 @pytest.mark.parametrize(
     ("ref", "hyp", "expected"),
     [
-        # SPEC §3 worked examples
+        # the worked examples of docs/metrics.md#semer
         (
             ("Video.PlayVideo", "[video_name : moana]"),
             ("Books.ReadBook", "[book_name : moana]"),

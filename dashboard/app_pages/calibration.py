@@ -65,7 +65,8 @@ with st.container(border=True, key="cal_controls"):
         horizontal=True,
         bind="query-params",
         persist_state="session",
-        help="Hypotheses entering ECE, MCE, Brier and the curve (SPEC §5 default: every hypothesis).",
+        help="Hypotheses entering ECE, MCE, Brier and the curve (default: every hypothesis; "
+        "see docs/metrics.md#calibration).",
     )
     strategy = c4.radio(
         "Bins",

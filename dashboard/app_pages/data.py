@@ -33,7 +33,7 @@ ctx = ui.current()
 st.title("Data")
 st.write(
     "Pick a shipped dataset in the sidebar, or upload your own hypothesis table "
-    "(one row per NLU hypothesis, SPEC §2 columns)."
+    "(one row per NLU hypothesis, columns as in docs/formats.md#hypothesis-table)."
 )
 with st.expander("Upload a hypothesis table", expanded=ctx.table_path is None):
     st.file_uploader(

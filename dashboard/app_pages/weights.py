@@ -163,8 +163,9 @@ with tab_load:
             )
             st.rerun()
     st.markdown(
-        "**Or upload weights JSON files** (one per domain and version, SPEC §2; each is "
-        "published as a new version under the loss it names)"
+        "**Or upload weights JSON files** (one per domain and version, "
+        "docs/formats.md#weights-document; each is published as a new version under the loss "
+        "it names)"
     )
     files = st.file_uploader(
         "Weights JSON", type=["json"], accept_multiple_files=True, key="weights_upload"

@@ -1,4 +1,4 @@
-"""The ``reranker`` command line (SPEC §6).
+"""The ``reranker`` command line (docs/cli.md).
 
 Every command exits non-zero with a single ``reranker: error: ...`` line on bad input.
 """

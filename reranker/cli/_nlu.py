@@ -126,7 +126,9 @@ def nlu_predict(
         typer.Option("--domain-map", help="Domain map applied to the corpus references."),
     ] = None,
 ) -> None:
-    """Write the n-best hypotheses of every corpus utterance (SPEC §2), with references.
+    """Write the n-best hypotheses of every corpus utterance, with references.
+
+    The output is a hypothesis table (docs/formats.md#hypothesis-table).
 
     The corpus may also hold only ``id`` and ``text`` (and ``device``) per line: the
     hypotheses then have no reference columns.
@@ -281,7 +283,7 @@ def nlu_import(
         ),
     ] = None,
 ) -> None:
-    """Convert upstream SLURP, HWU64 or SNIPS files to an annotated corpus (SPEC §2)."""
+    """Convert upstream SLURP, HWU64 or SNIPS files to an annotated corpus (docs/formats.md)."""
     from reranker.errors import DataError
     from reranker.nlu import read_domain_map, write_corpus
     from reranker.nlu.importers import import_corpus

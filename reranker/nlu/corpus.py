@@ -1,4 +1,6 @@
-"""Annotated corpora (SPEC §2): reading, validating and mapping corpus domains to product domains.
+"""Annotated corpora: reading, validating and mapping corpus domains to product domains.
+
+The formats are those of docs/formats.md#annotated-corpus and docs/formats.md#domain-map.
 
 An annotated corpus is JSONL (or CSV with the same columns), one utterance per line::
 

@@ -1,4 +1,6 @@
-"""Importers from the upstream formats of HWU64, SLURP and SNIPS to the annotated corpus (SPEC §2).
+"""Importers from the upstream formats of HWU64, SLURP and SNIPS to the annotated corpus.
+
+The output format is docs/formats.md#annotated-corpus.
 
 The project ships these corpora already converted (``reranker/data/corpora``); the importers let a
 user convert a fresh download of the originals:

@@ -349,7 +349,9 @@ class NluModels:
         domains: int = 3,
         intents: int = 2,
     ) -> pd.DataFrame:
-        """The n-best hypotheses of each text, as SPEC §2 hypothesis rows (without references).
+        """The n-best hypotheses of each text, as hypothesis table rows without references.
+
+        The columns are those of docs/formats.md#hypothesis-table.
 
         Parameters
         ----------

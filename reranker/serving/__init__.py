@@ -1,9 +1,10 @@
 """Serving re-ranker scores over HTTP, with each domain's weights updated live.
 
 ``reranker serve --weights DIR`` runs :func:`create_app` under uvicorn. The service follows a
-weights registry (SPEC §2): when a domain publishes or rolls back, its new current version is
-served within a poll interval (0.2 s by default), without a restart, without failing a request
-and without touching other domains; a version that fails validation is never served.
+weights registry (docs/formats.md#weights-registry): when a domain publishes or rolls back, its new
+current version is served within a poll interval (0.2 s by default), without a restart, without
+failing a request and without touching other domains; a version that fails validation is never
+served.
 
 Scoring one n-best is :meth:`Snapshot.score`; it gives the scores and ranks of ``reranker
 rerank`` on the same hypotheses and weights.

@@ -1,4 +1,4 @@
-"""Scoring one utterance's n-best with one consistent set of per-domain weights (SPEC §4).
+"""Scoring one utterance's n-best with one consistent set of per-domain weights (docs/losses.md).
 
 A :class:`Snapshot` holds the weights each domain is served with, compiled from validated
 weights documents into per-domain weight vectors. It is immutable: the service swaps a whole new

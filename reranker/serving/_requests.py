@@ -7,13 +7,13 @@ A ``/rerank`` body is one utterance's n-best::
                      "slots": "play [title : mary poppins]",
                      "domain_score": 0.8, "intent_score": 0.9, "slot_score": 0.7}, ...]}
 
-The rules are those of a hypothesis table (SPEC §2): ``utterance_id``, ``domain`` and ``intent``
-are non-empty strings, ``slots`` a string that may be empty and must be a valid bracket
-annotation, the three scores finite numbers in [0, 1]; strings are stripped of surrounding white
-space, ``device`` defaults to ``unknown``, and a ``(domain, intent, slots)`` given twice is
-refused. On top, sizes are bounded (:class:`Limits`). Every failure raises :class:`RequestError`
-naming the field at fault, e.g. ``hypotheses[2].domain_score``. Keys beyond these are ignored
-and returned unchanged, as extra table columns are.
+The rules are those of a hypothesis table (docs/formats.md#hypothesis-table): ``utterance_id``,
+``domain`` and ``intent`` are non-empty strings, ``slots`` a string that may be empty and must be a
+valid bracket annotation, the three scores finite numbers in [0, 1]; strings are stripped of
+surrounding white space, ``device`` defaults to ``unknown``, and a ``(domain, intent, slots)`` given
+twice is refused. On top, sizes are bounded (:class:`Limits`). Every failure raises
+:class:`RequestError` naming the field at fault, e.g. ``hypotheses[2].domain_score``. Keys beyond
+these are ignored and returned unchanged, as extra table columns are.
 """
 
 from __future__ import annotations

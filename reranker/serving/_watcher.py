@@ -1,13 +1,13 @@
 """Following a weights registry: each domain's current version, reloaded when it changes.
 
-A :class:`WeightsWatcher` polls a registry directory (SPEC §2): every ``interval`` seconds it
-lists the domain directories and stats each ``<Domain>/CURRENT`` and the version file it points
-to, a few system calls per domain. When a domain's pair of stats changes (a publish or a rollback
-renames a new ``CURRENT`` into place, so its inode changes), the domain's current document is
-read and validated with :meth:`WeightsRegistry.load` and a new :class:`Snapshot` is swapped in
-with that domain replaced and every other domain's model object untouched. A document that fails
-validation is never served: the domain keeps what it had, the failure is logged and counted, and
-the same files are not retried until they change again.
+A :class:`WeightsWatcher` polls a registry directory (docs/formats.md#weights-registry): every
+``interval`` seconds it lists the domain directories and stats each ``<Domain>/CURRENT`` and the
+version file it points to, a few system calls per domain. When a domain's pair of stats changes (a
+publish or a rollback renames a new ``CURRENT`` into place, so its inode changes), the domain's
+current document is read and validated with :meth:`WeightsRegistry.load` and a new :class:`Snapshot`
+is swapped in with that domain replaced and every other domain's model object untouched. A document
+that fails validation is never served: the domain keeps what it had, the failure is logged and
+counted, and the same files are not retried until they change again.
 """
 
 from __future__ import annotations
