@@ -30,6 +30,7 @@ __all__ = [
     "document_logits",
     "is_r0",
     "score_hypotheses",
+    "score_with_documents",
     "score_with_registry",
 ]
 
@@ -96,14 +97,30 @@ def score_with_registry(hypotheses: pd.DataFrame, path: str | os.PathLike[str]) 
     available = set(registry.domains())
     if not available:
         raise WeightsError(f"{registry.path}: no published weights (not a weights registry?)")
+    documents = {
+        d: registry.load(d)
+        for d in sorted(set(hypotheses["domain"]) & available)
+        if registry.current_version(d) is not None
+    }
+    return score_with_documents(hypotheses, documents)
+
+
+def score_with_documents(
+    hypotheses: pd.DataFrame, documents: Mapping[str, Mapping[str, Any]] | None
+) -> Scoring:
+    """Score a table with one weights document per domain (R0 for a domain without one).
+
+    The rows must hold every hypothesis of their utterances' domains (the rank feature looks at
+    them). ``documents=None`` scores everything with R0.
+    """
     domain = hypotheses["domain"].to_numpy(dtype=object)
     score = r0_score(hypotheses).copy()
     source: dict[str, str] = {}
     for d in sorted(set(domain)):
-        if d not in available or registry.current_version(d) is None:
+        doc = None if documents is None else documents.get(d)
+        if doc is None:
             source[d] = "r0"
             continue
-        doc = registry.load(d)
         mask = domain == d
         score[mask] = expit(document_logits(hypotheses.loc[mask], doc))
         source[d] = f"{doc['loss']} v{doc['version']}"

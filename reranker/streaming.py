@@ -27,18 +27,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
-from scipy.special import expit
 
 from reranker.errors import DataError
 from reranker.evaluation_stats import EvaluationStats, evaluation_stats
 from reranker.executors import Executor, Progress, run_all
 from reranker.partitioned import PartitionedDataset, open_dataset, read_part
-from reranker.ranking import r0_score
 from reranker.regroup import PART, ROW, PartSummary, gather_bucket, scatter_part
+from reranker.scoring import score_with_documents
 from reranker.tables import score_table
 
-__all__ = ["evaluate_dataset", "load_documents", "rerank_dataset", "score_with_documents"]
+__all__ = ["evaluate_dataset", "load_documents", "rerank_dataset"]
 
 Documents = Mapping[str, Mapping[str, Any]] | None
 
@@ -64,26 +62,6 @@ def load_documents(weights: str | os.PathLike[str]) -> dict[str, dict[str, Any]]
     if not documents:
         raise WeightsError(f"{path}: no published weights (not a weights registry?)")
     return documents
-
-
-def score_with_documents(
-    frame: pd.DataFrame, documents: Documents
-) -> tuple[NDArray[np.float64], dict[str, str]]:
-    """Scores of validated rows holding whole utterances, and each domain's scorer."""
-    from reranker.scoring import document_logits
-
-    score = r0_score(frame).copy()
-    domain = frame["domain"].to_numpy(dtype=object)
-    source: dict[str, str] = {}
-    for d in sorted(set(domain)):
-        doc = None if documents is None else documents.get(d)
-        if doc is None:
-            source[d] = "r0"
-            continue
-        mask = domain == d
-        score[mask] = expit(document_logits(frame.loc[mask], doc))
-        source[d] = f"{doc['loss']} v{doc['version']}"
-    return score, source
 
 
 @contextlib.contextmanager
@@ -135,7 +113,8 @@ def evaluate_bucket(
     frame, problem = gather_bucket(dataset, scratch, bucket)
     if problem is not None or len(frame) == 0:
         return problem, None, {}
-    score, source = score_with_documents(frame, documents)
+    scoring = score_with_documents(frame, documents)
+    score, source = scoring.score, scoring.source
     stats = evaluation_stats(score_table(frame, score), **options)
     return None, stats, source
 
@@ -205,7 +184,8 @@ def rerank_bucket(
     frame, problem = gather_bucket(dataset, scratch, bucket)
     if problem is not None or len(frame) == 0:
         return problem, {}
-    score, source = score_with_documents(frame, documents)
+    scoring = score_with_documents(frame, documents)
+    score, source = scoring.score, scoring.source
     scored = score_table(frame, score)
     columns = pd.DataFrame({ROW: frame[ROW].to_numpy(), "score": scored.score, "rank": scored.rank})
     if scored.semer is not None and scored.correct is not None:

@@ -13,7 +13,7 @@ from reranker.errors import RerankerError
 
 __all__ = ["app", "main"]
 
-for _module in ("_train", "_nlu", "_dashboard", "_serve"):
+for _module in ("_train", "_nlu", "_dashboard", "_serve", "_synth"):
     # Command groups of the training, NLU, dashboard and serving layers register on import.
     __import__(f"reranker.cli.{_module}")
 
