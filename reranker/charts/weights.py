@@ -1,0 +1,158 @@
+"""Charts of re-ranker weights: feature contributions, device weights, versions compared."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from reranker.charts._style import NEUTRAL, inert, legend_on_top
+from reranker.palettes import NEGATIVE, POSITIVE, REFERENCE, series_colors
+
+__all__ = ["contributions_figure", "device_weights_figure", "weights_comparison_figure"]
+
+
+def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str]) -> go.Figure:
+    """Each feature's contribution to each hypothesis's logit: one panel per hypothesis.
+
+    ``contributions`` is the long frame of :func:`reranker.contributions.hypothesis_contributions`;
+    ``labels`` maps its ``hypothesis`` positions to display labels (ranked order). Features are
+    on a shared vertical axis, so one term (``device=fire_tv``) reads across the panels (the
+    panels of a row share their horizontal scale, at most three per row, best ranks first); a bar
+    is blue when it raises the score and vermillion when it lowers it, and the last bar of each
+    panel is the logit ``z`` itself. Features that contribute nothing to any hypothesis shown
+    (the one-hot of another device) are left out.
+    """
+    frame = contributions.assign(hypothesis=contributions["hypothesis"].astype(int))
+    hyps = [h for h in labels if h in set(frame["hypothesis"])]
+    hyps += [h for h in dict.fromkeys(frame["hypothesis"]) if h not in hyps]
+    used = frame.groupby("feature", sort=False)["contribution"].apply(lambda c: (c != 0).any())
+    features = [f for f in dict.fromkeys(frame["feature"]) if used.get(f, False) or f == "bias"]
+    total_label = "logit z (sum)"
+    axis_labels = [inert(f) for f in features] + [total_label]
+    totals = frame.groupby("hypothesis")["contribution"].sum()
+    n_cols = max(1, min(len(hyps), 3))
+    panel_rows = max(1, math.ceil(len(hyps) / n_cols))
+    fig = make_subplots(
+        rows=panel_rows,
+        cols=n_cols,
+        shared_yaxes=True,
+        shared_xaxes="rows",
+        horizontal_spacing=0.03,
+        vertical_spacing=0.12 / max(1, panel_rows - 1) if panel_rows > 1 else 0.0,
+        subplot_titles=[inert(labels.get(h, str(h))) for h in hyps] or None,
+    )
+    for i, h in enumerate(hyps):
+        row, col = i // n_cols + 1, i % n_cols + 1
+        part = frame[frame["hypothesis"] == h].set_index("feature").reindex(features)
+        for sign, color, name in ((1, POSITIVE, "raises the score"), (-1, NEGATIVE, "lowers it")):
+            keep = (part["contribution"] * sign > 0).to_numpy()
+            fig.add_trace(
+                go.Bar(
+                    x=part["contribution"][keep],
+                    y=[axis_labels[k] for k in np.flatnonzero(keep)],
+                    orientation="h",
+                    marker={"color": color},
+                    name=name,
+                    legendgroup=name,
+                    showlegend=i == 0,
+                    customdata=np.column_stack([part["value"][keep], part["weight"][keep]]),
+                    hovertemplate=(
+                        "<b>%{y}</b><br>value %{customdata[0]:.4g}<br>weight %{customdata[1]:.4g}"
+                        "<br>contribution %{x:+.4g}<extra></extra>"
+                    ),
+                ),
+                row=row,
+                col=col,
+            )
+        fig.add_trace(
+            go.Bar(
+                x=[float(totals[h])],
+                y=[total_label],
+                orientation="h",
+                marker={"color": "#000000"},
+                name=total_label,
+                legendgroup=total_label,
+                showlegend=i == 0,
+                hovertemplate="logit z = %{x:+.4g}<extra></extra>",
+            ),
+            row=row,
+            col=col,
+        )
+        fig.add_vline(x=0, line={"color": REFERENCE, "width": 1}, row=row, col=col)
+    fig.update_yaxes(categoryorder="array", categoryarray=axis_labels, autorange="reversed")
+    for row in range(1, panel_rows + 1):
+        in_row = hyps[(row - 1) * n_cols : row * n_cols]
+        bound = 1.1 * max(
+            float(frame.loc[frame["hypothesis"].isin(in_row), "contribution"].abs().max()),
+            float(totals[in_row].abs().max()),
+            1e-9,
+        )
+        fig.update_xaxes(range=[-bound, bound], zeroline=False, row=row)
+    fig.update_xaxes(title_text="contribution to the logit z = w·φ + b", row=panel_rows)
+    fig.update_layout(
+        barmode="overlay",
+        height=90 + panel_rows * (24 * len(axis_labels) + 70),
+        margin={"l": 20, "r": 20, "b": 50},
+    )
+    legend_on_top(fig, 70)
+    return fig
+
+
+def device_weights_figure(weights: pd.DataFrame) -> go.Figure:
+    """Heatmap of the learned device weights: domains by devices (``domain, device, weight``)."""
+    table = weights.pivot(index="domain", columns="device", values="weight").sort_index()
+    z = table.to_numpy(dtype=np.float64)
+    bound = float(np.nanmax(np.abs(z))) if z.size and np.isfinite(z).any() else 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[inert(c) for c in table.columns],
+            y=[inert(r) for r in table.index],
+            colorscale="RdBu",
+            zmid=0.0,
+            zmin=-bound,
+            zmax=bound,
+            text=np.vectorize(lambda v: "" if np.isnan(v) else f"{v:+.2f}")(z) if z.size else None,
+            texttemplate="%{text}",
+            hovertemplate="domain %{y}<br>device %{x}<br>weight %{z:+.3f}<extra></extra>",
+            colorbar={"title": "weight"},
+        )
+    )
+    fig.update_layout(
+        height=max(260, 26 * len(table.index) + 120),
+        xaxis_title="device",
+        yaxis={"title": "domain", "autorange": "reversed"},
+        margin={"l": 60, "r": 20, "t": 30, "b": 40},
+    )
+    return fig
+
+
+def weights_comparison_figure(
+    features: Sequence[str], versions: Mapping[str, Sequence[float]]
+) -> go.Figure:
+    """Grouped bars of the weights of two (or more) versions of a domain, feature by feature."""
+    fig = go.Figure()
+    colors = series_colors(versions) or {}
+    for name, values in versions.items():
+        fig.add_trace(
+            go.Bar(
+                x=[inert(f) for f in features],
+                y=list(values),
+                name=inert(name),
+                marker={"color": colors.get(name, NEUTRAL)},
+                hovertemplate=f"<b>{inert(name)}</b><br>%{{x}}<br>weight %{{y:.4g}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        yaxis_title="weight",
+        height=380,
+        margin={"l": 60, "r": 20, "b": 80},
+    )
+    legend_on_top(fig, 40)
+    return fig
