@@ -1,7 +1,8 @@
 """Plotly figure builders for the dashboard, typed and testable without Streamlit.
 
 Each builder takes plain tables (the ``to_frame()`` of a reliability curve, the outputs of
-:mod:`reranker.utterances`, :mod:`reranker.contributions`, ...) and returns a :class:`plotly.graph_objects.Figure` with hover details.
+:mod:`reranker.utterances`, :mod:`reranker.contributions`, ...) and returns a
+:class:`plotly.graph_objects.Figure` with hover details.
 User text (utterances, domain names from uploads) only ever enters figures as data, which
 plotly renders as text, never as HTML markup of ours.
 
