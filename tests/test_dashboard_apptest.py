@@ -205,6 +205,11 @@ def test_train_a_domain_publishes_a_version_in_the_workspace(app: AppTest, data_
     _ok(app)
     assert any("Music now uses v1" in _plain(s.value) for s in app.success)
     assert WeightsRegistry(path).current_version("Music") == 1
+    # the version a running service would serve follows the rollback
+    table = next(d.value for d in app.dataframe if "served" in d.value.columns)
+    table = table.set_index("domain")
+    assert table.loc["Music", "served"] == "r2 v1" and table.loc["Books", "served"] == "r2 v1"
+    assert any("reranker serve --weights" in c.value for c in app.caption)
 
 
 def test_train_a_loss_the_dataset_lacks_makes_it_available(app: AppTest) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import data_cache as cache
@@ -208,7 +209,18 @@ with tab_versions:
     except RerankerError as e:
         ui.show_error(e)
         st.stop()
+    # what `reranker serve` answers in each response's "weights": the current version
+    served = [
+        f"{loss_name.lower()} v{v}" if pd.notna(v) else "r0"
+        for loss_name, v in zip(overview["loss"], overview["current"], strict=True)
+    ]
+    overview.insert(2, "served", served)
     st.dataframe(overview, key="ver_table", hide_index=True)
+    st.caption(
+        f"A running `reranker serve --weights {path}` serves each domain's current version "
+        "(column *served*, as named in its answers) and picks up a publish or a rollback here "
+        "within a second, without a restart; a version that fails validation is never served."
+    )
     st.download_button(
         "Download (CSV)",
         overview.to_csv(index=False).encode(),

@@ -57,7 +57,8 @@ class WeightsWatcher:
     path : str or os.PathLike
         The registry directory; it must exist (it may hold no domain yet).
     interval : float
-        Seconds between two polls of the background thread (:meth:`start`).
+        Seconds between two polls, for whoever calls :meth:`poll` periodically (the service
+        does from its event loop).
     on_event : callable, optional
         Called with every :class:`ReloadEvent` (metrics, tests).
     """
@@ -77,8 +78,6 @@ class WeightsWatcher:
         self.snapshot = Snapshot()
         self._seen: dict[str, _Signature] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _signatures(self) -> dict[str, _Signature]:
         out: dict[str, _Signature] = {}
@@ -136,25 +135,3 @@ class WeightsWatcher:
             for event in events:
                 self.on_event(event)
         return events
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-            except Exception:  # the poller must outlive any surprise; it is logged
-                log.exception("weights poll failed")
-
-    def start(self) -> None:
-        """Poll in a daemon thread until :meth:`stop`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="weights-watcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the polling thread and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
