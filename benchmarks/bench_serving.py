@@ -173,7 +173,7 @@ async def _load(host: str, port: int, bodies: list[bytes], args: dict[str, Any])
 
 
 def client_main(spec: str) -> None:
-    """Entry point of the load-generator process (``--client SPEC``)."""
+    """Entry point of the load-generator process (``--client JSON``)."""
     args = json.loads(spec)
     bodies = [b.encode() for b in json.loads(Path(args["bodies"]).read_text())]
     try:
