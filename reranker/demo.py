@@ -64,6 +64,7 @@ __all__ = [
     "default_sources",
     "generate_media_corpus",
     "media_catalogues",
+    "real_corpus_splits",
 ]
 
 DATASETS: tuple[str, ...] = ("media", "real")
@@ -709,3 +710,16 @@ def build_demo(
             write_table(sample, root / "sample" / "hypotheses.csv")
             report(f"sample: {len(sample)} hypotheses of {len(ids)} utterances")
     return summary
+
+
+def real_corpus_splits(
+    sources: str | os.PathLike[str] | None = None, *, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The real-corpus demo's corpora, as :func:`build_demo` makes them: ``(train, dev, test)``.
+
+    ``train`` is HWU64 (every utterance), ``dev`` and ``test`` the two halves of SLURP devel,
+    domains mapped to product domains, devices simulated; ``seed`` as in :func:`build_demo`.
+    """
+    src = Path(sources) if sources is not None else default_sources()
+    splits = _real_splits(src, small=False, seed=seed)
+    return splits.train, splits.dev, splits.test
