@@ -2,10 +2,10 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/loss_table.py demo_data/media [--boot 500] [--utterance-scope]
+    .venv/bin/python benchmarks/loss_table.py demo_data/media [--boot 500] [--domain-scope]
     .venv/bin/python benchmarks/loss_table.py --train DEV.parquet --test TEST.parquet
 
-Trains R1, R2 and R3 (docs/losses.md; options λ = 1e-3, α = 1, τ = 1, scope ``domain``) on
+Trains R1, R2 and R3 (docs/losses.md; options λ = 1e-3, α = 1, τ = 1, scope ``utterance``) on
 ``DIR/hypotheses/dev.parquet`` into temporary registries, scores ``DIR/hypotheses/test.parquet``
 with R0 and each registry, and prints a markdown table of top-1 SemER, top-1 IE, ECE (all
 hypotheses), top-1 ECE and Brier, each with a 90% bootstrap interval over test utterances
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=500, help="bootstrap resamples")
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument(
-        "--utterance-scope", action="store_true", help="also train R1 and R3 with scope=utterance"
+        "--domain-scope", action="store_true", help="also train R1 and R3 with scope=domain"
     )
     args = parser.parse_args()
     if args.dataset:
@@ -69,10 +69,10 @@ def main() -> None:
         f"utterances); test: {test_path} ({len(test):,} hypotheses, "
         f"{test['utterance_id'].nunique():,} utterances); {args.boot} bootstrap resamples\n"
     )
-    runs: list[tuple[str, str, str]] = [("R1", "r1", "domain"), ("R2", "r2", "domain")]
-    runs.append(("R3", "r3", "domain"))
-    if args.utterance_scope:
-        runs += [("R1 (utterance)", "r1", "utterance"), ("R3 (utterance)", "r3", "utterance")]
+    runs: list[tuple[str, str, str]] = [("R1", "r1", "utterance"), ("R2", "r2", "utterance")]
+    runs.append(("R3", "r3", "utterance"))
+    if args.domain_scope:
+        runs += [("R1 (domain)", "r1", "domain"), ("R3 (domain)", "r3", "domain")]
     reports: list[tuple[str, dict[str, Any], str]] = []
     scored = score_table(test, r0_score(test), errors=errors)
     reports.append(("R0", evaluate(scored, n_boot=args.boot), ""))

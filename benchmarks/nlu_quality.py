@@ -34,7 +34,7 @@ import pandas as pd
 from reranker.annotation import normalize_value, parse_slots
 from reranker.demo import default_sources, real_corpus_splits
 from reranker.hypotheses import validate_hypotheses
-from reranker.nlu import load_models, predict_corpus, train_models
+from reranker.nlu import load_models, predict_corpus, read_settings_file, train_models
 from reranker.nlu.models import NluModels
 from reranker.ranking import r0_score, top1_indices, utterance_codes
 from reranker.semer import table_errors
@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="also measure these models, side by side")
     parser.add_argument("--by-domain", action="store_true", help="per reference domain too")
     parser.add_argument("--jobs", type=int, default=1, help="NLU training worker processes")
+    parser.add_argument("--settings", type=Path, help="per-domain NLU settings file (JSON)")
+    parser.add_argument("--keep", type=Path, help="keep the trained models in this directory")
     args = parser.parse_args()
     train, _, test = real_corpus_splits(args.sources)
     results: dict[str, pd.DataFrame] = {}
@@ -126,9 +128,11 @@ def main() -> None:
     if args.models:
         results["models"] = _measure(load_models(args.models), test)
     else:
+        settings = read_settings_file(args.settings) if args.settings else None
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            models = train_models(train, Path(tmp) / "models", jobs=args.jobs)
+            out = args.keep or Path(tmp) / "models"
+            models = train_models(train, out, settings=settings, jobs=args.jobs)
             seconds = time.perf_counter() - started
             print(f"NLU trained on {len(train):,} utterances in {seconds:.1f} s (jobs={args.jobs})")
             slow = sorted(models.training_seconds.items(), key=lambda kv: -kv[1])[:3]

@@ -622,7 +622,7 @@ def build_demo(
     weights: bool = True,
     seed: int = 0,
     jobs: int | None = 1,
-    scope: str = "domain",
+    scope: str = "utterance",
     sample_utterances: int = 100,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -646,7 +646,7 @@ def build_demo(
     seed : int
     jobs : int, optional
         Worker processes for re-ranker training (1: in this process).
-    scope : {"domain", "utterance"}
+    scope : {"utterance", "domain"}
         Softmax scope of the R1 and R3 losses (see :func:`reranker.training.train_domains`).
     sample_utterances : int
         Utterances of the real test split copied to ``out/sample/hypotheses.csv``.

@@ -54,13 +54,13 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         utterances, so λ does not scale with the data size.
     alpha : float, default 1.0
         α of R3.
-    scope : {"domain", "utterance"}, default "domain"
-        The n-best R1's softmax runs over: this domain's hypotheses of the utterance, or the
-        utterance's whole n-best with other domains' logits fixed (pass ``competitors`` to
-        :meth:`fit`). A softmax ignores a shift shared by all its terms, so pure R1 with
-        ``scope="domain"`` cannot learn the bias (it stays at its start, 0) nor an absolute
-        scale: its scores rank a domain's own hypotheses but are not calibrated against other
-        domains. R3, or ``scope="utterance"``, fixes that.
+    scope : {"utterance", "domain"}, default "utterance"
+        The n-best R1's softmax runs over: the utterance's whole n-best with other domains'
+        logits fixed (pass ``competitors`` to :meth:`fit`; without them only this domain's
+        hypotheses compete), or this domain's hypotheses of the utterance only. A softmax
+        ignores a shift shared by all its terms, so pure R1 with ``scope="domain"`` cannot learn
+        the bias (it stays at its start, 0) nor an absolute scale: its scores rank a domain's
+        own hypotheses but are not comparable with other domains'.
     temperature : float, default 1.0
         τ of R1's ``softmax(z/τ)``.
     cap_semer : bool, default False
@@ -108,7 +108,7 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         *,
         l2: float = 1e-3,
         alpha: float = 1.0,
-        scope: str = "domain",
+        scope: str = "utterance",
         temperature: float = 1.0,
         cap_semer: bool = False,
         max_iter: int = 1000,

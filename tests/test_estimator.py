@@ -162,7 +162,7 @@ def test_utterance_scope_uses_competitors() -> None:
         ({"scope": "global"}, {}, "scope must be"),
         ({"temperature": -1.0}, {}, "temperature"),
         ({"l2": -1.0}, {}, "l2"),
-        ({}, {"competitors": Competitors([], [], [])}, "competitors only apply"),
+        ({"scope": "domain"}, {"competitors": Competitors([], [], [])}, "competitors only apply"),
     ],
 )
 def test_fit_rejects_bad_options(

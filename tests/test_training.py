@@ -68,7 +68,7 @@ def test_train_domains_serial_publishes_every_domain(table: pd.DataFrame, tmp_pa
             "alpha": 1.0,
             "l2": 1e-3,
             "max_iter": 1000,
-            "scope": "domain",
+            "scope": "utterance",
             "temperature": 1.0,
         }
     for d in domains:

@@ -83,11 +83,12 @@ with tab_train:
         c3, c4, c5, c6 = st.columns(4)
         scope = c3.selectbox(
             "R1 softmax scope",
-            ["domain", "utterance"],
+            ["utterance", "domain"],
             disabled=loss == "r2",
             key="train_scope",
-            help="domain: over the domain's own hypotheses; utterance: over the whole n-best, "
-            "other domains frozen at their current weights.",
+            help="utterance: over the whole n-best, other domains frozen at their current "
+            "weights; domain: over the domain's own hypotheses (cannot learn the domain's level "
+            "against the others).",
         )
         alpha = c4.number_input(
             "α (R3)", 0.0, 100.0, 1.0, 0.1, key="train_alpha", disabled=loss != "r3"

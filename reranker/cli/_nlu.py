@@ -176,8 +176,8 @@ def demo_cmd(
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 0,
     scope: Annotated[
-        str, typer.Option("--scope", help="Softmax scope of R1/R3: domain or utterance.")
-    ] = "domain",
+        str, typer.Option("--scope", help="Softmax scope of R1/R3: utterance or domain.")
+    ] = "utterance",
     jobs: Annotated[
         int, typer.Option("--jobs", min=1, help="Worker processes for re-ranker training.")
     ] = 1,

@@ -148,9 +148,11 @@ def train(
     scope: Annotated[
         str,
         typer.Option(
-            "--scope", help="R1 softmax over the domain's hypotheses or the whole n-best."
+            "--scope",
+            help="R1 softmax over the whole n-best (other domains frozen at their current "
+            "weights) or over the domain's own hypotheses.",
         ),
-    ] = "domain",
+    ] = "utterance",
     alpha: Annotated[float, typer.Option("--alpha", help="Weight of R2 in R3.")] = 1.0,
     l2: Annotated[
         float, typer.Option("--l2", help="L2 penalty on the weights (bias unpenalised).")
