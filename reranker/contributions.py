@@ -2,7 +2,7 @@
 
 A weights document scores a hypothesis ``h`` of its domain as ``sigmoid(w · φ(h) + b)``; the
 contribution of feature ``k`` is ``w_k φ_k(h)``. Hypotheses of a domain without a document keep
-their R0 score.
+their R0 score. Scores come from :mod:`reranker.scoring`, ranks from :mod:`reranker.ranking`.
 """
 
 from __future__ import annotations
@@ -12,45 +12,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 from scipy.special import expit
 
-from reranker.errors import WeightsError
-from reranker.features import DEVICE_PREFIX, feature_matrix
-from reranker.ranking import r0_score, rank_within_utterance
+from reranker.features import DEVICE_PREFIX
+from reranker.ranking import rank_within_utterance
 from reranker.registry import validate_weights_document
+from reranker.scoring import Documents, document_features, document_weights, score_with_documents
 
 __all__ = ["contributions", "device_weights", "hypothesis_contributions", "rescore_utterance"]
 
-FloatArray = NDArray[np.float64]
+_LONG_COLUMNS = ["hypothesis", "domain", "feature", "value", "weight", "contribution"]
 
 
-def _check_document(
-    document: Mapping[str, Any], domain: str
-) -> tuple[list[str], FloatArray, float]:
-    try:
-        names = [str(n) for n in document["features"]]
-        w = np.asarray(document["weights"], dtype=np.float64)
-        bias = float(document["bias"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise WeightsError(f"weights of domain {domain!r} are malformed: {e}") from e
-    if w.shape != (len(names),):
-        raise WeightsError(
-            f"weights of domain {domain!r} list {len(names)} features but {w.size} weights"
-        )
-    return names, w, bias
-
-
-def hypothesis_contributions(
-    rows: pd.DataFrame, documents: Mapping[str, Mapping[str, Any]]
-) -> pd.DataFrame:
+def hypothesis_contributions(rows: pd.DataFrame, documents: Documents) -> pd.DataFrame:
     """Each feature's contribution ``value * weight`` to each hypothesis's logit.
 
     Parameters
     ----------
     rows : pandas.DataFrame
-        All hypotheses of one utterance (validated columns), so that within-utterance features
-        such as ``rank_in_domain`` see the whole n-best.
+        All hypotheses of one utterance (validated columns).
     documents : mapping
         Domain -> weights document (docs/formats.md#weights-document). Hypotheses of other domains
         are scored with R0 and get no rows here.
@@ -68,8 +48,7 @@ def hypothesis_contributions(
         idx = np.flatnonzero(domain == d)
         if idx.size == 0:
             continue
-        names, w, bias = _check_document(document, d)
-        x = feature_matrix(rows, names)[idx]
+        names, x, w, bias = document_features(rows.iloc[idx], document)
         k = len(names) + 1
         values = np.column_stack([x, np.ones(idx.size)])
         weights = np.r_[w, bias]
@@ -86,15 +65,11 @@ def hypothesis_contributions(
             )
         )
     if not parts:
-        return pd.DataFrame(
-            columns=["hypothesis", "domain", "feature", "value", "weight", "contribution"]
-        )
+        return pd.DataFrame(columns=_LONG_COLUMNS)
     return pd.concat(parts, ignore_index=True)
 
 
-def rescore_utterance(
-    rows: pd.DataFrame, documents: Mapping[str, Mapping[str, Any]]
-) -> pd.DataFrame:
+def rescore_utterance(rows: pd.DataFrame, documents: Documents) -> pd.DataFrame:
     """Score and rank one utterance's hypotheses with the given per-domain weights.
 
     Domains without a document fall back to R0 (docs/losses.md#r0). Returns ``rows`` (reset index)
@@ -102,29 +77,24 @@ def rescore_utterance(
     tie-break of docs/metrics.md#top-1 (higher domain score, then earlier row).
     """
     rows = rows.reset_index(drop=True)
-    score = r0_score(rows)
-    source = np.full(len(rows), "r0", dtype=object)
-    domain = rows["domain"].to_numpy(dtype=object)
-    for d, document in documents.items():
-        idx = np.flatnonzero(domain == d)
-        if idx.size == 0:
-            continue
-        names, w, bias = _check_document(document, d)
-        score[idx] = expit(feature_matrix(rows, names)[idx] @ w + bias)
-        source[idx] = "weights"
-    rank = rank_within_utterance(np.zeros(len(rows), dtype=np.int64), score, rows["domain_score"])
-    out = rows.assign(score=score, rank=rank, scored_by=source)
+    scoring = score_with_documents(rows, documents)
+    by_r0 = rows["domain"].map(scoring.source).to_numpy(dtype=object) == "r0"
+    source = np.where(by_r0, "r0", "weights").astype(object)
+    rank = rank_within_utterance(
+        np.zeros(len(rows), dtype=np.int64), scoring.score, rows["domain_score"]
+    )
+    out = rows.assign(score=scoring.score, rank=rank, scored_by=source)
     return out.sort_values("rank", kind="stable").reset_index(drop=True)
 
 
-def device_weights(documents: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def device_weights(documents: Documents) -> pd.DataFrame:
     """The learned device one-hot weights of each domain: ``domain, device, weight``.
 
     A positive weight means the domain's hypotheses are pushed up on that device.
     """
     records = []
     for d, document in sorted(documents.items()):
-        names, w, _ = _check_document(document, d)
+        names, w, _ = document_weights(document)
         for name, value in zip(names, w, strict=True):
             if name.startswith(DEVICE_PREFIX):
                 records.append(
@@ -141,7 +111,7 @@ def contributions(hypotheses: pd.DataFrame, document: Mapping[str, Any]) -> pd.D
     hypotheses : pandas.DataFrame
         Validated hypothesis rows (usually of the document's domain).
     document : mapping
-        A weights document (:meth:`WeightsRegistry.load`).
+        A weights document (:meth:`reranker.registry.WeightsRegistry.load`), validated here.
 
     Returns
     -------
@@ -150,10 +120,10 @@ def contributions(hypotheses: pd.DataFrame, document: Mapping[str, Any]) -> pd.D
         (``sigmoid(logit)``), indexed like ``hypotheses``.
     """
     doc = validate_weights_document(document, source=f"weights of {document.get('domain')!r}")
-    X = feature_matrix(hypotheses, doc["features"])
-    parts = X * np.asarray(doc["weights"], dtype=np.float64)
-    frame = pd.DataFrame(parts, columns=list(doc["features"]), index=hypotheses.index)
-    frame["bias"] = doc["bias"]
-    frame["logit"] = parts.sum(axis=1) + doc["bias"]
+    names, x, w, bias = document_features(hypotheses, doc)
+    parts = x * w
+    frame = pd.DataFrame(parts, columns=names, index=hypotheses.index)
+    frame["bias"] = bias
+    frame["logit"] = parts.sum(axis=1) + bias
     frame["score"] = expit(frame["logit"].to_numpy())
     return frame

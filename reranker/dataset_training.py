@@ -40,6 +40,7 @@ from reranker.partitioned import (
     read_rows,
 )
 from reranker.registry import WeightsRegistry
+from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
 from reranker.training import (
     DomainResult,
@@ -48,8 +49,6 @@ from reranker.training import (
     _check_options,
     _row_hashes,
     _sha256_rows,
-    current_documents,
-    frozen_logits,
     publish_results,
 )
 
@@ -105,7 +104,7 @@ def _competitors(
         return Competitors(np.zeros(0, dtype=object), empty, empty)
     return Competitors(
         others["utterance_id"].astype(str).to_numpy(dtype=object),
-        frozen_logits(others, documents),
+        logits_with_documents(others, documents),
         table_errors(others)[0],
     )
 

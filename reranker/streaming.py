@@ -33,35 +33,13 @@ from reranker.evaluation_stats import EvaluationStats, evaluation_stats
 from reranker.executors import Executor, Progress, run_all
 from reranker.partitioned import PartitionedDataset, open_dataset, read_part
 from reranker.regroup import PART, ROW, PartSummary, gather_bucket, scatter_part
-from reranker.scoring import score_with_documents
+from reranker.scoring import load_documents, score_with_documents
 from reranker.tables import score_table
 
-__all__ = ["evaluate_dataset", "load_documents", "rerank_dataset"]
+__all__ = ["evaluate_dataset", "rerank_dataset"]
 
 Documents = Mapping[str, Mapping[str, Any]] | None
-
-
-def load_documents(weights: str | os.PathLike[str]) -> dict[str, dict[str, Any]] | None:
-    """The current weights document of every domain of a registry (``None`` for ``r0``).
-
-    Loaded once by the caller and shipped to the workers, which need no access to the registry.
-    """
-    from reranker.errors import WeightsError
-    from reranker.registry import WeightsRegistry
-    from reranker.scoring import is_r0
-
-    if is_r0(weights):
-        return None
-    path = Path(weights)
-    if not path.is_dir():
-        raise WeightsError(f"{path}: no such weights directory (use a registry directory or 'r0')")
-    registry = WeightsRegistry(path)
-    documents = {
-        d: registry.load(d) for d in registry.domains() if registry.current_version(d) is not None
-    }
-    if not documents:
-        raise WeightsError(f"{path}: no published weights (not a weights registry?)")
-    return documents
+"""Domain -> weights document, or ``None`` for R0 (:func:`reranker.scoring.load_documents`)."""
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import hashlib
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +34,6 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.special import logit
 from sklearn.exceptions import ConvergenceWarning
 
 from reranker.errors import DataError, RerankerError, TrainingError
@@ -42,9 +41,8 @@ from reranker.estimator import SCOPES, Competitors, DomainReranker
 from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import REFERENCE_COLUMNS, SCORE_COLUMNS, has_references
 from reranker.losses import LOSSES
-from reranker.ranking import r0_score
 from reranker.registry import WeightsRegistry
-from reranker.scoring import document_logits
+from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
 
 __all__ = [
@@ -65,7 +63,6 @@ __all__ = [
 
 ProgressCallback = Callable[[str, str, float], None]
 ENGINES: tuple[str, ...] = ("local", "serial", "dask")
-_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -345,29 +342,6 @@ def _sha256_rows(columns: list[str], row_hashes: NDArray[np.uint64]) -> str:
     return digest.hexdigest()
 
 
-def current_documents(registry: WeightsRegistry) -> dict[str, dict[str, Any]]:
-    """The current weights document of every domain of a registry that has one."""
-    return {
-        d: registry.load(d) for d in registry.domains() if registry.current_version(d) is not None
-    }
-
-
-def frozen_logits(
-    hypotheses: pd.DataFrame, documents: Mapping[str, Mapping[str, Any]]
-) -> NDArray[np.float64]:
-    """Logit of every row under the documents of its domain (the R0 logit for other domains).
-
-    The rows must hold every hypothesis of their ``(utterance, domain)`` pairs (the rank
-    feature looks at them).
-    """
-    z = logit(np.clip(r0_score(hypotheses), _EPS, 1 - _EPS))
-    domain = hypotheses["domain"].to_numpy(dtype=object)
-    for d in sorted(set(domain) & set(documents)):
-        mask = domain == d
-        z[mask] = document_logits(hypotheses.loc[mask], documents[d])
-    return z
-
-
 def _check_options(
     loss: str, scope: str, alpha: float, l2: float, temperature: float, jobs: int | None
 ) -> None:
@@ -426,7 +400,7 @@ def prepare_tasks(
     z_frozen = None
     if scope == "utterance":  # competitors need every row's SemER up front
         errors = table_errors(hypotheses)
-        z_frozen = frozen_logits(hypotheses, current_documents(registry))
+        z_frozen = logits_with_documents(hypotheses, current_documents(registry))
     interpretation_columns = ["domain", "intent", "slots", *REFERENCE_COLUMNS]
     params = {
         "loss": loss,

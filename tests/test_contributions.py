@@ -76,3 +76,12 @@ def test_device_weights_reads_the_device_features() -> None:
         doc["weights"][names.index("device=echo_dot")],
         doc["weights"][names.index("device=fire_tv")],
     ]
+
+
+def test_contributions_sum_to_logit(table: pd.DataFrame) -> None:
+    devices = sorted(table["device"].unique())
+    doc = make_document("Music", devices, 8)
+    parts = contributions.contributions(table, doc)
+    assert list(parts.columns) == [*doc["features"], "bias", "logit", "score"]
+    np.testing.assert_allclose(parts[[*doc["features"], "bias"]].sum(axis=1), parts["logit"])
+    np.testing.assert_allclose(parts["score"], expit(parts["logit"]))

@@ -13,14 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import expit
 
 from reranker import registry as registry_module
-from reranker.contributions import contributions
 from reranker.errors import WeightsError
-from reranker.features import default_feature_names, feature_matrix
+from reranker.features import default_feature_names
 from reranker.hypotheses import validate_hypotheses
-from reranker.ranking import r0_score
 from reranker.registry import (
     WeightsRegistry,
     compare_documents,
@@ -219,34 +216,6 @@ def test_concurrent_publishers_lose_nothing(tmp_path: Path, domains: tuple[str, 
         assert reg.current_version(d) == total
         for v in reg.versions(d):
             assert reg.load(d, v)["version"] == v
-
-
-def test_score_with_registry_falls_back_to_r0(tmp_path: Path, table: pd.DataFrame) -> None:
-    reg = WeightsRegistry(tmp_path)
-    doc = _document("Music", 4, loss="r3")
-    reg.publish("Music", doc)
-    scoring = score_with_registry(table, tmp_path)
-    music = (table["domain"] == "Music").to_numpy()
-    X = feature_matrix(table[music], NAMES)
-    np.testing.assert_allclose(
-        scoring.score[music], expit(X @ np.array(doc["weights"]) + doc["bias"])
-    )
-    np.testing.assert_array_equal(scoring.score[~music], r0_score(table)[~music])
-    assert scoring.source["Music"] == "r3 v1"
-    assert scoring.r0_domains == sorted(set(table["domain"]) - {"Music"})
-
-
-def test_score_with_registry_empty_directory(tmp_path: Path, table: pd.DataFrame) -> None:
-    with pytest.raises(WeightsError, match="no published weights"):
-        score_with_registry(table, tmp_path)
-
-
-def test_contributions_sum_to_logit(table: pd.DataFrame) -> None:
-    doc = _document("Music", 8)
-    parts = contributions(table, doc)
-    assert list(parts.columns) == [*NAMES, "bias", "logit", "score"]
-    np.testing.assert_allclose(parts[[*NAMES, "bias"]].sum(axis=1), parts["logit"])
-    np.testing.assert_allclose(parts["score"], expit(parts["logit"]))
 
 
 @pytest.mark.parametrize(
