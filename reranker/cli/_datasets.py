@@ -78,7 +78,12 @@ def open_executor(engine: str, *, scheduler: str | None, jobs: int | None) -> It
     executor = make_executor(engine, jobs=jobs, scheduler=scheduler)
     try:
         if executor.dashboard:
-            err_console.print(f"dask dashboard: {executor.dashboard}", highlight=False)
+            import importlib.util
+
+            hint = (
+                "" if importlib.util.find_spec("bokeh") else " (its pages need: pip install bokeh)"
+            )
+            err_console.print(f"dask dashboard: {executor.dashboard}{hint}", highlight=False)
         yield executor
     finally:
         executor.close()

@@ -1,0 +1,195 @@
+"""Scale benchmark: evaluate and train on a partitioned dataset, in memory, streaming and on Dask.
+
+    python benchmarks/bench_scale.py --hypotheses 2000000 --parts 20
+
+Writes a realistic dataset (``reranker synth``), then runs each configuration in a fresh
+subprocess while a sampler sums the resident memory of that process and all its children
+(Dask nanny and worker processes included) every 50 ms:
+
+- ``evaluate`` in memory (pandas, the whole table) against the streaming local engine with 1 and
+  2 worker processes and a Dask local cluster with 1 and 2 workers: wall time, CPU time, peak
+  memory of all processes together, and the largest difference of any reported number from the
+  in-memory report (intervals included, ``--bootstrap``);
+- ``train`` (R2, every domain) in memory against Dask with 1 and 2 workers, where each worker
+  reads its domain's rows from the dataset.
+
+The machine is shared: wall-clock ratios move with the load, so CPU seconds are printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HERE = Path(__file__).resolve()
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _tree_cpu(proc: psutil.Process, seen: dict[int, float]) -> None:
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            seen[p.pid] = t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+
+
+def measure(args: list[str]) -> dict[str, Any]:
+    """Run this script with ``args`` in a subprocess; wall time, CPU time, peak tree memory."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, str(HERE), *args], stdout=subprocess.PIPE, text=True)
+    proc = psutil.Process(child.pid)
+    peak, cpu, done = 0, {}, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                peak = max(peak, _tree_rss(proc))
+                _tree_cpu(proc, cpu)
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = child.communicate()
+    done.set()
+    sampler.join()
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed with {child.returncode}")
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": sum(cpu.values()),
+        "peak_gb": peak / 1e9,
+        "result": json.loads(out.strip().splitlines()[-1]) if out.strip() else None,
+    }
+
+
+def _phase(opts: argparse.Namespace) -> None:
+    """One configuration, run inside the measured subprocess; prints its JSON result last."""
+    from reranker.evaluation import evaluate
+    from reranker.hypotheses import read_hypotheses
+    from reranker.ranking import r0_score
+
+    kind, engine, workers = opts.phase.split(":")
+    if kind == "evaluate" and engine == "memory":
+        table = read_hypotheses(opts.data)
+        result = evaluate(table, r0_score(table), n_boot=opts.bootstrap)
+    elif kind == "evaluate":
+        from reranker.executors import make_executor
+        from reranker.streaming import evaluate_dataset
+
+        with make_executor(engine, jobs=int(workers)) as executor:
+            result, _ = evaluate_dataset(
+                opts.data, "r0", executor=executor, n_boot=opts.bootstrap, scratch=opts.scratch
+            )
+    elif engine == "memory":
+        from reranker.training import train_domains
+
+        table = read_hypotheses(opts.data)
+        results = train_domains(table, loss="r2", out=opts.weights, jobs=int(workers))
+        result = {d: r.document["weights"] for d, r in results.items() if r.document}
+    else:
+        from reranker.dataset_training import train_dataset_domains
+        from reranker.executors import make_executor
+
+        with make_executor(engine, jobs=int(workers)) as executor:
+            results = train_dataset_domains(
+                opts.data, loss="r2", out=opts.weights, executor=executor
+            )
+        result = {d: r.document["weights"] for d, r in results.items() if r.document}
+    print(json.dumps(result, default=float))
+
+
+def _max_diff(a: Any, b: Any) -> float:
+    if isinstance(a, dict):
+        return max((_max_diff(v, b[k]) for k, v in a.items()), default=0.0)
+    if isinstance(a, list):
+        return max((_max_diff(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+    if a is None or b is None:
+        return 0.0 if a is b else float("inf")
+    return abs(float(a) - float(b))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hypotheses", type=int, default=2_000_000)
+    parser.add_argument("--parts", type=int, default=20)
+    parser.add_argument("--layout", default="flat")
+    parser.add_argument("--bootstrap", type=int, default=0)
+    parser.add_argument("--no-memory", action="store_true", help="skip the in-memory runs")
+    parser.add_argument("--no-train", action="store_true", help="skip training")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.phase:
+        _phase(opts)
+        return
+    from reranker.synthetic_dataset import write_synthetic_dataset
+
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        data = os.path.join(tmp, "data")
+        started = time.perf_counter()
+        write_synthetic_dataset(data, opts.hypotheses, parts=opts.parts, layout=opts.layout)
+        n = opts.hypotheses
+        print(
+            f"{n:,} hypotheses in {opts.parts} {opts.layout} parts, written in "
+            f"{time.perf_counter() - started:.1f}s; load average {os.getloadavg()[0]:.1f}"
+        )
+        common = ["--data", data, "--bootstrap", str(opts.bootstrap), "--scratch", tmp]
+        configs = ["local:1", "local:2", "dask:1", "dask:2"]
+        if not opts.no_memory:
+            configs.insert(0, "memory:1")
+        runs = {c: measure(["--phase", f"evaluate:{c}", *common]) for c in configs}
+        reference = runs.get("memory:1", runs["local:1"])["result"]
+        print("evaluate    seconds  cpu s  peak GB  hyps/cpu-s  max |diff| vs first")
+        for c, r in runs.items():
+            diff = _max_diff(reference, r["result"])
+            print(
+                f"{c:<10} {r['seconds']:8.1f} {r['cpu_seconds']:6.1f} {r['peak_gb']:8.2f} "
+                f"{n / max(r['cpu_seconds'], 1e-9):11,.0f}  {diff:.2e}"
+            )
+        for engine in ("local", "dask"):
+            ratio = runs[f"{engine}:1"]["seconds"] / runs[f"{engine}:2"]["seconds"]
+            print(f"evaluate, {engine}: 2 workers {ratio:.2f}x faster than 1")
+        if opts.no_train:
+            return
+        train = {}
+        for c in ([] if opts.no_memory else ["memory:2"]) + ["dask:1", "dask:2"]:
+            weights = os.path.join(tmp, f"w-{c.replace(':', '-')}")
+            train[c] = measure(["--phase", f"train:{c}", *common, "--weights", weights])
+        print("train (r2)  seconds  cpu s  peak GB  max |weight diff| vs first")
+        first = next(iter(train.values()))["result"]
+        for c, r in train.items():
+            print(
+                f"{c:<10} {r['seconds']:8.1f} {r['cpu_seconds']:6.1f} {r['peak_gb']:8.2f}  "
+                f"{_max_diff(first, r['result']):.2e}"
+            )
+        ratio = train["dask:1"]["seconds"] / train["dask:2"]["seconds"]
+        print(f"train, dask: 2 workers {ratio:.2f}x faster than 1")
+
+
+if __name__ == "__main__":
+    main()
