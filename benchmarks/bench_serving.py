@@ -183,6 +183,7 @@ def client_main(spec: str) -> None:
     except ImportError:
         pass
     per_client = dict(args, max=args["max"] // args["clients"])
+    print("ready", flush=True)  # imports done: the load starts now
     out = asyncio.run(_load("127.0.0.1", args["port"], bodies, per_client))
     rows = []
     for t0, t1, status, data, i in out:
@@ -231,7 +232,6 @@ def start_server(registry: Path, port: int, workers: int) -> subprocess.Popen[by
         [*cmd, "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
-    body = json.dumps({"utterance_id": "w", "hypotheses": [dict.fromkeys(KEYS, "")]})
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
@@ -241,7 +241,7 @@ def start_server(registry: Path, port: int, workers: int) -> subprocess.Popen[by
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"server did not start ({body[:0]})")
+    raise RuntimeError("reranker serve did not start within 120 s")
 
 
 def updates(registry: Path, domains: list[str], n: int, start: float, gap: float) -> list[Any]:
@@ -357,16 +357,15 @@ def over_http(
             "clients": args.clients,
         }
         try:
-            client = subprocess.Popen([sys.executable, __file__, "--client", json.dumps(spec)])
-            domains = WeightsRegistry(registry).domains()
-            history = updates(
-                registry,
-                domains,
-                args.updates,
-                time.monotonic() + 2.0,
-                (args.seconds - 4.0) / args.updates,
+            client = subprocess.Popen(
+                [sys.executable, __file__, "--client", json.dumps(spec)], stdout=subprocess.PIPE
             )
+            assert client.stdout is not None and client.stdout.readline().strip() == b"ready"
+            domains = WeightsRegistry(registry).domains()
+            gap = (args.seconds - 3.0) / args.updates
+            history = updates(registry, domains, args.updates, time.monotonic() + 1.0, gap)
             client.wait(timeout=args.seconds + 120)
+            client.stdout.close()
         finally:
             server.terminate()
             server.wait(timeout=60)

@@ -28,7 +28,7 @@ from reranker.features import default_feature_names, register_feature
 from reranker.hypotheses import validate_hypotheses
 from reranker.registry import WeightsRegistry
 from reranker.scoring import score_hypotheses
-from reranker.serving import Limits, create_app
+from reranker.serving import Limits, RequestError, _requests, create_app
 from tests.conftest import make_table, reranker_cli
 
 DEVICES = ["echo_dot", "echo_show", "fire_tv"]
@@ -447,6 +447,28 @@ def test_fuzzed_bodies_never_get_5xx(data: st.DataObject) -> None:
     assert answer.status_code < 500
     if answer.status_code != 200:
         assert set(answer.json()) == {"error", "field"}
+
+
+hypothesis_values = st.one_of(
+    st.floats(),
+    st.integers(-2, 2),
+    st.sampled_from(["", " ", "Music", " Music ", "play [title : x]", "play [title", "x" * 1100]),
+    st.none(),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(HYPOTHESIS_KEYS), hypothesis_values, min_size=4))
+def test_quick_acceptance_agrees_with_the_full_rules(hyp: dict[str, Any]) -> None:
+    limits = Limits()
+    quick = _requests._plain_hypothesis(hyp, limits.max_string_chars)
+    try:
+        full = _requests._checked_hypothesis(hyp, "", limits)
+    except RequestError:
+        assert quick is None
+    else:
+        assert quick is None or quick == full
 
 
 def test_cli_serves_with_two_workers(tmp_path: Path) -> None:

@@ -125,7 +125,36 @@ def _required(obj: Mapping[str, Any], key: str, where: str) -> Any:
     return obj[key]
 
 
+def _plain_hypothesis(obj: object, limit: int) -> tuple[str, str, str, list[float]] | None:
+    """The hypothesis if it passes every rule in the common way (strings, float scores), else
+    ``None`` to let :func:`_hypothesis` find and name what is wrong. Accepts nothing that
+    :func:`_hypothesis` refuses; it only spares the checks their error messages."""
+    if type(obj) is not dict:
+        return None
+    domain, intent, slots = obj.get("domain"), obj.get("intent"), obj.get("slots")
+    if not (type(domain) is str and type(intent) is str and type(slots) is str):
+        return None
+    if len(domain) > limit or len(intent) > limit or len(slots) > limit:
+        return None
+    scores = [obj.get("domain_score"), obj.get("intent_score"), obj.get("slot_score")]
+    for value in scores:  # NaN fails the comparison; infinities fall outside
+        if type(value) is not float or not 0.0 <= value <= 1.0:
+            return None
+    domain, intent, slots = domain.strip(), intent.strip(), slots.strip()
+    if not domain or not intent or _slots_problem(slots) is not None:
+        return None
+    return domain, intent, slots, scores  # type: ignore[return-value]
+
+
 def _hypothesis(obj: object, where: str, limits: Limits) -> tuple[str, str, str, list[float]]:
+    plain = _plain_hypothesis(obj, limits.max_string_chars)
+    return plain if plain is not None else _checked_hypothesis(obj, where, limits)
+
+
+def _checked_hypothesis(
+    obj: object, where: str, limits: Limits
+) -> tuple[str, str, str, list[float]]:
+    """Every rule, one by one; raises :class:`RequestError` naming the first field at fault."""
     if not isinstance(obj, dict):
         raise RequestError(where.rstrip("."), f"expected an object, got {_short(obj)}")
     n = limits.max_string_chars
