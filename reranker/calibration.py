@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from reranker.bootstrap import bootstrap_intervals, utterance_keys, weight_chunks
 from reranker.errors import DataError
+from reranker.kernel_calibration import smooth_ece
 from reranker.scored_pairs import bin_sums, check_pair
 
 __all__ = [
@@ -152,68 +153,6 @@ def brier_loss(
     if total == 0:
         return float("nan")
     return float(np.dot(w, (s - y) ** 2) / total)
-
-
-def _reflected_kernel(grid: FloatArray, centers: FloatArray, sigma: float) -> FloatArray:
-    """Gaussian kernel on [0, 1] reflected at both ends (integrates to 1 over [0, 1]).
-
-    The images at distance 2k are summed for |k| <= 2, which is exact to double precision for
-    every bandwidth the fixed-point search visits (sigma <= 1).
-    """
-    diff = grid[:, None] - centers[None, :]
-    total = np.zeros_like(diff)
-    reach = 2 if sigma > 0.25 else 1
-    for k in range(-reach, reach + 1):
-        total += np.exp(-0.5 * ((diff - 2 * k) / sigma) ** 2)
-        total += np.exp(-0.5 * ((grid[:, None] + centers[None, :] - 2 * k) / sigma) ** 2)
-    return total / (sigma * np.sqrt(2 * np.pi))
-
-
-def smooth_ece(
-    correct: ArrayLike,
-    score: ArrayLike,
-    *,
-    bandwidth: float | None = None,
-    sample_weight: ArrayLike | None = None,
-    grid_size: int = 200,
-) -> float:
-    """Smooth ECE of Błasiok and Nakkiran (2023), with a reflected Gaussian kernel.
-
-    .. math:: \\mathrm{smECE}_\\sigma = \\int_0^1 \\Big| \\tfrac{1}{N} \\sum_i
-              K_\\sigma(t, s_i)(y_i - s_i) \\Big| \\, dt
-
-    With ``bandwidth=None`` the bandwidth is the fixed point ``σ* = smECE_σ*``, found by
-    bisection (smECE decreases in σ), which is the paper's hyper-parameter-free choice. Scores
-    are first aggregated onto ``grid_size`` fine bins, so the cost does not grow with N beyond
-    one pass.
-    """
-    y, s, w = _check_pair(correct, score, sample_weight)
-    total = w.sum()
-    if total == 0:
-        return float("nan")
-    fine = np.minimum((s * grid_size).astype(np.int64), grid_size - 1)
-    residual = np.bincount(fine, weights=w * (y - s), minlength=grid_size) / total
-    centers = (np.arange(grid_size) + 0.5) / grid_size
-    grid = centers
-
-    def at(sigma: float) -> float:
-        density = _reflected_kernel(grid, centers, sigma) @ residual
-        return float(np.abs(density).mean())
-
-    if bandwidth is not None:
-        if not bandwidth > 0:
-            raise DataError(f"bandwidth must be positive, got {bandwidth!r}")
-        return at(bandwidth)
-    lo, hi = 1e-4, 1.0
-    if at(lo) <= lo:
-        return at(lo)
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        if at(mid) > mid:
-            lo = mid
-        else:
-            hi = mid
-    return at(0.5 * (lo + hi))
 
 
 @dataclass(frozen=True)
