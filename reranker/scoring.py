@@ -36,6 +36,7 @@ __all__ = [
     "current_documents",
     "document_features",
     "document_logits",
+    "document_source",
     "document_weights",
     "is_r0",
     "load_documents",
@@ -118,7 +119,8 @@ def document_logits(hypotheses: pd.DataFrame, document: Mapping[str, Any]) -> ND
     return X @ w + bias
 
 
-def _source(document: Mapping[str, Any]) -> str:
+def document_source(document: Mapping[str, Any]) -> str:
+    """How the weights that scored a domain are named: ``"<loss> v<version>"`` (``"r3 v2"``)."""
     return f"{document.get('loss')} v{document.get('version')}"
 
 
@@ -143,7 +145,7 @@ def _logits_by_domain(
         mask = domain == d
         z[mask] = document_logits(hypotheses.loc[mask], document)
         weighted |= mask
-        source[d] = _source(document)
+        source[d] = document_source(document)
     return z, weighted, source
 
 

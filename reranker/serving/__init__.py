@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from reranker.serving._app import WEIGHTS_ENV, app_from_environment, create_app
 from reranker.serving._metrics import Metrics
-from reranker.serving._model import DomainModel, NBest, ScoredNBest, Snapshot, weights_label
+from reranker.serving._model import DomainModel, NBest, ScoredNBest, Snapshot
 from reranker.serving._requests import Limits, RequestError, decode_json, parse_batch, parse_nbest
 from reranker.serving._watcher import ReloadEvent, WeightsWatcher
 
@@ -34,5 +34,4 @@ __all__ = [
     "decode_json",
     "parse_batch",
     "parse_nbest",
-    "weights_label",
 ]

@@ -25,8 +25,9 @@ from scipy.special import expit
 
 from reranker.features import DEVICE_PREFIX, feature_matrix, log_confidence, rank_in_groups
 from reranker.ranking import best_first_order
+from reranker.scoring import document_source, document_weights
 
-__all__ = ["BASE_FEATURES", "DomainModel", "NBest", "ScoredNBest", "Snapshot", "weights_label"]
+__all__ = ["BASE_FEATURES", "DomainModel", "NBest", "ScoredNBest", "Snapshot"]
 
 BASE_FEATURES: tuple[str, ...] = (
     "log_domain_score",
@@ -43,11 +44,6 @@ _BASE_INDEX = {name: j for j, name in enumerate(BASE_FEATURES)}
 R0 = "r0"
 MAX_ROWS = 1024
 """Most hypotheses one n-best may hold (the service's request limit is lower)."""
-
-
-def weights_label(document: Mapping[str, Any]) -> str:
-    """How responses and ``rerank`` name a domain's weights: ``"<loss> v<version>"``."""
-    return f"{document['loss']} v{document['version']}"
 
 
 @dataclass(frozen=True)
@@ -108,18 +104,19 @@ class DomainModel:
         base = np.zeros(len(BASE_FEATURES), dtype=np.float64)
         device: dict[str, float] = {}
         custom: list[tuple[str, float]] = []
-        for name, w in zip(document["features"], document["weights"], strict=True):
+        names, weights, bias = document_weights(document)
+        for name, w in zip(names, weights.tolist(), strict=True):
             if name in _BASE_INDEX:
-                base[_BASE_INDEX[name]] = float(w)
+                base[_BASE_INDEX[name]] = w
             elif name.startswith(DEVICE_PREFIX):
-                device[name[len(DEVICE_PREFIX) :]] = float(w)
+                device[name[len(DEVICE_PREFIX) :]] = w
             else:
-                custom.append((name, float(w)))
+                custom.append((name, w))
         return cls(
             domain=str(document["domain"]),
-            label=weights_label(document),
+            label=document_source(document),
             version=int(document["version"]),
-            bias=float(document["bias"]),
+            bias=bias,
             base=base,
             device=device,
             custom_names=tuple(n for n, _ in custom),
