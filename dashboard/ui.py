@@ -36,6 +36,15 @@ LOSS_HELP = {
     "r2": "R2: cross-entropy on the correct bit",
     "r3": "R3: R1 + α·R2",
 }
+CALIBRATED_LOSSES = ("r2", "r3")
+"""Losses with a cross-entropy term: their scores are trained to be probabilities."""
+R1_CAUTION = (
+    "**A caution on R1.** R1 minimises expected SemER through a softmax, which ignores any shift "
+    "shared by all its terms: R1 scores rank hypotheses but are not probabilities. With the "
+    "domain scope it cannot learn a domain's level against the other domains either, so its "
+    "scores are not comparable across domains and its top-1 is worse than R0's. Use R3, or R1 "
+    "trained with the utterance scope."
+)
 UPLOAD_PREFIX = "upload:"
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
@@ -205,6 +214,8 @@ def sidebar() -> Context:
                 f"{LOSS_LABELS[loss]} has no weights for this dataset yet: pages use R0. "
                 "Train or load weights on the Weights page."
             )
+        if loss == "r1":
+            st.warning(R1_CAUTION, icon=":material/warning:")
         if info is not None and info.devices_simulated:
             st.caption("Devices in this dataset are simulated.")
     label = (
@@ -306,8 +317,50 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 
 def simulated_note(ctx: Context) -> None:
-    if ctx.devices_simulated:
-        st.caption(
-            "The devices of this dataset are simulated: each utterance was assigned a device and "
-            "its true domain drawn from a documented device-dependent distribution."
-        )
+    """What the dataset's devices mean (its own description), wherever devices are shown."""
+    if ctx.info is not None and ctx.info.device_note:
+        st.caption(md(ctx.info.device_note))
+
+
+def score_label(loss: str) -> str:
+    """How to name a loss's score: "calibrated" only for losses trained to be probabilities."""
+    if loss in CALIBRATED_LOSSES:
+        return f"{LOSS_LABELS[loss]} score (trained to be calibrated)"
+    if loss == "r0":
+        return "R0 score (product of the NLU confidences, not calibrated)"
+    return f"{LOSS_LABELS[loss]} score (not a probability)"
+
+
+def best_trained_loss(ctx: Context) -> str:
+    """The loss to open the probe on: R3, else R2, else R1 (README: R3 is as good as R2 and
+    R1 is the weakest), else R0 when nothing is trained."""
+    for loss in ("r3", "r2", "r1"):
+        if ctx.available(loss):
+            return loss
+    return "r0"
+
+
+def drop_stale_choice(key: str, options: list[str]) -> None:
+    """Forget a widget value (and its URL parameter) naming an option this dataset lacks.
+
+    A link or a session carried over from another dataset may name a domain or device this one
+    does not have; such values are removed from the URL instead of lingering there.
+    """
+    allowed = set(options)
+    state = st.session_state.get(key)
+    if state is not None:
+        values = state if isinstance(state, list) else [state]
+        if any(v not in allowed for v in values):
+            kept = [v for v in values if v in allowed]
+            if isinstance(state, list):
+                st.session_state[key] = kept
+            else:
+                del st.session_state[key]
+    if key in st.query_params:
+        values = st.query_params.get_all(key)
+        kept = [v for v in values if v in allowed]
+        if len(kept) != len(values):
+            if kept:
+                st.query_params[key] = kept
+            else:
+                del st.query_params[key]

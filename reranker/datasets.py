@@ -39,6 +39,9 @@ class DatasetInfo:
         NLU model directory (the probe needs it).
     devices_simulated : bool
         Whether the devices of this dataset are a simulation (``"devices": "simulated"``).
+    device_note : str
+        What the devices of this dataset mean, from its ``dataset.json`` (``device_simulation``:
+        ``independent_of_content`` or ``domain_prior_given_device``); empty for real devices.
     """
 
     key: str
@@ -49,6 +52,7 @@ class DatasetInfo:
     weights: dict[str, Path] = field(default_factory=dict)
     models: Path | None = None
     devices_simulated: bool = False
+    device_note: str = ""
 
     @property
     def default_split(self) -> str:
@@ -99,7 +103,30 @@ def _dataset_at(directory: Path) -> DatasetInfo | None:
         weights=weights,
         models=models if models.is_dir() else None,
         devices_simulated=str(meta.get("devices", "")).lower() == "simulated",
+        device_note=_device_note(meta),
     )
+
+
+def _device_note(meta: dict[str, Any]) -> str:
+    """One sentence on what a dataset's devices mean, from its own description."""
+    if str(meta.get("devices", "")).lower() != "simulated":
+        return ""
+    simulation = meta.get("device_simulation")
+    simulation = simulation if isinstance(simulation, dict) else {}
+    if simulation.get("independent_of_content"):
+        return (
+            "The devices of this dataset are simulated and drawn uniformly at random, "
+            "independently of the utterance: they carry no information, so any difference "
+            "between devices here (learned device weights, probe rankings, per-device metrics) "
+            "is noise from a finite sample, not a device preference."
+        )
+    if simulation.get("domain_prior_given_device"):
+        return (
+            "The devices of this dataset are simulated: each utterance was assigned a device and "
+            "its true domain drawn from a documented device-dependent distribution "
+            "(dataset.json, device_simulation)."
+        )
+    return "The devices of this dataset are simulated."
 
 
 def _split_rank(split: str) -> tuple[int, str]:

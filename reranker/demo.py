@@ -416,6 +416,25 @@ def _simulated_devices(n: int, rng: np.random.Generator) -> list[str]:
     return [DEVICES[int(i)] for i in rng.integers(0, len(DEVICES), n)]
 
 
+def _sample_info(real: Path, n_utterances: int) -> dict[str, Any]:
+    """``sample/dataset.json``: what the sample is, with the real-corpus demo's device facts."""
+    real_info = json.loads((real / "dataset.json").read_text(encoding="utf-8"))
+    return {
+        "name": "Sample",
+        "description": (
+            f"The first {n_utterances} utterances of the real-corpus demo's test split (NLU "
+            "trained on HWU64, hypotheses on SLURP devel), as one small CSV file: a quick look at "
+            "the table format and an example to upload. It has no weights or NLU models of its "
+            "own. Devices are simulated: drawn uniformly at random, independent of the "
+            "utterance, so they carry no information."
+        ),
+        "devices": real_info.get("devices"),
+        "device_simulation": real_info.get("device_simulation"),
+        "source": "real/hypotheses/test.parquet",
+        "attribution": real_info.get("attribution"),
+    }
+
+
 def _write_json(path: Path, doc: object) -> None:
     path.write_text(
         json.dumps(doc, indent=1, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -708,6 +727,7 @@ def build_demo(
             sample = test[test["utterance_id"].isin(set(ids))].reset_index(drop=True)
             (root / "sample").mkdir(exist_ok=True)
             write_table(sample, root / "sample" / "hypotheses.csv")
+            _write_json(root / "sample" / "dataset.json", _sample_info(root / name, len(ids)))
             report(f"sample: {len(sample)} hypotheses of {len(ids)} utterances")
     return summary
 

@@ -354,6 +354,24 @@ class WeightsRegistry:
             _write_atomic(directory, CURRENT, f"{target}\n".encode(), overwrite=True)
         return target
 
+    def roll_forward(self, domain: str) -> int:
+        """Point ``CURRENT`` at the lowest version above the current one (undo a rollback)."""
+        directory = self._dir(domain)
+        with self._lock(directory) if directory.is_dir() else contextlib.nullcontext():
+            current = self.current_version(domain)
+            if current is None:
+                raise WeightsError(f"{self.path}: no published weights for domain {domain!r}")
+            newer = [v for v in self.versions(domain) if v > current]
+            if not newer:
+                raise WeightsError(
+                    f"{self.path}: domain {domain!r} is at its latest version v{current}; "
+                    "nothing to roll forward to"
+                )
+            target = newer[0]
+            self.load(domain, target)
+            _write_atomic(directory, CURRENT, f"{target}\n".encode(), overwrite=True)
+        return target
+
 
 def registry_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per domain of a weights registry: current version, versions and training facts.

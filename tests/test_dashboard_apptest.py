@@ -199,7 +199,9 @@ def test_train_a_domain_publishes_a_version_in_the_workspace(app: AppTest, data_
     )
     # Compare the two versions, then roll Music back.
     app.selectbox(key="ver_domain").set_value("Music").run()
-    assert app.selectbox(key="ver_a").value == 1 and app.selectbox(key="ver_b").value == 2
+    picker = {s.label: s for s in app.selectbox}
+    assert picker["Version A"].value == 1 and picker["Version B"].value == 2
+    assert picker["Version B"].format_func(2) == "v2 (current)"
     assert app.get("plotly_chart")
     app.button(key="ver_rollback").click().run()
     _ok(app)
@@ -210,6 +212,13 @@ def test_train_a_domain_publishes_a_version_in_the_workspace(app: AppTest, data_
     table = table.set_index("domain")
     assert table.loc["Music", "served"] == "r2 v1" and table.loc["Books", "served"] == "r2 v1"
     assert any("reranker serve --weights" in c.value for c in app.caption)
+    picker = {s.label: s for s in app.selectbox}
+    assert picker["Version A"].format_func(1) == "v1 (current)"  # labels follow the pointer
+    assert picker["Version B"].format_func(2) == "v2"
+    app.button(key="ver_rollforward").click().run()
+    _ok(app)
+    assert WeightsRegistry(path).current_version("Music") == 2
+    assert {s.label: s for s in app.selectbox}["Version B"].format_func(2) == "v2 (current)"
 
 
 def test_train_a_loss_the_dataset_lacks_makes_it_available(app: AppTest) -> None:
@@ -272,10 +281,14 @@ def test_calibration_controls_and_calibrators(app: AppTest) -> None:
     app.selectbox(key="cal_device").set_value("fire_tv")
     app.run()
     _ok(app)
-    table = app.dataframe[0].value
-    assert list(table.columns) == ["metric", "R0", "R2", "R3", "R0 + temperature", "R0 + isotonic"]
-    ece = table.set_index("metric").loc["ECE"]
-    assert all("[" in v for v in ece)  # every value with its interval
+    table = app.table[0].value
+    assert list(table.columns) == ["R0", "R2", "R3", "R0 + temperature", "R0 + isotonic"]
+    for metric in ("top-1 SemER", "top-1 IE", "ECE", "MCE", "Brier", "smooth ECE", "top-1 ECE"):
+        for cell in table.loc[metric]:  # every value shown with an interval that contains it
+            value, low, high = (
+                float(x) for x in cell.replace("[", " ").replace(",", " ").replace("]", " ").split()
+            )
+            assert low <= value <= high, (metric, cell)
     assert any(
         "device fire_tv" in _plain(c.value) and "8 equal mass bins" in c.value for c in app.caption
     )

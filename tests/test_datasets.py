@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from reranker import datasets
-from tests.conftest import CONFORMANCE
+from tests.conftest import CONFORMANCE, REPO
 
 
 def _write_dataset(root: Path, key: str, *, meta: dict | None, splits: list[str]) -> None:
@@ -45,3 +45,26 @@ def test_discover_datasets_reads_the_demo_layout(tmp_path: Path) -> None:
 
 def test_discover_datasets_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
     assert datasets.discover_datasets(tmp_path / "nope") == []
+
+
+def test_device_note_follows_the_dataset_description(tmp_path: Path) -> None:
+    uniform = {"devices": "simulated", "device_simulation": {"independent_of_content": True}}
+    dependent = {
+        "devices": "simulated",
+        "device_simulation": {"domain_prior_given_device": {"fire_tv": {"Video": 0.6}}},
+    }
+    _write_dataset(tmp_path, "real", meta=uniform, splits=["test"])
+    _write_dataset(tmp_path, "media", meta=dependent, splits=["test"])
+    _write_dataset(tmp_path, "logs", meta={"name": "Logs"}, splits=["test"])
+    notes = {d.key: d.device_note for d in datasets.discover_datasets(tmp_path)}
+    assert "uniformly at random" in notes["real"] and "noise" in notes["real"]
+    assert "device-dependent" not in notes["real"]
+    assert "device-dependent distribution" in notes["media"]
+    assert notes["logs"] == ""  # real devices: nothing to warn about
+
+
+def test_shipped_datasets_describe_their_devices() -> None:
+    found = {d.key: d for d in datasets.discover_datasets(REPO / "demo_data")}
+    assert "independently of the utterance" in found["real"].device_note
+    assert "device-dependent" in found["media"].device_note
+    assert found["sample"].description  # the sample has a description too

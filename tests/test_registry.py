@@ -307,3 +307,17 @@ def test_registry_table_and_compare_documents(tmp_path: Path) -> None:
     assert np.isnan(weights.set_index("feature").loc["device=b", "a"])
     assert weights["change"].iloc[0] == pytest.approx(weights["b"].iloc[0] - weights["a"].iloc[0])
     assert facts.set_index("item").loc["version"].tolist() == ["1", "2"]
+
+
+def test_roll_forward_undoes_a_rollback(tmp_path: Path) -> None:
+    reg = WeightsRegistry(tmp_path / "w")
+    for seed in (1, 2, 3):
+        reg.publish("Music", _document("Music", seed))
+    assert reg.rollback("Music") == 2 and reg.rollback("Music") == 1
+    assert reg.roll_forward("Music") == 2
+    assert reg.current_version("Music") == 2
+    assert reg.roll_forward("Music") == 3
+    with pytest.raises(WeightsError, match="latest version v3; nothing to roll forward"):
+        reg.roll_forward("Music")
+    with pytest.raises(WeightsError, match="no published weights for domain 'Books'"):
+        reg.roll_forward("Books")

@@ -16,7 +16,14 @@ from reranker.scoring import SCORERS
 ALL = "(all)"
 STRATEGIES = {"uniform": "equal width", "quantile": "equal mass"}
 POPULATIONS = {"all": "every hypothesis", "top1": "top-1 only"}
-CALIBRATORS = {"temperature": "temperature scaling", "isotonic": "isotonic regression"}
+CALIBRATORS = {"temperature": "temperature", "isotonic": "isotonic"}
+INTERVAL_HELP = (
+    "Resamples of whole utterances (a Poisson bootstrap: each utterance's weight comes from a "
+    "hash of its id, so intervals do not depend on row order or partitioning). Intervals are "
+    "Efron's bias-corrected percentile intervals: binned ECE and MCE are biased upward, so "
+    "plain percentiles of the resamples can sit above the estimate; the correction moves them "
+    "towards it, and every interval contains its estimate. See docs/metrics.md. 0: no intervals."
+)
 
 ctx = ui.current()
 st.title("Calibration")
@@ -37,6 +44,8 @@ if missing:
         "to compare them here."
     )
 
+ui.drop_stale_choice("cal_domain", [ALL, *summary["domains"]])
+ui.drop_stale_choice("cal_device", [ALL, *summary["devices"]])
 with st.container(border=True, key="cal_controls"):
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     losses = c1.multiselect(
@@ -77,7 +86,7 @@ with st.container(border=True, key="cal_controls"):
         bind="query-params",
         persist_state="session",
     )
-    c5, c6, c7, c8, c9 = st.columns([2, 2, 2, 2, 3])
+    c5, c6, c7, c8, c9 = st.columns([2, 2, 2, 2, 3.2])
     n_bins = c5.slider(
         "Number of bins", 2, 50, 10, key="cal_bins", bind="query-params", persist_state="session"
     )
@@ -88,7 +97,7 @@ with st.container(border=True, key="cal_controls"):
         key="cal_boot",
         bind="query-params",
         persist_state="session",
-        help="Resamples of whole utterances for the shaded bands and the intervals (0: none).",
+        help=INTERVAL_HELP,
     )
     domain = c7.selectbox(
         "Domain slice",
@@ -153,11 +162,15 @@ ui.chart(
 )
 if ctx.devices_simulated and dev is not None:
     ui.simulated_note(ctx)
+if "r1" in losses:
+    st.info(ui.R1_CAUTION, icon=":material/warning:")
 
 st.subheader("Metrics")
 conf = "90% bootstrap intervals over utterances" if n_boot else "no intervals (bootstrap off)"
 st.caption(
-    f"{ui.md(slice_name)}; {POPULATIONS[population]}; {n_bins} {STRATEGIES[strategy]} bins; {conf}. Lower is better."
+    f"{ui.md(slice_name)}; {POPULATIONS[population]}; {n_bins} {STRATEGIES[strategy]} bins; {conf}. "
+    "Lower is better.",
+    help=INTERVAL_HELP,
 )
 names = {
     "top1_semer": "top-1 SemER",
@@ -188,7 +201,7 @@ display = pd.DataFrame(
         for curve, m in metric_rows.items()
     }
 )
-st.dataframe(display, key="cal_metrics", hide_index=True)
+st.table(display.set_index("metric"))  # plain HTML: every column visible, whatever the width
 st.download_button(
     "Download metrics (CSV)",
     metrics_frame(metric_rows).to_csv(index=False).encode(),

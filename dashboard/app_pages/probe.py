@@ -31,8 +31,21 @@ except ImportError:
     st.info("The probe is not available in this installation.")
     st.stop()
 
-loss = ctx.effective_loss
+available = ctx.available_losses
+loss = st.segmented_control(
+    "Rank with",
+    available,
+    default=ui.best_trained_loss(ctx),
+    format_func=ui.LOSS_LABELS.get,
+    key="probe_loss",
+    bind="query-params",
+    required=True,
+    help="Opens on the best trained loss of this dataset; the sidebar's loss applies to the "
+    "other pages.",
+) or ui.best_trained_loss(ctx)
 label = ui.LOSS_LABELS[loss]
+if loss == "r1":
+    st.warning(ui.R1_CAUTION, icon=":material/warning:")
 try:
     known = cache.summary(ctx.token)["devices"]
 except RerankerError:
@@ -66,18 +79,22 @@ try:
 except RerankerError as e:
     ui.show_error(e)
     st.stop()
-if loss != ctx.loss:
-    st.caption(f"{ui.LOSS_LABELS[ctx.loss]} has no weights for this dataset: ranked with R0.")
-fig = charts.probe_figure(results, title=f"“{text.strip()}” ranked with {label}")
+fig = charts.probe_figure(
+    results, title=f"“{text.strip()}” ranked with {label}", x_title=ui.score_label(loss)
+)
 data = pd.concat([f.assign(device=d) for d, f in results.items()], ignore_index=True)
 ui.chart(fig, data, key="probe", file_name=f"probe_{text.strip()}")
-cols = st.columns(len(results))
-for col, (device, frame) in zip(cols, results.items(), strict=True):
-    with col:
-        st.markdown(f"**{ui.md(device)}**")
-        st.dataframe(
-            frame[["rank", "domain", "intent", "score", "slots"]],
-            key=f"probe_table_{device}",
-            hide_index=True,
-            column_config={"score": st.column_config.NumberColumn(format="%.3f")},
-        )
+ui.simulated_note(ctx)
+st.markdown("**Every hypothesis, per device**")
+for device, frame in results.items():
+    st.caption(ui.md(device))
+    st.dataframe(
+        frame[["rank", "domain", "intent", "slots", "score"]],
+        key=f"probe_table_{device}",
+        hide_index=True,
+        column_config={
+            "rank": st.column_config.NumberColumn(width="small"),
+            "slots": st.column_config.TextColumn(width="large"),
+            "score": st.column_config.NumberColumn(f"{label} score", format="%.3f"),
+        },
+    )

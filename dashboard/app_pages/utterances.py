@@ -45,6 +45,8 @@ except RerankerError as e:
     st.stop()
 summary = cache.summary(ctx.token)
 
+ui.drop_stale_choice("utt_domains", summary["domains"])
+ui.drop_stale_choice("utt_devices", summary["devices"])
 with st.container(border=True, key="utt_filters"):
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     search = c1.text_input(
@@ -123,19 +125,20 @@ def _pick_from_table() -> None:
 
 ids = rows["utterance_id"].tolist()
 st.session_state["_utt_ids"] = ids
+# The columns the hunt for misranked utterances needs come first, so they fit at 1440 px.
 shown = rows[
     [
         "utterance_id",
         "text",
-        "device",
-        "reference_domain",
-        "top_domain",
-        "top_intent",
-        "top_score",
-        "top_semer",
         "top_correct",
         "misranked",
         "correct_rank",
+        "top_semer",
+        "reference_domain",
+        "top_domain",
+        "top_score",
+        "device",
+        "top_intent",
         "n_hypotheses",
         "r0_top_domain",
     ]
@@ -148,16 +151,23 @@ st.dataframe(
     selection_mode="single-row",
     height=300,
     column_config={
-        "utterance_id": "id",
-        "reference_domain": "reference domain",
-        "top_domain": f"{label} top-1 domain",
-        "top_intent": f"{label} top-1 intent",
-        "top_score": st.column_config.NumberColumn(f"{label} top-1 score", format="%.3f"),
-        "top_semer": st.column_config.NumberColumn("top-1 SemER", format="%.2f"),
-        "top_correct": "top-1 correct",
+        "utterance_id": st.column_config.TextColumn("id", width="small"),
+        "text": st.column_config.TextColumn("text", width="medium"),
+        "top_correct": st.column_config.CheckboxColumn("top-1 correct", width="small"),
+        "misranked": st.column_config.CheckboxColumn("misranked", width="small"),
         "correct_rank": st.column_config.NumberColumn(
-            "best correct rank", help="Best rank of a correct hypothesis (0: none in the n-best)"
+            "best correct rank",
+            width="small",
+            help="Best rank of a correct hypothesis (0: none in the n-best)",
         ),
+        "top_semer": st.column_config.NumberColumn("top-1 SemER", format="%.2f", width="small"),
+        "reference_domain": st.column_config.TextColumn("reference domain", width="small"),
+        "top_domain": st.column_config.TextColumn(f"{label} top-1 domain", width="small"),
+        "top_score": st.column_config.NumberColumn(
+            f"{label} top-1 score", format="%.3f", width="small"
+        ),
+        "device": st.column_config.TextColumn("device", width="small"),
+        "top_intent": f"{label} top-1 intent",
         "n_hypotheses": "n-best",
         "r0_top_domain": "R0 top-1 domain",
     },
@@ -170,19 +180,29 @@ st.download_button(
     key="utt_csv",
 )
 
+texts = dict(zip(rows["utterance_id"], rows["text"], strict=True))
+linked = st.query_params.get("utt")
+if "utt_id" not in st.session_state and linked and linked in prep.utterance_ids:
+    # A shared link (?utt=<id>) opens that utterance, even outside the current filters.
+    if linked not in texts:
+        ids = [linked, *ids]
+        texts[linked] = str(prep.frame["text"].iloc[int(prep.rows_of(linked)[0])])
+    st.session_state["utt_id"] = linked
 if not ids:
+    st.query_params.pop("utt", None)
     st.info("No utterance matches these filters.")
     st.stop()
 if st.session_state.get("utt_id") not in ids:
-    st.session_state.pop("utt_id", None)
-texts = dict(zip(rows["utterance_id"], rows["text"], strict=True))
+    # The selection no longer matches the filters: the picker moves to the first match.
+    st.session_state["utt_id"] = ids[0]
 uid = st.selectbox(
     "Utterance",
     ids,
     format_func=lambda i: f"{i} · {texts[i]}",
     key="utt_id",
-    help="Or select a row in the table above.",
+    help="Or select a row in the table above. The link of this page opens this utterance.",
 )
+st.query_params["utt"] = uid
 st.divider()
 
 detail = utterance_detail(prep, scored, uid, r0=r0)
@@ -206,8 +226,7 @@ with c2:
         )
     else:
         st.badge("no correct hypothesis in the n-best", color="gray")
-    if ctx.devices_simulated:
-        st.caption("Devices are simulated in this dataset.")
+    ui.simulated_note(ctx)
 
 st.markdown(f"**Every hypothesis, ranked by {label}** (R0 rank for comparison)")
 st.dataframe(
@@ -216,17 +235,17 @@ st.dataframe(
     hide_index=True,
     column_order=[
         "rank",
+        "domain",
+        "intent",
+        "semer",
+        "correct",
         "score",
         "r0_rank",
         "r0_score",
-        "domain",
-        "intent",
-        "slots",
-        "semer",
-        "correct",
         "domain_score",
         "intent_score",
         "slot_score",
+        "slots",
     ],
     column_config={
         c: st.column_config.NumberColumn(format="%.3f")
@@ -238,6 +257,9 @@ st.dataframe(
         "r0_score": st.column_config.NumberColumn("R0 score", format="%.3f"),
         "r0_rank": "R0 rank",
         "semer": st.column_config.NumberColumn("SemER", format="%.3f"),
+        "domain_score": st.column_config.NumberColumn("NLU domain", format="%.3f"),
+        "intent_score": st.column_config.NumberColumn("NLU intent", format="%.3f"),
+        "slot_score": st.column_config.NumberColumn("NLU slot", format="%.3f"),
     },
 )
 labels = {i: f"#{int(r['rank'])} {r['domain']} · {r['intent']}" for i, r in detail.iterrows()}

@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import data_cache as cache
 from dashboard import ui
-from dashboard.names import table_token
+from dashboard.names import registry_fingerprint, table_token
 from reranker import charts
 from reranker.errors import RerankerError, WeightsError
 from reranker.registry import compare_documents, registry_table
@@ -21,7 +21,7 @@ TRAINABLE = ["r1", "r2", "r3"]
 
 def _reset_versions() -> None:
     """Compare the latest two versions again (after a domain change, training or rollback)."""
-    for key in ("ver_a", "ver_b"):
+    for key in [k for k in st.session_state if str(k).startswith(("ver_a", "ver_b"))]:
         st.session_state.pop(key, None)
 
 
@@ -237,44 +237,64 @@ with tab_versions:
     )
     versions = registry.versions(domain)
     current = registry.current_version(domain)
-    c1, c2, c3 = st.columns([2, 2, 2])
+    # Keys carry the registry state: after training, rollback or roll-forward the pickers are
+    # new widgets, so their "(current)" labels can never be stale.
+    state = registry_fingerprint(path)[:12]
+
+    def label(v: int) -> str:
+        return f"v{v}" + (" (current)" if v == current else "")
+
+    c1, c2, c3 = st.columns([2, 2, 3])
     a = c1.selectbox(
         "Version A",
         versions,
         index=max(0, len(versions) - 2),
-        format_func=lambda v: f"v{v}" + (" (current)" if v == current else ""),
-        key="ver_a",
+        format_func=label,
+        key=f"ver_a_{state}",
     )
     b = c2.selectbox(
-        "Version B",
-        versions,
-        index=len(versions) - 1,
-        format_func=lambda v: f"v{v}" + (" (current)" if v == current else ""),
-        key="ver_b",
+        "Version B", versions, index=len(versions) - 1, format_func=label, key=f"ver_b_{state}"
     )
     with c3:
         st.write("")
-        if st.button(
-            f"Roll {domain} back",
+        back, forward = st.columns(2)
+        move = None
+        if back.button(
+            "Roll back",
             key="ver_rollback",
-            disabled=len([v for v in versions if v < (current or 0)]) == 0,
-            help="Point the domain back at its previous version; other domains are untouched.",
+            icon=":material/undo:",
+            disabled=not [v for v in versions if v < (current or 0)],
+            help=f"Point {domain} back at its previous version; other domains are untouched.",
         ):
+            move = "rollback"
+        if forward.button(
+            "Roll forward",
+            key="ver_rollforward",
+            icon=":material/redo:",
+            disabled=not [v for v in versions if v > (current or 0)],
+            help=f"Point {domain} at its next version (undo a rollback).",
+        ):
+            move = "roll_forward"
+        if move is not None:
             try:
                 target = WeightsRegistry(ui.writable_registry(ctx, loss))
-                version = target.rollback(domain)
+                version = getattr(target, move)(domain)
             except RerankerError as e:
                 ui.show_error(e)
             else:
                 st.session_state["_rolled_back"] = f"{domain} now uses v{version}."
                 _reset_versions()
                 st.rerun()
+    st.caption(
+        ui.md(f"{domain}: current version v{current} of {', '.join(f'v{v}' for v in versions)}.")
+    )
     if len(versions) == 1:
         st.caption(
             f"{ui.md(domain)} has a single version: train it again (Train tab) to compare two."
         )
     if "_rolled_back" in st.session_state:
         st.success(ui.md(st.session_state.pop("_rolled_back")))
+    ui.simulated_note(ctx)
     doc_a, doc_b = registry.load(domain, a), registry.load(domain, b)
     weights_cmp, facts = compare_documents(doc_a, doc_b)
     fig = charts.weights_comparison_figure(
