@@ -48,6 +48,14 @@ def _error(status: int, message: str, field: str = "") -> Response:
     return _json({"error": message, "field": field}, status)
 
 
+def _echo(content: Any) -> Response:
+    """An answer that returns the client's own extra keys, whose nesting the client chose."""
+    try:
+        return _json(content)
+    except RecursionError:  # nested just under the decoder's limit, over the encoder's
+        return _error(400, "invalid JSON: nested too deeply")
+
+
 async def _read_body(request: Request, limits: Limits) -> bytes:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not (
@@ -101,7 +109,7 @@ class _Service:
         snapshot: Snapshot = self.watcher.snapshot  # one snapshot for the whole request
         scored = snapshot.score(nbest)
         self.metrics.count_hypotheses(len(nbest))
-        return _json(_answer(nbest, body["hypotheses"], scored))
+        return _echo(_answer(nbest, body["hypotheses"], scored))
 
     async def rerank_batch(self, request: Request) -> Response:
         try:
@@ -115,7 +123,7 @@ class _Service:
             for nb, item in zip(nbests, body, strict=True)
         ]
         self.metrics.count_hypotheses(sum(len(nb) for nb in nbests))
-        return _json(answers)
+        return _echo(answers)
 
     async def health(self, request: Request) -> Response:
         snapshot = self.watcher.snapshot
