@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reranker import features
+from reranker.errors import DataError
 from reranker.evaluation import score_table
 from reranker.features import default_feature_names, register_feature
 from reranker.hypotheses import validate_hypotheses
 from reranker.registry import WeightsRegistry
 from reranker.scoring import score_hypotheses
-from reranker.serving import Limits, RequestError, _requests, create_app
+from reranker.serving import Limits, RequestError, _requests, create_app, parse_nbest
 from tests.conftest import make_table
 
 DEVICES = ["echo_dot", "echo_show", "fire_tv"]
@@ -358,3 +359,48 @@ def test_quick_acceptance_agrees_with_the_full_rules(hyp: dict[str, Any]) -> Non
         assert quick is None
     else:
         assert quick is None or quick == full
+
+
+_strings = st.sampled_from(
+    ["Music", " Music", "Video", "", "  ", "play [title : x]", "[a : b", "x]"]
+)
+_scores = st.one_of(st.floats(-0.5, 1.5), st.sampled_from([0, 1, 0.0, 1.0, 2, -1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "domain": _strings,
+                "intent": _strings,
+                "slots": _strings,
+                "domain_score": _scores,
+                "intent_score": _scores,
+                "slot_score": _scores,
+            }
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(["u1", " u1 ", " "]),
+    st.sampled_from(["fire_tv", "", " echo_dot "]),
+)
+def test_requests_follow_the_table_rules(hyps: list[dict[str, Any]], uid: str, device: str) -> None:
+    """A request is refused exactly when the same rows as a table are, and reads the same."""
+    body = {"utterance_id": uid, "device": device, "hypotheses": hyps}
+    frame = pd.DataFrame([{"utterance_id": uid, "device": device, **h} for h in hyps])
+    try:
+        table = validate_hypotheses(frame)
+    except DataError:
+        table = None
+    try:
+        nbest = parse_nbest(body)
+    except RequestError:
+        assert table is None
+        return
+    assert table is not None
+    assert nbest.utterance_id == table["utterance_id"].iloc[0]
+    assert nbest.device == table["device"].iloc[0]
+    for column in ("domain", "intent", "slots", *HYPOTHESIS_KEYS[3:]):
+        assert list(getattr(nbest, column)) == table[column].tolist()
