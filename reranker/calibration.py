@@ -30,6 +30,7 @@ from reranker.kernel_calibration import smooth_ece
 from reranker.scored_pairs import bin_sums, check_pair
 
 __all__ = [
+    "MAX_BINS",
     "Interval",
     "ReliabilityCurve",
     "ReliabilityStats",
@@ -53,9 +54,13 @@ def _check_pair(
     return pairs.y_float(), pairs.s, pairs.weights()
 
 
+MAX_BINS = 10_000
+"""Most calibration bins accepted (more bins than this only split empty space)."""
+
+
 def _check_bins(n_bins: int, strategy: str) -> None:
-    if not isinstance(n_bins, int | np.integer) or n_bins < 1:
-        raise DataError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if not isinstance(n_bins, int | np.integer) or not 1 <= n_bins <= MAX_BINS:
+        raise DataError(f"n_bins must be an integer from 1 to {MAX_BINS}, got {n_bins!r}")
     if strategy not in ("uniform", "quantile"):
         raise DataError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
 

@@ -14,8 +14,8 @@ rows; for text formats the line number too) and the column.
 
 from __future__ import annotations
 
+import csv
 import io
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from reranker._files import decode_utf8, default_file_mode
+from reranker._files import decode_utf8, default_file_mode, os_error, parse_json, read_file_bytes
 from reranker.annotation import parse_slots
 from reranker.errors import DataError
 
@@ -63,13 +63,6 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a hypothesis file")
-
-
 def _read_csv(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
     text = decode_utf8(path, data)
     if not text.strip():
@@ -82,7 +75,21 @@ def _read_csv(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
         raise DataError(f"{path}: file is empty") from e
     except pd.errors.ParserError as e:
         raise DataError(f"{path}: malformed CSV: {' '.join(str(e).split())}") from e
+    _check_csv_header(path, text)
     return frame, 2  # data row 1 is on line 2
+
+
+def _check_csv_header(path: Path, text: str) -> None:
+    """Refuse a header naming a column twice (pandas would rename the second ``name.1``)."""
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as e:
+        raise DataError(f"{path}: line 1: malformed CSV header ({e})") from e
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"{path}: line 1: column {name!r} appears more than once")
+        seen.add(name)
 
 
 def _read_jsonl(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
@@ -94,10 +101,7 @@ def _read_jsonl(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
+        record = parse_json(line, source=path, line=lineno)
         if not isinstance(record, dict):
             raise DataError(f"{path}: line {lineno}: expected a JSON object, got {line[:40]!r}")
         if not first_line:
@@ -169,11 +173,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
     """
     p = Path(path)
     suffix = _suffix(p)
-    _check_readable(p)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise DataError(f"{p}: cannot read ({e.strerror})") from e
+    data = read_file_bytes(p, what="hypothesis file")
     return _READERS[suffix](p, data)
 
 
@@ -432,11 +432,14 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     suffix = _suffix(p)
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise DataError(f"{p}: directory {parent} does not exist")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+    try:
+        if not parent.is_dir():
+            raise DataError(f"{p}: directory {parent} does not exist")
+        if p.is_dir():
+            raise DataError(f"{p}: is a directory")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise DataError(os_error(p, e, doing="cannot write")) from e
     tmp = Path(tmp_name)
     try:
         os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; give the usual permissions
@@ -453,7 +456,9 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise DataError(os_error(p, e, doing="cannot write")) from e
         raise
     return p

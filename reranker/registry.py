@@ -28,6 +28,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reranker._files import default_file_mode
+from reranker._files import (
+    DOCUMENT_LIMIT,
+    POINTER_LIMIT,
+    decode_utf8,
+    default_file_mode,
+    os_error,
+    parse_json,
+    read_file_bytes,
+)
 from reranker.errors import WeightsError
 from reranker.features import is_known_feature
 from reranker.losses import LOSSES
@@ -46,8 +55,12 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "MAX_DOMAIN_NAME",
+    "MAX_WEIGHT",
     "REQUIRED_KEYS",
+    "STALE_TEMP_SECONDS",
     "WeightsRegistry",
+    "check_domain_name",
     "compare_documents",
     "registry_table",
     "validate_weights_document",
@@ -66,7 +79,18 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "options",
 )
 _VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
+_POINTER_TEXT = re.compile(r"[0-9]{1,9}")  # ASCII digits only ("٣".isdigit() is True)
+_TEMP_FILE = re.compile(r"^\.(?:v\d{4,}\.json|CURRENT)\..+\.tmp$")
 CURRENT = "CURRENT"
+#: Largest accepted absolute value of a weight or bias. Features are bounded (log-scores are
+#: clipped at log(1e-6), ranks count hypotheses), so ``|z|`` stays far below float64 overflow;
+#: trained re-rankers have weights of order 1 to 100.
+MAX_WEIGHT = 1e6
+#: Longest domain name, in characters (a domain is a directory name in a registry).
+MAX_DOMAIN_NAME = 100
+#: A hidden temporary file of a publish older than this (seconds) is removed by the next publish
+#: of its domain, under the domain's lock (so it cannot belong to a publish in progress).
+STALE_TEMP_SECONDS = 600.0
 
 
 def _finite_number(value: object) -> bool:
@@ -75,6 +99,47 @@ def _finite_number(value: object) -> bool:
         and not isinstance(value, bool)
         and math.isfinite(float(value))
     )
+
+
+def _weight(value: object) -> bool:
+    """A usable weight or bias: a finite number with ``|value| <= MAX_WEIGHT``."""
+    return _finite_number(value) and abs(float(value)) <= MAX_WEIGHT  # type: ignore[arg-type]
+
+
+def _is_domain_name(name: str) -> bool:
+    try:
+        check_domain_name(name)
+    except WeightsError:
+        return False
+    return True
+
+
+def check_domain_name(domain: object, *, source: str | None = None) -> str:
+    """The one rule for domain names: usable as a single path component, everywhere.
+
+    Non-empty, at most :data:`MAX_DOMAIN_NAME` characters, not starting with ``.`` (no ``..``,
+    no hidden directory), without ``/``, ``\\``, NUL or any other control character.
+
+    Raises
+    ------
+    WeightsError
+        Naming ``source`` (when given) and the rejected name.
+    """
+    ok = (
+        isinstance(domain, str)
+        and 0 < len(domain) <= MAX_DOMAIN_NAME
+        and not domain.startswith(".")
+        and not any(c in "/\\" or not c.isprintable() for c in domain)
+    )
+    if not ok:
+        prefix = f"{source}: " if source else ""
+        raise WeightsError(
+            f"{prefix}domain name {str(domain)[: MAX_DOMAIN_NAME + 20]!r} cannot be stored in a "
+            f"registry (it must be 1 to {MAX_DOMAIN_NAME} printable characters, not start with "
+            "'.', and contain no '/' or '\\')"
+        )
+    assert isinstance(domain, str)
+    return domain
 
 
 def validate_weights_document(document: Mapping[str, Any], *, source: str) -> dict[str, Any]:
@@ -105,6 +170,7 @@ def validate_weights_document(document: Mapping[str, Any], *, source: str) -> di
     doc = dict(document)
     if not isinstance(doc["domain"], str) or not doc["domain"]:
         raise WeightsError(f"{source}: 'domain' must be a non-empty string")
+    check_domain_name(doc["domain"], source=source)
     if doc["loss"] not in LOSSES:
         raise WeightsError(
             f"{source}: 'loss' must be one of {', '.join(LOSSES)}, got {doc['loss']!r}"
@@ -126,12 +192,14 @@ def validate_weights_document(document: Mapping[str, Any], *, source: str) -> di
             "version of reranker (register them or retrain)"
         )
     weights = doc["weights"]
-    if not isinstance(weights, list) or not all(_finite_number(w) for w in weights):
-        raise WeightsError(f"{source}: 'weights' must be a list of finite numbers")
+    if not isinstance(weights, list) or not all(_weight(w) for w in weights):
+        raise WeightsError(
+            f"{source}: 'weights' must be a list of finite numbers within ±{MAX_WEIGHT:g}"
+        )
     if len(weights) != len(features):
         raise WeightsError(f"{source}: {len(weights)} weights for {len(features)} features")
-    if not _finite_number(doc["bias"]):
-        raise WeightsError(f"{source}: 'bias' must be a finite number")
+    if not _weight(doc["bias"]):
+        raise WeightsError(f"{source}: 'bias' must be a finite number within ±{MAX_WEIGHT:g}")
     if not isinstance(doc["trained_at"], str):
         raise WeightsError(f"{source}: 'trained_at' must be a string")
     td = doc["training_data"]
@@ -147,20 +215,6 @@ def validate_weights_document(document: Mapping[str, Any], *, source: str) -> di
     return doc
 
 
-def _check_domain_name(domain: str) -> str:
-    if (
-        not isinstance(domain, str)
-        or not domain
-        or domain.startswith(".")
-        or any(c in domain for c in "/\\\x00")
-    ):
-        raise WeightsError(
-            f"domain name {domain!r} cannot be stored in a registry "
-            "(it must be non-empty, not start with '.', and contain no '/' or '\\')"
-        )
-    return domain
-
-
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -172,7 +226,10 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_atomic(directory: Path, name: str, data: bytes, *, overwrite: bool) -> None:
     """Write ``directory/name`` via a fsynced temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise WeightsError(os_error(directory, e, doing="cannot write")) from e
     try:
         os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; publish readable files
         with os.fdopen(fd, "wb") as f:
@@ -183,15 +240,39 @@ def _write_atomic(directory: Path, name: str, data: bytes, *, overwrite: bool) -
         if not overwrite and target.exists():
             raise WeightsError(f"{target}: already exists; versions are never overwritten")
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise WeightsError(os_error(directory / name, e, doing="cannot write")) from e
         raise
     _fsync_dir(directory)
 
 
-def _dumps(document: Mapping[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2, sort_keys=False, allow_nan=False) + "\n").encode()
+def _dumps(document: Mapping[str, Any], *, source: str) -> bytes:
+    try:
+        text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
+    except (TypeError, ValueError) as e:  # NaN or infinity in the metrics, an unknown type
+        raise WeightsError(f"{source}: cannot be stored as JSON ({e})") from e
+    return (text + "\n").encode()
+
+
+def _remove_stale_temporaries(directory: Path, *, older_than: float = STALE_TEMP_SECONDS) -> None:
+    """Delete the hidden temporaries that killed publishes left in a domain directory.
+
+    Called with the domain's lock held: every publish writes its temporaries under that lock, so
+    none of those found can belong to a publish in progress; the age bound is a second guard.
+    """
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if not _TEMP_FILE.match(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and (
+                    now - entry.stat(follow_symlinks=False).st_mtime > older_than
+                ):
+                    os.unlink(entry.path)
 
 
 class WeightsRegistry:
@@ -214,46 +295,60 @@ class WeightsRegistry:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
+        try:
+            is_other = self.path.exists() and not self.path.is_dir()
+        except OSError as e:
+            raise WeightsError(os_error(self.path, e, doing="cannot open")) from e
+        if is_other:
             raise WeightsError(f"{self.path}: not a weights directory")
 
     def __repr__(self) -> str:
         return f"WeightsRegistry({str(self.path)!r})"
 
     def _dir(self, domain: str) -> Path:
-        return self.path / _check_domain_name(domain)
+        return self.path / check_domain_name(domain)
 
     def domains(self) -> list[str]:
         """Domains with at least one published version, sorted."""
-        if not self.path.is_dir():
-            return []
+        try:
+            if not self.path.is_dir():
+                return []
+            names = [p.name for p in self.path.iterdir() if p.is_dir()]
+        except OSError as e:
+            raise WeightsError(os_error(self.path, e, doing="cannot list")) from e
         return sorted(
-            p.name
-            for p in self.path.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and self.versions(p.name)
+            name
+            for name in names
+            if not name.startswith(".") and _is_domain_name(name) and self.versions(name)
         )
 
     def versions(self, domain: str) -> list[int]:
         """Published version numbers of ``domain``, ascending (empty if none)."""
         d = self._dir(domain)
-        if not d.is_dir():
-            return []
-        found = (_VERSION_FILE.match(p.name) for p in d.iterdir())
+        try:
+            if not d.is_dir():
+                return []
+            found = [_VERSION_FILE.match(p.name) for p in d.iterdir()]
+        except OSError as e:
+            raise WeightsError(os_error(d, e, doing="cannot list")) from e
         return sorted(int(m.group(1)) for m in found if m)
 
     def current_version(self, domain: str) -> int | None:
         """The version ``CURRENT`` points to, or ``None`` if the domain has none."""
         pointer = self._dir(domain) / CURRENT
         try:
-            text = pointer.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise WeightsError(f"{pointer}: cannot read ({e.strerror})") from e
-        if not text.isdigit() or int(text) < 1:
+            data = read_file_bytes(
+                pointer, what="version pointer", limit=POINTER_LIMIT, error=WeightsError
+            )
+        except WeightsError:
+            if not os.path.lexists(pointer):
+                return None
+            raise
+        text = decode_utf8(pointer, data, error=WeightsError).strip()
+        if not _POINTER_TEXT.fullmatch(text) or int(text) < 1:
             raise WeightsError(f"{pointer}: expected a version number, found {text[:40]!r}")
         version = int(text)
-        if not (self._dir(domain) / f"v{version:04d}.json").is_file():
+        if not self.version_path(domain, version).is_file():
             raise WeightsError(f"{pointer}: points to v{version:04d}.json, which does not exist")
         return version
 
@@ -274,19 +369,16 @@ class WeightsRegistry:
             if version is None:
                 raise WeightsError(f"{self.path}: no published weights for domain {domain!r}")
         path = self.version_path(domain, version)
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except FileNotFoundError as e:
+        if not os.path.lexists(path):
             known = ", ".join(f"v{v}" for v in self.versions(domain)) or "none"
             raise WeightsError(
                 f"{path}: no version {version} of domain {domain!r} (versions: {known})"
-            ) from e
-        except (OSError, UnicodeDecodeError) as e:
-            raise WeightsError(f"{path}: cannot read: {e}") from e
-        try:
-            document = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise WeightsError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from e
+            )
+        data = read_file_bytes(
+            path, what="weights document", limit=DOCUMENT_LIMIT, error=WeightsError
+        )
+        text = decode_utf8(path, data, error=WeightsError)
+        document = parse_json(text, source=path, error=WeightsError)
         doc = validate_weights_document(document, source=str(path))
         if doc["domain"] != domain:
             raise WeightsError(f"{path}: document is for domain {doc['domain']!r}, not {domain!r}")
@@ -299,7 +391,10 @@ class WeightsRegistry:
         if fcntl is None:  # pragma: no cover
             yield
             return
-        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise WeightsError(os_error(directory, e, doing="cannot lock")) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -312,7 +407,7 @@ class WeightsRegistry:
 
         The document's ``version`` is set to the new number. Returns that number.
         """
-        _check_domain_name(domain)
+        check_domain_name(domain)
         doc = dict(document)
         doc["domain"] = doc.get("domain", domain)
         if doc["domain"] != domain:
@@ -325,14 +420,16 @@ class WeightsRegistry:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise WeightsError(f"{directory}: cannot create ({e.strerror})") from e
+            raise WeightsError(os_error(directory, e, doing="cannot create")) from e
         with self._lock(directory):
             existing = self.versions(domain)
             version = (existing[-1] if existing else 0) + 1
             doc["version"] = version
             ordered = {k: doc[k] for k in REQUIRED_KEYS}
             ordered.update({k: v for k, v in doc.items() if k not in ordered})
-            _write_atomic(directory, f"v{version:04d}.json", _dumps(ordered), overwrite=False)
+            data = _dumps(ordered, source=f"document for {domain!r}")
+            _remove_stale_temporaries(directory)
+            _write_atomic(directory, f"v{version:04d}.json", data, overwrite=False)
             _write_atomic(directory, CURRENT, f"{version}\n".encode(), overwrite=True)
         return version
 

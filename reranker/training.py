@@ -47,6 +47,8 @@ from reranker.semer import table_errors
 
 __all__ = [
     "ENGINES",
+    "PENALTY_RANGE",
+    "TEMPERATURE_RANGE",
     "DaskEngine",
     "DomainResult",
     "DomainTask",
@@ -342,6 +344,12 @@ def _sha256_rows(columns: list[str], row_hashes: NDArray[np.uint64]) -> str:
     return digest.hexdigest()
 
 
+TEMPERATURE_RANGE = (1e-3, 1e3)
+"""Accepted R1 softmax temperatures: ``z / τ`` must stay far from float64 overflow."""
+PENALTY_RANGE = (0.0, 1e6)
+"""Accepted values of ``alpha`` (weight of R2 in R3) and ``l2``."""
+
+
 def _check_options(
     loss: str, scope: str, alpha: float, l2: float, temperature: float, jobs: int | None
 ) -> None:
@@ -349,11 +357,13 @@ def _check_options(
         raise DataError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     if scope not in SCOPES:
         raise DataError(f"scope must be 'domain' or 'utterance', got {scope!r}")
-    for name, value, low in (("alpha", alpha, 0.0), ("l2", l2, 0.0)):
-        if not (np.isfinite(value) and value >= low):
-            raise DataError(f"{name} must be >= {low:g}, got {value!r}")
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise DataError(f"temperature must be > 0, got {temperature!r}")
+    for name, value, (low, high) in (
+        ("alpha", alpha, PENALTY_RANGE),
+        ("l2", l2, PENALTY_RANGE),
+        ("temperature", temperature, TEMPERATURE_RANGE),
+    ):
+        if not (np.isfinite(value) and low <= value <= high):
+            raise DataError(f"{name} must lie in [{low:g}, {high:g}], got {value!r}")
     if jobs is not None and jobs < 1:
         raise DataError(f"jobs must be >= 1, got {jobs!r}")
 

@@ -77,7 +77,7 @@ def test_read_corpus_csv_same_as_jsonl(tmp_path: Path) -> None:
         ("c.json", json.dumps(GOOD), r"unknown corpus format '\.json'"),
         ("c.jsonl", "", r"c\.jsonl: corpus is empty"),
         ("c.jsonl", "\n  \n", r"corpus is empty"),
-        ("c.jsonl", json.dumps(GOOD) + "\n{oops\n", r"line 2, character 2: invalid JSON"),
+        ("c.jsonl", json.dumps(GOOD) + "\n{oops\n", r"line 2, column 2: invalid JSON"),
         ("c.jsonl", "[1, 2]\n", r"line 1: expected a JSON object"),
         (
             "c.jsonl",
@@ -182,7 +182,7 @@ def test_apply_domain_map_keeps_corpus_domain(tmp_path: Path) -> None:
         ('{"domains": {"a": ""}}', "m.json", "non-empty product domain"),
         ('{"domain": {"a": "b"}}', "m.json", "unknown key 'domain'"),
         ("[1]", "m.json", "a domain map is a JSON object"),
-        ("{", "m.json", "not valid JSON"),
+        ("{", "m.json", "invalid JSON"),
         ('{"domains": {"a": "b"}}', "m.yaml", "unknown domain map format"),
     ],
 )

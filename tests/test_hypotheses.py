@@ -137,7 +137,7 @@ def test_write_table_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.Mo
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(DataError, match=r"out\.csv: cannot write \(disk full\)"):
         write_table(make_table(3), target)
     assert target.read_text() == "previous\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]

@@ -248,7 +248,7 @@ def test_model_directory_of_another_version_is_refused(models: NluModels, tmp_pa
     ("damage", "match"),
     [
         (lambda p: (p / "manifest.json").unlink(), "no manifest.json"),
-        (lambda p: (p / "manifest.json").write_text("{"), "not valid JSON"),
+        (lambda p: (p / "manifest.json").write_text("{"), "invalid JSON"),
         (
             lambda p: (p / "manifest.json").write_text('{"format": "x"}'),
             "not an NLU model manifest",

@@ -93,7 +93,7 @@ def test_import_snips_reproduces_the_shipped_conversion(tmp_path: Path) -> None:
             '{"slurp_id": 1}\n',
             r"line 1, column 'sentence': missing value \(not a SLURP file\?\)",
         ),
-        ("slurp", "devel.jsonl", "{oops\n", r"line 1: invalid JSON"),
+        ("slurp", "devel.jsonl", "{oops\n", r"line 1, column 2: invalid JSON"),
         (
             "slurp",
             "devel.jsonl",

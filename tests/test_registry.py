@@ -253,7 +253,7 @@ def test_load_reports_broken_files(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match=r"v0001.json: feature\(s\) 'renamed_feature'"):
         reg.load("Music")
     path.write_text("{not json")
-    with pytest.raises(WeightsError, match=r"v0001\.json: line 1: invalid JSON"):
+    with pytest.raises(WeightsError, match=r"v0001\.json: line 1, column 2: invalid JSON"):
         reg.load("Music")
     (tmp_path / "Music" / "CURRENT").write_text("7\n")
     with pytest.raises(WeightsError, match=r"points to v0007\.json"):

@@ -10,8 +10,15 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from reranker.calibration import MAX_BINS
 from reranker.cli._app import app
-from reranker.cli._common import check_output_path, err_console, out_console, status
+from reranker.cli._common import (
+    check_output_path,
+    err_console,
+    out_console,
+    refuse_input_as_output,
+    status,
+)
 from reranker.cli._datasets import (
     EngineOpt,
     JobsOpt,
@@ -25,6 +32,9 @@ from reranker.hypotheses import has_references, read_hypotheses, write_table
 from reranker.partitioned import is_dataset_path
 from reranker.scoring import score_hypotheses
 from reranker.tables import score_table
+
+MAX_BOOTSTRAP = 10_000
+"""Most bootstrap resamples accepted (intervals settle long before)."""
 
 HypothesesOpt = Annotated[
     str,
@@ -67,6 +77,7 @@ def rerank(
     A dataset is re-ranked partition by partition into a dataset of the same layout, one
     output part per input part, published atomically.
     """
+    refuse_input_as_output(out, [Path(hypotheses)], directory=True)
     if engine is not None or is_dataset_path(hypotheses):
         _rerank_dataset(hypotheses, weights, out, engine or "local", scheduler, jobs, scratch)
         return
@@ -151,7 +162,9 @@ def evaluate_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
-    bins: Annotated[int, typer.Option("--bins", min=1, help="Calibration bins.")] = 10,
+    bins: Annotated[
+        int, typer.Option("--bins", min=1, max=MAX_BINS, help="Calibration bins.")
+    ] = 10,
     strategy: Annotated[
         str, typer.Option("--strategy", help="uniform (equal width) or quantile (equal mass).")
     ] = "uniform",
@@ -161,13 +174,16 @@ def evaluate_cmd(
     bootstrap: Annotated[
         int,
         typer.Option(
-            "--bootstrap", min=0, help="Bootstrap resamples of utterances for intervals (0: none)."
+            "--bootstrap",
+            min=0,
+            max=MAX_BOOTSTRAP,
+            help="Bootstrap resamples of utterances for intervals (0: none).",
         ),
     ] = 0,
     confidence: Annotated[
         float, typer.Option("--confidence", min=0.5, max=0.999, help="Bootstrap interval level.")
     ] = 0.9,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Bootstrap seed.")] = 0,
     engine: EngineOpt = None,
     scheduler: SchedulerOpt = None,
     jobs: JobsOpt = None,

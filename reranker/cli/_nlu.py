@@ -13,7 +13,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from reranker.cli._app import app
-from reranker.cli._common import check_output_path, err_console, out_console, status
+from reranker.cli._common import (
+    check_output_path,
+    check_output_target,
+    err_console,
+    out_console,
+    refuse_input_as_output,
+    status,
+)
 
 nlu_app = typer.Typer(
     help="Train the per-domain NLU models and predict n-best hypotheses.",
@@ -64,6 +71,7 @@ def nlu_train(
     """Train each domain's domain classifier, intent classifier and CRF slot tagger."""
     from reranker.nlu import read_corpora, read_domain_map, read_settings_file, train_models
 
+    check_output_target(out, inputs=[*corpus, domain_map, settings], directory=True)
     mapping = read_domain_map(domain_map) if domain_map is not None else None
     overrides = read_settings_file(settings) if settings is not None else None
     with status("reading the corpus"):
@@ -136,7 +144,7 @@ def nlu_predict(
     from reranker.hypotheses import validate_hypotheses, write_table
     from reranker.nlu import load_models, predict_corpus, read_corpus, read_domain_map
 
-    check_output_path(out)
+    check_output_path(out, inputs=[corpus, domain_map])
     mapping = read_domain_map(domain_map) if domain_map is not None else None
     with status("loading models"):
         loaded = load_models(models)
@@ -197,6 +205,7 @@ def demo_cmd(
     def report(message: str) -> None:
         err_console.print(message, highlight=False)
 
+    refuse_input_as_output(out, [sources])
     started = time.perf_counter()
     build_demo(
         out,
@@ -290,9 +299,7 @@ def nlu_import(
 
     if out.suffix.lower() != ".jsonl":
         raise DataError(f"{out}: the annotated corpus is written as .jsonl")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise DataError(f"{out}: directory {parent} does not exist")
+    check_output_target(out, inputs=[*files, domain_map])
     mapping = read_domain_map(domain_map) if domain_map is not None else None
     with status("importing"):
         frame = import_corpus(fmt, files, domain_map=mapping)

@@ -13,13 +13,19 @@ from rich.table import Table
 from sklearn.exceptions import ConvergenceWarning
 
 from reranker.cli._app import app
-from reranker.cli._common import err_console, out_console, status
+from reranker.cli._common import err_console, out_console, refuse_input_as_output, status
 from reranker.errors import DataError, TrainingError, WeightsError
 from reranker.hypotheses import read_hypotheses
 from reranker.losses import LOSSES
 from reranker.partitioned import is_dataset_path
 from reranker.registry import WeightsRegistry
-from reranker.training import ENGINES, DomainResult, train_domains
+from reranker.training import (
+    ENGINES,
+    PENALTY_RANGE,
+    TEMPERATURE_RANGE,
+    DomainResult,
+    train_domains,
+)
 
 weights_app = typer.Typer(
     name="weights",
@@ -27,6 +33,9 @@ weights_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(weights_app, name="weights")
+
+MAX_JOBS = 256
+"""Most worker processes one training run may start."""
 
 RegistryArg = Annotated[Path, typer.Argument(help="A weights registry directory.")]
 DomainOpt = Annotated[str, typer.Option("--domain", "-d", help="The domain.")]
@@ -153,15 +162,35 @@ def train(
             "weights) or over the domain's own hypotheses.",
         ),
     ] = "utterance",
-    alpha: Annotated[float, typer.Option("--alpha", help="Weight of R2 in R3.")] = 1.0,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            "--alpha", min=PENALTY_RANGE[0], max=PENALTY_RANGE[1], help="Weight of R2 in R3."
+        ),
+    ] = 1.0,
     l2: Annotated[
-        float, typer.Option("--l2", help="L2 penalty on the weights (bias unpenalised).")
+        float,
+        typer.Option(
+            "--l2",
+            min=PENALTY_RANGE[0],
+            max=PENALTY_RANGE[1],
+            help="L2 penalty on the weights (bias unpenalised).",
+        ),
     ] = 1e-3,
     temperature: Annotated[
-        float, typer.Option("--temperature", help="Softmax temperature of R1.")
+        float,
+        typer.Option(
+            "--temperature",
+            min=TEMPERATURE_RANGE[0],
+            max=TEMPERATURE_RANGE[1],
+            help="Softmax temperature of R1.",
+        ),
     ] = 1.0,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", help="Worker processes (default: all cores).")
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, max=MAX_JOBS, help="Worker processes (default: all cores)."
+        ),
     ] = None,
     engine: Annotated[
         str, typer.Option("--engine", help="local (process pool), serial or dask.")
@@ -178,6 +207,7 @@ def train(
 ) -> None:
     """Train each domain's re-ranker in parallel and publish a new version per domain."""
     _check_train_options(loss, scope, engine, scheduler, alpha, l2, temperature, jobs, out)
+    refuse_input_as_output(out, [Path(hypotheses)])
     if is_dataset_path(hypotheses):
         options = {"domains": domain or None, "scope": scope, "alpha": alpha, "l2": l2}
         options |= {"temperature": temperature, "max_iter": max_iter}

@@ -13,6 +13,7 @@ loaded with ``allow_pickle=False``; prediction is numpy:
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
+from reranker._files import read_file_bytes
 from reranker.errors import ModelError, TrainingError
 
 __all__ = ["TextClassifier", "TextFeaturizer", "fit_text_classifier"]
@@ -185,13 +187,15 @@ class TextClassifier:
     def load(cls, path: str | os.PathLike[str]) -> TextClassifier:
         """Read an ``.npz`` written by :meth:`save`, checking every array (never unpickles)."""
         p = Path(path)
-        if not p.is_file():
+        if not os.path.lexists(p):
             raise ModelError(f"{p}: missing classifier file")
+        data = read_file_bytes(p, what="classifier file", error=ModelError)
         try:
-            with np.load(p, allow_pickle=False) as z:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as e:
-            raise ModelError(f"{p}: not a readable classifier file ({e})") from e
+        except Exception as e:  # a corrupt archive fails in many ways (BadZipFile, zlib, ...)
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            raise ModelError(f"{p}: not a readable classifier file ({reason})") from e
         needed = (
             "kind",
             "classes",

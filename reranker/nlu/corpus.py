@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reranker._files import decode_utf8, read_json_file
+from reranker._files import decode_utf8, parse_json, read_file_bytes, read_json_file
 from reranker.annotation import parse_annotation
 from reranker.errors import DataError
 
@@ -72,12 +72,7 @@ def _records_jsonl(path: Path, text: str) -> tuple[list[dict[str, object]], list
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}: line {lineno}, character {e.colno}: invalid JSON ({e.msg})"
-            ) from e
+        record = parse_json(line, source=path, line=lineno)
         if not isinstance(record, dict):
             raise DataError(f"{path}: line {lineno}: expected a JSON object, got {line[:40]!r}")
         records.append(record)
@@ -131,15 +126,7 @@ def read_corpus(
     """
     p = Path(path)
     suffix = _suffix(p)
-    if not p.exists():
-        raise DataError(f"{p}: no such file")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, not a corpus file")
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise DataError(f"{p}: cannot read ({e.strerror})") from e
-    text = decode_utf8(p, data)
+    text = decode_utf8(p, read_file_bytes(p, what="corpus file"))
     if not text.strip():
         raise DataError(f"{p}: corpus is empty")
     reader = _records_csv if suffix == ".csv" else _records_jsonl

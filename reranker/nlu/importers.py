@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reranker._files import decode_utf8, parse_json, read_file_bytes
 from reranker.annotation import strip_annotation
 from reranker.errors import DataError
 from reranker.nlu.corpus import DomainMap, apply_domain_map, validate_corpus
@@ -59,14 +59,7 @@ SNIPS_DOMAINS: dict[str, str] = {
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8") from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from e
+    return decode_utf8(path, read_file_bytes(path, what="corpus file"))
 
 
 def import_slurp(path: str | os.PathLike[str], *, split: str | None = None) -> pd.DataFrame:
@@ -78,10 +71,9 @@ def import_slurp(path: str | os.PathLike[str], *, split: str | None = None) -> p
     for lineno, line in enumerate(_read_text(p).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}: line {lineno}: invalid JSON ({e.msg})") from e
+        doc = parse_json(line, source=p, line=lineno)
+        if not isinstance(doc, dict):
+            raise DataError(f"{p}: line {lineno}: expected a JSON object (not a SLURP file?)")
         missing = [
             k
             for k in ("slurp_id", "sentence", "sentence_annotation", "scenario", "action")
@@ -168,10 +160,7 @@ def import_snips(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     frames: list[pd.DataFrame] = []
     for path in paths:
         p = Path(path)
-        try:
-            doc = json.loads(_read_text(p))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}: invalid JSON at line {e.lineno} ({e.msg})") from e
+        doc = parse_json(_read_text(p), source=p)
         if not isinstance(doc, dict) or not doc:
             raise DataError(f"{p}: expected an object mapping a SNIPS intent to its utterances")
         split = next((s for s in ("train", "validate") if p.stem.startswith(s)), p.stem)

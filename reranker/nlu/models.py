@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reranker._files import read_json_file
 from reranker.errors import DataError, ModelError, RerankerError, TrainingError
 from reranker.nlu.classifiers import TextClassifier, fit_text_classifier
 from reranker.nlu.corpus import corpus_sha256, is_labelled
@@ -247,6 +248,12 @@ def train_models(
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise DataError(f"{target}: exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        # Training replaces the whole directory: never one that is not a model directory.
+        raise DataError(
+            f"{target}: exists and is not an NLU model directory (no manifest.json); "
+            "refusing to replace it"
+        )
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise DataError(f"{target}: directory {parent} does not exist")
@@ -428,16 +435,16 @@ class NluModels:
 
 def _read_manifest(path: Path) -> dict[str, Any]:
     manifest_path = path / "manifest.json"
-    if not path.exists():
-        raise ModelError(f"{path}: no such model directory")
-    if not path.is_dir():
-        raise ModelError(f"{path}: not a model directory")
-    if not manifest_path.is_file():
-        raise ModelError(f"{path}: not an NLU model directory (no manifest.json)")
     try:
-        doc = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{manifest_path}: not valid JSON ({e})") from e
+        if not path.exists():
+            raise ModelError(f"{path}: no such model directory")
+        if not path.is_dir():
+            raise ModelError(f"{path}: not a model directory")
+        if not os.path.lexists(manifest_path):
+            raise ModelError(f"{path}: not an NLU model directory (no manifest.json)")
+    except OSError as e:
+        raise ModelError(f"{path}: cannot open the model directory ({e.strerror})") from e
+    doc = read_json_file(manifest_path, what="model manifest", error=ModelError)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise ModelError(
             f"{manifest_path}: not an NLU model manifest (format is not {FORMAT_NAME!r})"
@@ -480,12 +487,12 @@ def load_models(path: str | os.PathLike[str]) -> NluModels:
             raise ModelError(f"{root}: bad domain directory {sub!r} in manifest.json")
         directory = root / sub
         settings_path = directory / _SETTINGS_FILE
-        if not settings_path.is_file():
+        if not os.path.lexists(settings_path):
             raise ModelError(f"{directory}: missing {_SETTINGS_FILE} of domain {name!r}")
+        doc = read_json_file(settings_path, what="settings file", error=ModelError)
         try:
-            doc = json.loads(settings_path.read_text(encoding="utf-8"))
             settings = DomainSettings.from_dict(doc["settings"], source=str(settings_path))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, DataError) as e:
+        except (KeyError, TypeError, DataError) as e:
             raise ModelError(f"{settings_path}: malformed settings ({e})") from e
         domain_clf = TextClassifier.load(directory / _DOMAIN_FILE)
         intent_clf = TextClassifier.load(directory / _INTENT_FILE)
@@ -499,7 +506,12 @@ def load_models(path: str | os.PathLike[str]) -> NluModels:
             )
         crf = directory / _CRF_FILE
         training = doc.get("training", {}) if isinstance(doc, dict) else {}
-        has_slots = bool(training.get("slot_tagger", {}).get("has_slots", crf.exists()))
+        tagger_info = training.get("slot_tagger", {}) if isinstance(training, dict) else {}
+        if not isinstance(tagger_info, dict):
+            raise ModelError(
+                f"{settings_path}: malformed settings ('slot_tagger' is not an object)"
+            )
+        has_slots = bool(tagger_info.get("has_slots", os.path.lexists(crf)))
         if has_slots and not crf.is_file():
             raise ModelError(f"{directory}: missing {_CRF_FILE} of domain {name!r}")
         tagger = SlotTagger(crf if has_slots else None, window=settings.crf_window)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,12 +115,16 @@ class SlotTagger:
         self._lock = threading.Lock()  # a crfsuite tagger holds the current sequence: one at a time
         self.labels: tuple[str, ...] = ("O",)
         if self.model_path is not None:
-            if not self.model_path.is_file():
-                raise ModelError(f"{self.model_path}: missing slot tagger file")
+            try:
+                regular = stat.S_ISREG(os.stat(self.model_path).st_mode)
+            except OSError as e:
+                raise ModelError(f"{self.model_path}: missing slot tagger file") from e
+            if not regular:
+                raise ModelError(f"{self.model_path}: not a regular file (not a slot tagger)")
             tagger = pycrfsuite.Tagger()
             try:
                 tagger.open(str(self.model_path))
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, RuntimeError) as e:
                 raise ModelError(f"{self.model_path}: not a readable CRF model file ({e})") from e
             self.labels = tuple(tagger.labels())
             bad = [lab for lab in self.labels if lab != "O" and lab[:2] not in ("B-", "I-")]
