@@ -22,6 +22,7 @@ import streamlit as st
 
 from dashboard import data_cache as cache
 from dashboard.names import registry_fingerprint, safe_file_name, table_token
+from reranker import uploads
 from reranker.datasets import DatasetInfo
 from reranker.errors import RerankerError
 from reranker.losses import LOSSES
@@ -301,15 +302,40 @@ def chart(fig: go.Figure, data: pd.DataFrame, *, key: str, file_name: str) -> No
     )
 
 
+def check_quota(*, add_files: int, add_bytes: int) -> None:
+    """Refuse (DataError) storing more in this session's workspace than its quota allows."""
+    uploads.check_quota(
+        workspace(), uploads.Quota.from_env(), add_files=add_files, add_bytes=add_bytes
+    )
+
+
 def save_upload(name: str, data: bytes) -> Path:
-    """Store uploaded bytes in the workspace under their own file name (content-addressed dir)."""
+    """Store uploaded bytes in the workspace under a safe version of their file name.
+
+    Raises
+    ------
+    DataError
+        When the session's storage quota (:mod:`reranker.uploads`) would be exceeded.
+    """
     digest = hashlib.sha256(data).hexdigest()[:16]
     directory = workspace() / "uploads" / digest
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / Path(name).name
+    path = directory / uploads.safe_upload_name(name)
     if not path.exists():
+        check_quota(add_files=1, add_bytes=len(data))
+        directory.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return path
+
+
+def server_folder(text: str) -> Path:
+    """A server folder a user typed, confined to the data folder and this session's workspace.
+
+    Any folder is accepted when the operator allows it (``RERANKER_ALLOW_SERVER_PATHS=1``,
+    ``reranker dashboard --allow-server-paths``). The refusal does not tell whether it exists.
+    """
+    return uploads.confine_path(
+        text, [data_root(), workspace()], allow_any=uploads.server_paths_allowed()
+    )
 
 
 def fmt(value: float | None, digits: int = 4) -> str:

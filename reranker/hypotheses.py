@@ -85,11 +85,7 @@ def _check_csv_header(path: Path, text: str) -> None:
         header = next(csv.reader(io.StringIO(text)), [])
     except csv.Error as e:
         raise DataError(f"{path}: line 1: malformed CSV header ({e})") from e
-    seen: set[str] = set()
-    for name in header:
-        if name in seen:
-            raise DataError(f"{path}: line 1: column {name!r} appears more than once")
-        seen.add(name)
+    _check_unique_names(path, header, "line 1: ")
 
 
 def _read_jsonl(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
@@ -120,10 +116,23 @@ def _read_parquet(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
     import pyarrow.parquet as pq
 
     try:
+        names = pq.read_schema(pa.BufferReader(data)).names
+        _check_unique_names(path, names)
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
         raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from e
     return table.to_pandas(), 0
+
+
+def _check_unique_names(path: Path, names: list[str], where: str = "") -> None:
+    """Refuse a header or schema naming a column twice."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}: {where}column {name!r} appears more than once")
+        seen.add(name)
 
 
 _READERS: dict[str, Callable[[Path, bytes], tuple[pd.DataFrame, int]]] = {
@@ -199,7 +208,11 @@ def read_hypotheses(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     from reranker.partitioned import is_dataset_path, read_dataset
 
-    if is_dataset_path(path):
+    try:
+        is_dataset = is_dataset_path(path)
+    except OSError as e:
+        raise DataError(os_error(path, e)) from e
+    if is_dataset:
         return read_dataset(os.fspath(path))
     frame, first_line = read_table(path)
     return validate_hypotheses(frame, source=str(path), first_line=first_line)

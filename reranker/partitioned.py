@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from reranker._files import read_file_bytes
 from reranker.errors import DataError
 from reranker.hypotheses import (
     duplicate_problem,
@@ -218,7 +219,7 @@ def _read_bytes(dataset: PartitionedDataset, part: Part) -> bytes:
 
             with fsspec.open(part.path, "rb", **dict(dataset.storage_options)) as fh:
                 return bytes(fh.read())
-        return Path(part.path).read_bytes()
+        return read_file_bytes(part.path, what="Parquet part")
     except OSError as e:
         raise DataError(f"{part.path}: cannot read ({e})") from e
 

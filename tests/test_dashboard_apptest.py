@@ -256,9 +256,15 @@ def test_upload_weights_json(app: AppTest, data_dir: Path) -> None:
 def test_use_a_weights_directory(app: AppTest, data_dir: Path, tmp_path: Path) -> None:
     _goto(app, "weights")
     app.button_group(key="w_loss").set_value("r1").run()
-    app.text_input(key="weights_dir").set_value(str(tmp_path / "nothing"))
+    app.text_input(key="weights_dir").set_value(str(data_dir / "nothing"))
     app.button(key="weights_dir_use").click().run()
     assert "no such weights directory" in _plain(app.error[0].value)
+    # Outside the data folder: refused, with the same words whether the folder exists or not.
+    for outside in (tmp_path, tmp_path / "nothing"):
+        app.text_input(key="weights_dir").set_value(str(outside))
+        app.button(key="weights_dir_use").click().run()
+        message = _plain(app.error[0].value)
+        assert message == f"{outside}: only folders inside the data folder can be used here"
     app.text_input(key="weights_dir").set_value(str(data_dir / "demo" / "weights" / "r3"))
     app.button(key="weights_dir_use").click().run()
     _ok(app)

@@ -17,13 +17,14 @@ def _on_upload() -> None:
     st.session_state.pop("upload_error", None)
     if uploaded is None:
         return
-    path = ui.save_upload(uploaded.name, uploaded.getvalue())
     try:
+        path = ui.save_upload(uploaded.name, uploaded.getvalue())
         cache.prepared(table_token(path))
     except RerankerError as e:
-        st.session_state["upload_error"] = (" ".join(str(e).split())).replace(
-            str(path), uploaded.name
-        )
+        message = " ".join(str(e).split())
+        if "path" in locals():
+            message = message.replace(str(path), uploaded.name)
+        st.session_state["upload_error"] = message
         return
     st.session_state["uploads"][uploaded.name] = str(path)
     st.session_state["dataset"] = ui.UPLOAD_PREFIX + uploaded.name

@@ -332,7 +332,7 @@ with st.form("whatif_form", border=True):
     for k, (name, w) in enumerate(zip(doc["features"], doc["weights"], strict=True)):
         edited.append(
             cols[k % 4].number_input(
-                name, value=float(w), step=0.1, format="%.4f", key=f"whatif_{wdomain}_{k}"
+                ui.md(name), value=float(w), step=0.1, format="%.4f", key=f"whatif_{wdomain}_{k}"
             )
         )
     bias = cols[len(edited) % 4].number_input(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -13,6 +11,7 @@ from dashboard import data_cache as cache
 from dashboard import ui
 from dashboard.names import registry_fingerprint, table_token
 from reranker import charts
+from reranker._files import DOCUMENT_LIMIT, decode_utf8, parse_json
 from reranker.errors import RerankerError, WeightsError
 from reranker.registry import compare_documents, registry_table
 
@@ -101,16 +100,17 @@ with tab_train:
     if submitted:
         try:
             frame = cache.prepared(table_token(data_choices[train_on])).frame
-            target = ui.writable_registry(ctx, loss)
             todo = list(domains) or sorted(frame["domain"].unique())
+            ui.check_quota(add_files=2 * len(todo), add_bytes=0)
+            target = ui.writable_registry(ctx, loss)
             bars = {}
             box = st.container(border=True)
             for d in todo:
-                bars[d] = box.progress(0.0, text=f"{d}: queued")
+                bars[d] = box.progress(0.0, text=ui.md(f"{d}: queued"))
 
             def progress(domain: str, message: str, fraction: float) -> None:
                 if domain in bars:
-                    bars[domain].progress(float(fraction), text=f"{domain}: {message}")
+                    bars[domain].progress(float(fraction), text=ui.md(f"{domain}: {message}"))
 
             results = train_domains(
                 frame,
@@ -153,16 +153,19 @@ with tab_load:
     )
     if c2.button("Use", key="weights_dir_use"):
         try:
-            if not Path(directory).is_dir():
+            folder = ui.server_folder(directory)
+            try:
+                found = folder.is_dir()
+            except OSError:
+                found = False
+            if not found:
                 raise WeightsError(f"{directory}: no such weights directory")
-            if not WeightsRegistry(directory).domains():
+            if not WeightsRegistry(folder).domains():
                 raise WeightsError(f"{directory}: no published weights in this directory")
         except RerankerError as e:
             ui.show_error(e)
         else:
-            st.session_state["weights_paths"][(ctx.dataset_key, loss)] = str(
-                Path(directory).resolve()
-            )
+            st.session_state["weights_paths"][(ctx.dataset_key, loss)] = str(folder)
             st.rerun()
     st.markdown(
         "**Or upload weights JSON files** (one per domain and version, "
@@ -173,23 +176,26 @@ with tab_load:
         "Weights JSON", type=["json"], accept_multiple_files=True, key="weights_upload"
     )
     if files and st.button("Publish the uploaded weights", key="weights_upload_publish"):
-        documents = []
+        published = []
         try:
+            documents = []
             for f in files:
-                try:
-                    raw = json.loads(f.getvalue().decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                    raise WeightsError(f"{f.name}: not a JSON document ({e})") from e
+                if f.size > DOCUMENT_LIMIT:
+                    raise WeightsError(f"{f.name}: too large for a weights document")
+                text = decode_utf8(f.name, f.getvalue(), error=WeightsError)
+                raw = parse_json(text, source=f.name, error=WeightsError)
                 documents.append(validate_weights_document(raw, source=f.name))
-        except RerankerError as e:
-            ui.show_error(e)
-        else:
-            published = []
+            ui.check_quota(add_files=2 * len(documents), add_bytes=sum(f.size for f in files))
             for d in documents:
                 # Each document goes to the registry of its own loss.
                 target = WeightsRegistry(ui.writable_registry(ctx, d["loss"]))
                 version = target.publish(d["domain"], d)
                 published.append(f"{ui.LOSS_LABELS[d['loss']]} {d['domain']} v{version}")
+        except RerankerError as e:
+            ui.show_error(e)
+            if published:
+                st.success(ui.md(f"Published {', '.join(published)}."))
+        else:
             st.session_state["_loaded"] = f"Published {', '.join(published)}."
             _reset_versions()
             st.rerun()
@@ -264,7 +270,9 @@ with tab_versions:
             key="ver_rollback",
             icon=":material/undo:",
             disabled=not [v for v in versions if v < (current or 0)],
-            help=f"Point {domain} back at its previous version; other domains are untouched.",
+            help=ui.md(
+                f"Point {domain} back at its previous version; other domains are untouched."
+            ),
         ):
             move = "rollback"
         if forward.button(
@@ -272,7 +280,7 @@ with tab_versions:
             key="ver_rollforward",
             icon=":material/redo:",
             disabled=not [v for v in versions if v > (current or 0)],
-            help=f"Point {domain} at its next version (undo a rollback).",
+            help=ui.md(f"Point {domain} at its next version (undo a rollback)."),
         ):
             move = "roll_forward"
         if move is not None:

@@ -12,6 +12,7 @@ import typer
 
 from reranker.cli._app import app
 from reranker.errors import DataError
+from reranker.uploads import ALLOW_PATHS_ENV
 
 STREAMLIT_SETTINGS: dict[str, str] = {
     "server.headless": "true",
@@ -81,6 +82,13 @@ def dashboard(
             "checkout's demo_data/).",
         ),
     ] = None,
+    allow_server_paths: Annotated[
+        bool,
+        typer.Option(
+            "--allow-server-paths",
+            help="Let users load weights from any server folder (default: only the data folder).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the calibration dashboard (open the printed URL in a browser)."""
     app_file = dashboard_app()
@@ -88,6 +96,8 @@ def dashboard(
     if not root.is_dir():
         raise DataError(f"{root}: no such data directory")
     env = dict(os.environ, RERANKER_DATA=str(root.resolve()))
+    if allow_server_paths:
+        env[ALLOW_PATHS_ENV] = "1"
     # Replace this process by the server, so that signals (Ctrl-C, terminate) reach it directly
     # and no orphan is left behind.
     command = dashboard_command(app_file, port)
