@@ -171,8 +171,10 @@ def test_corrupt_classifier_archive(tmp_path: Path, damage) -> None:
         (["train", "-H", GOOD_TABLE, "--loss", "r2", "-o", "w", "--jobs", "100000"], "--jobs"),
     ],
 )  # fmt: skip
-def test_parameters_are_bounded(tmp_path: Path, args: list[str], fragment: str) -> None:
-    os.chdir(tmp_path)
+def test_parameters_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], fragment: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert_one_error_line(invoke(*args), fragment)
     assert list(tmp_path.iterdir()) == []
 
