@@ -143,12 +143,9 @@ def rank_in_groups(codes: NDArray[np.int64], product: NDArray[np.float64]) -> ND
     n = codes.size
     order = np.lexsort((-product, codes))  # stable: ties keep row order
     sorted_codes = codes[order]
-    first = np.ones(n, dtype=bool)
-    np.not_equal(sorted_codes[1:], sorted_codes[:-1], out=first[1:])
-    position = np.arange(n)
-    group_start = np.maximum.accumulate(np.where(first, position, 0))
     rank = np.empty(n, dtype=np.float64)
-    rank[order] = position - group_start + 1
+    # a row's rank: its place in the sorted order minus where its group starts there
+    rank[order] = np.arange(1, n + 1) - np.searchsorted(sorted_codes, sorted_codes)
     return rank
 
 

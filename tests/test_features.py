@@ -148,3 +148,17 @@ def test_rank_in_domain_is_a_permutation_ordered_by_product(sizes: list[int], se
         expected = np.empty(len(idx))
         expected[np.argsort(-product[idx].to_numpy(), kind="stable")] = np.arange(1, len(idx) + 1)
         np.testing.assert_array_equal(r, expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 0.25, 0.5, 1.0])), max_size=30))
+def test_rank_in_groups_matches_a_slow_reference(rows: list[tuple[int, float]]) -> None:
+    from reranker.features import rank_in_groups
+
+    codes = np.array([c for c, _ in rows], dtype=np.int64)
+    product = np.array([p for _, p in rows], dtype=np.float64)
+    expected = [
+        1 + sum(1 for j, (cj, pj) in enumerate(rows) if cj == c and (pj > p or (pj == p and j < i)))
+        for i, (c, p) in enumerate(rows)
+    ]
+    assert rank_in_groups(codes, product).tolist() == expected
