@@ -40,6 +40,7 @@ from reranker.partitioned import (
     read_rows,
 )
 from reranker.registry import WeightsRegistry
+from reranker.regularization import AUTO
 from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
 from reranker.training import (
@@ -171,9 +172,9 @@ def train_dataset_domains(
     out: str | os.PathLike[str],
     executor: Executor,
     domains: Iterable[str] | None = None,
-    scope: str = "domain",
+    scope: str = "utterance",
     alpha: float = 1.0,
-    l2: float = 1e-3,
+    l2: float | str = 1e-3,
     temperature: float = 1.0,
     max_iter: int = 1000,
     progress: ProgressCallback | None = None,
@@ -212,7 +213,7 @@ def train_dataset_domains(
     names = default_feature_names(set().union(*(s[1] for s in surveys)))
     params = {
         "loss": loss,
-        "l2": float(l2),
+        "l2": AUTO if l2 == AUTO else float(l2),
         "alpha": float(alpha),
         "scope": scope,
         "temperature": float(temperature),

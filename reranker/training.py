@@ -42,6 +42,7 @@ from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import REFERENCE_COLUMNS, SCORE_COLUMNS, has_references
 from reranker.losses import LOSSES
 from reranker.registry import WeightsRegistry
+from reranker.regularization import AUTO, choose_l2
 from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
 
@@ -152,7 +153,18 @@ def fit_domain(task: DomainTask) -> tuple[dict[str, Any], list[str], float]:
         if task.interpretations is None:
             raise DataError(f"{task.domain}: the task has neither errors nor interpretations")
         semer, y = table_errors(task.interpretations)
-    model = DomainReranker(**task.params)
+    params = dict(task.params)
+    l2_search: dict[str, Any] | None = None
+    if params["l2"] == AUTO:
+        params["l2"], l2_search = choose_l2(
+            task.X,
+            np.asarray(y),
+            task.groups,
+            semer=None if semer is None else np.asarray(semer),
+            competitors=task.competitors,
+            params=params,
+        )
+    model = DomainReranker(**params)
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -173,8 +185,10 @@ def fit_domain(task: DomainTask) -> tuple[dict[str, Any], list[str], float]:
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "training_data": dict(task.training_data),
         "metrics": metrics,
-        "options": {k: task.params[k] for k in sorted(task.params) if k != "loss"},
+        "options": {k: params[k] for k in sorted(params) if k != "loss"},
     }
+    if l2_search is not None:
+        document["options"]["l2_search"] = l2_search
     return document, notes, time.perf_counter() - start
 
 
@@ -351,17 +365,21 @@ PENALTY_RANGE = (0.0, 1e6)
 
 
 def _check_options(
-    loss: str, scope: str, alpha: float, l2: float, temperature: float, jobs: int | None
+    loss: str, scope: str, alpha: float, l2: float | str, temperature: float, jobs: int | None
 ) -> None:
     if loss not in LOSSES:
         raise DataError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     if scope not in SCOPES:
         raise DataError(f"scope must be 'domain' or 'utterance', got {scope!r}")
-    for name, value, (low, high) in (
+    if isinstance(l2, str) and l2 != AUTO:
+        raise DataError(f"l2 must be a number or {AUTO!r}, got {l2!r}")
+    checks: list[tuple[str, Any, tuple[float, float]]] = [
         ("alpha", alpha, PENALTY_RANGE),
-        ("l2", l2, PENALTY_RANGE),
         ("temperature", temperature, TEMPERATURE_RANGE),
-    ):
+    ]
+    if l2 != AUTO:
+        checks.insert(1, ("l2", l2, PENALTY_RANGE))
+    for name, value, (low, high) in checks:
         if not (np.isfinite(value) and low <= value <= high):
             raise DataError(f"{name} must lie in [{low:g}, {high:g}], got {value!r}")
     if jobs is not None and jobs < 1:
@@ -376,7 +394,7 @@ def prepare_tasks(
     domains: Iterable[str] | None = None,
     scope: str = "utterance",
     alpha: float = 1.0,
-    l2: float = 1e-3,
+    l2: float | str = 1e-3,
     temperature: float = 1.0,
     max_iter: int = 1000,
     features: Sequence[str] | None = None,
@@ -414,7 +432,7 @@ def prepare_tasks(
     interpretation_columns = ["domain", "intent", "slots", *REFERENCE_COLUMNS]
     params = {
         "loss": loss,
-        "l2": float(l2),
+        "l2": AUTO if l2 == AUTO else float(l2),
         "alpha": float(alpha),
         "scope": scope,
         "temperature": float(temperature),
@@ -462,7 +480,7 @@ def train_domains(
     domains: Iterable[str] | None = None,
     scope: str = "utterance",
     alpha: float = 1.0,
-    l2: float = 1e-3,
+    l2: float | str = 1e-3,
     temperature: float = 1.0,
     jobs: int | None = None,
     engine: str | Engine = "local",

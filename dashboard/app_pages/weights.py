@@ -92,7 +92,14 @@ with tab_train:
         alpha = c4.number_input(
             "α (R3)", 0.0, 100.0, 1.0, 0.1, key="train_alpha", disabled=loss != "r3"
         )
-        l2 = c5.number_input("L2 λ", 0.0, 10.0, 1e-3, 1e-3, format="%.4f", key="train_l2")
+        l2_fixed = c5.number_input("L2 λ", 0.0, 10.0, 1e-3, 1e-3, format="%.4f", key="train_l2")
+        l2_auto = c5.checkbox(
+            "λ per domain by cross-validation",
+            key="train_l2_auto",
+            help="Each domain picks its own λ from a log grid by 3-fold cross-validation grouped "
+            "by utterance (the fixed λ above is then ignored); the choice and the CV scores go "
+            "into the weights file.",
+        )
         tau = c6.number_input(
             "Temperature τ (R1)", 0.01, 100.0, 1.0, 0.1, key="train_tau", disabled=loss == "r2"
         )
@@ -119,7 +126,7 @@ with tab_train:
                 domains=todo,
                 scope=scope,
                 alpha=alpha,
-                l2=l2,
+                l2="auto" if l2_auto else l2_fixed,
                 temperature=tau,
                 jobs=min(len(todo), os.cpu_count() or 1),
                 progress=progress,

@@ -47,7 +47,7 @@ def _check_train_options(
     engine: str,
     scheduler: str | None,
     alpha: float,
-    l2: float,
+    l2: float | str,
     temperature: float,
     jobs: int | None,
     out: Path,
@@ -62,8 +62,10 @@ def _check_train_options(
         raise DataError("--scheduler applies only to --engine dask")
     if not alpha >= 0:
         raise DataError(f"--alpha must be >= 0, got {alpha}")
-    if not l2 >= 0:
-        raise DataError(f"--l2 must be >= 0, got {l2}")
+    if l2 != "auto" and not PENALTY_RANGE[0] <= l2 <= PENALTY_RANGE[1]:  # type: ignore[operator]
+        raise DataError(
+            f"--l2 must lie in [{PENALTY_RANGE[0]:g}, {PENALTY_RANGE[1]:g}] or be 'auto', got {l2}"
+        )
     if not temperature > 0:
         raise DataError(f"--temperature must be > 0, got {temperature}")
     if jobs is not None and jobs < 1:
@@ -73,6 +75,16 @@ def _check_train_options(
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise WeightsError(f"{out}: directory {parent} does not exist")
+
+
+def _parse_l2(text: str) -> float | str:
+    """``--l2``: a number or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"--l2 must be a number or 'auto', got {text!r}") from None
 
 
 class _Display:
@@ -169,14 +181,13 @@ def train(
         ),
     ] = 1.0,
     l2: Annotated[
-        float,
+        str,
         typer.Option(
             "--l2",
-            min=PENALTY_RANGE[0],
-            max=PENALTY_RANGE[1],
-            help="L2 penalty on the weights (bias unpenalised).",
+            help="L2 penalty on the weights (bias unpenalised; 0 to 1e6), or 'auto': each "
+            "domain picks its own by 3-fold cross-validation grouped by utterance.",
         ),
-    ] = 1e-3,
+    ] = "1e-3",
     temperature: Annotated[
         float,
         typer.Option(
@@ -206,10 +217,11 @@ def train(
     ] = 1000,
 ) -> None:
     """Train each domain's re-ranker in parallel and publish a new version per domain."""
-    _check_train_options(loss, scope, engine, scheduler, alpha, l2, temperature, jobs, out)
+    l2_value = _parse_l2(l2)
+    _check_train_options(loss, scope, engine, scheduler, alpha, l2_value, temperature, jobs, out)
     refuse_input_as_output(out, [Path(hypotheses)])
     if is_dataset_path(hypotheses):
-        options = {"domains": domain or None, "scope": scope, "alpha": alpha, "l2": l2}
+        options = {"domains": domain or None, "scope": scope, "alpha": alpha, "l2": l2_value}
         options |= {"temperature": temperature, "max_iter": max_iter}
         results = _train_dataset(hypotheses, loss, out, engine, scheduler, jobs, options)
         _report_results(results, out)
@@ -226,7 +238,7 @@ def train(
             domains=domain or None,
             scope=scope,
             alpha=alpha,
-            l2=l2,
+            l2=l2_value,
             temperature=temperature,
             jobs=jobs,
             engine=engine,
