@@ -19,7 +19,7 @@ from reranker.errors import RerankerError
 
 __all__ = ["app", "main", "run"]
 
-for _module in ("_train", "_nlu", "_dashboard", "_serve", "_synth"):
+for _module in ("_train", "_nlu", "_dashboard", "_serve", "_synth", "_compare"):
     # Command groups of the training, NLU, dashboard and serving layers register on import.
     __import__(f"reranker.cli.{_module}")
 
