@@ -239,3 +239,16 @@ def probe(
     from reranker.probe import probe_text
 
     return probe_text(nlu_models(models), text, list(devices), weights)
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing…")
+def comparison(
+    a: tuple[str, str, str | None, str], b: tuple[str, str, str | None, str], n_boot: int
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """B minus A with paired bootstrap intervals (``a``, ``b``: :meth:`Context.args` of each)."""
+    from reranker.compare import compare_scorings
+
+    table_a, _ = scored(*a)
+    table_b, _ = scored(*b)
+    result = compare_scorings(table_a.hypotheses, table_a.score, table_b.score, n_boot=n_boot)
+    return result.metrics, result.changed, result.n_utterances

@@ -50,6 +50,12 @@ def main() -> None:
             icon=":material/manage_search:",
             url_path="utterances",
         ),
+        st.Page(
+            "app_pages/compare.py",
+            title="Compare",
+            icon=":material/compare_arrows:",
+            url_path="compare",
+        ),
         st.Page("app_pages/probe.py", title="Probe", icon=":material/science:", url_path="probe"),
         st.Page(
             "app_pages/devices.py", title="Devices", icon=":material/devices:", url_path="devices"

@@ -21,7 +21,7 @@ from reranker.training import train_domains
 from tests.conftest import CONFORMANCE, REPO
 
 APP = REPO / "dashboard" / "streamlit_app.py"
-PAGES = ["data", "weights", "calibration", "utterances", "probe", "devices"]
+PAGES = ["data", "weights", "calibration", "utterances", "compare", "probe", "devices"]
 TIMEOUT = 120
 
 
@@ -361,6 +361,21 @@ def test_utterance_filters_and_search(app: AppTest) -> None:
 
 
 # ---------------------------------------------------------------------------- Devices, Probe
+
+
+def test_compare_page_lists_flips_linked_to_the_utterances_page(app: AppTest) -> None:
+    app.radio(key="loss").set_value("r2").run()
+    _goto(app, "compare")
+    _ok(app)
+    assert app.selectbox(key="compare_a").value == "r0"
+    app.selectbox(key="compare_b").set_value("r2").run()
+    _ok(app)
+    metrics = app.dataframe[0].value
+    assert "top1_semer" in metrics.index and (metrics["low"] <= metrics["high"]).all()
+    changed = app.dataframe[1].value
+    if len(changed):
+        assert changed["open"].str.startswith("utterances?").all()
+        assert changed["open"].str.contains("utt=").all()
 
 
 def test_devices_page_shows_device_weights(app: AppTest) -> None:
