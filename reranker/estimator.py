@@ -8,18 +8,29 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import minimize
 from scipy.special import expit, logit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from reranker.errors import DataError
-from reranker.losses import _check_options, _objective, loss_parts, make_problem
+from reranker.losses import LossProblem, _check_options, loss_parts, make_problem
+from reranker.solvers import Solution, solve
 
 __all__ = ["Competitors", "DomainReranker"]
 
 SCOPES: tuple[str, ...] = ("domain", "utterance")
+FloatArray = NDArray[np.float64]
+
+
+def _competitor_arguments(competitors: Competitors | None) -> dict[str, Any]:
+    if competitors is None:
+        return {}
+    return {
+        "competitor_groups": competitors.groups,
+        "competitor_z": competitors.z,
+        "competitor_semer": competitors.semer,
+    }
 
 
 @dataclass(frozen=True)
@@ -66,12 +77,13 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
     cap_semer : bool, default False
         Cap SemER at 1 inside the R1 loss.
     max_iter : int, default 1000
-        L-BFGS-B iteration limit.
+        Iteration limit of the solver (Newton's method for R2, L-BFGS-B for R1 and R3; see
+        :mod:`reranker.solvers`).
     tol : float, default 1e-6
-        L-BFGS-B projected-gradient tolerance (``gtol``).
+        Convergence when the largest absolute gradient component is at most ``tol``.
     standardize : bool, default True
         Optimise in standardised coordinates (each feature centred and divided by its standard
-        deviation on the training rows). This only preconditions L-BFGS-B: the penalty is still
+        deviation on the training rows). This only preconditions the solver: the penalty is still
         ``λ‖w‖²`` on the raw-feature weights, so the optimum is the same; ``coef_`` and
         ``intercept_`` always apply to raw features and nothing extra is stored.
 
@@ -80,7 +92,7 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
     coef_ : ndarray of shape (n_features,)
     intercept_ : float
     n_iter_ : int
-        L-BFGS-B iterations.
+        Solver iterations.
     converged_ : bool
     objective_ : float
         Final value of the penalised objective.
@@ -145,7 +157,7 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         semer: ArrayLike | None = None,
         competitors: Competitors | None = None,
     ) -> DomainReranker:
-        """Fit the weights by L-BFGS-B from a deterministic start.
+        """Fit the weights from a deterministic start (Newton for R2, L-BFGS-B otherwise).
 
         The start is all-zero weights, with the bias at the log-odds of the training rows'
         correct rate (clipped to [0.001, 0.999]) for R2 and R3, and 0 for R1.
@@ -177,79 +189,85 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         Xa = np.asarray(X, dtype=np.float64)
         if Xa.ndim != 2:
             raise DataError(f"X must be 2-dimensional, got shape {Xa.shape}")
-        k = Xa.shape[1]
-        if groups is None:
-            groups = np.arange(Xa.shape[0])
-        if self.standardize and Xa.shape[0] > 0:
-            mean = Xa.mean(axis=0)
-            scale = Xa.std(axis=0)
-            scale[~(scale > 1e-12)] = 1.0
-        else:
-            mean, scale = np.zeros(k), np.ones(k)
-        comp: dict[str, Any] = {}
-        if competitors is not None:
-            comp = {
-                "competitor_groups": competitors.groups,
-                "competitor_z": competitors.z,
-                "competitor_semer": competitors.semer,
-            }
+        mean, scale = self._standardisation(Xa)
+        standardised = np.subtract(Xa, mean)
+        standardised /= scale
         problem = make_problem(
-            (Xa - mean) / scale,
+            standardised,
             y,
-            groups,
+            np.arange(Xa.shape[0]) if groups is None else groups,
             semer=semer,
             temperature=float(self.temperature),
             cap_semer=bool(self.cap_semer),
-            **comp,
+            **_competitor_arguments(competitors),
         )
-        penalty = float(self.l2) / scale**2
+        solution = solve(
+            problem,
+            self.loss,  # type: ignore[arg-type]
+            self._start(problem, Xa.shape[1]),
+            alpha=float(self.alpha),
+            penalty=float(self.l2) / scale**2,
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+        )
+        self._store(solution, problem, mean, scale)
+        return self
+
+    def _standardisation(self, X: NDArray[np.float64]) -> tuple[FloatArray, FloatArray]:
+        """Per-feature centre and scale of the optimisation's coordinates (identity if off).
+
+        Sums and sums of squares are accumulated block by block (one read of X); the scale
+        only preconditions the solver, so its precision does not affect the optimum.
+        """
+        n, k = X.shape
+        if not (self.standardize and n > 0):
+            return np.zeros(k), np.ones(k)
+        total, squares = np.zeros(k), np.zeros(k)
+        for start in range(0, n, 65536):
+            block = X[start : start + 65536]
+            total += block.sum(axis=0)
+            squares += np.einsum("ij,ij->j", block, block)
+        mean = total / n
+        variance = squares / n - mean**2
+        scale = np.sqrt(np.maximum(variance, 0.0))
+        scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
+        return mean, scale
+
+    def _start(self, problem: LossProblem, k: int) -> FloatArray:
+        """All-zero weights; the bias at the clipped log-odds of the correct rate for R2/R3."""
         theta0 = np.zeros(k + 1)
         if self.loss in ("r2", "r3"):
             theta0[-1] = float(logit(np.clip(problem.y.mean(), 1e-3, 1 - 1e-3)))
-        curve: list[float] = []
+        return theta0
 
-        def record(intermediate_result: Any) -> None:
-            curve.append(float(intermediate_result.fun))
-
-        result = minimize(
-            _objective,
-            theta0,
-            args=(problem, self.loss, float(self.alpha), penalty),
-            jac=True,
-            method="L-BFGS-B",
-            callback=record,
-            options={
-                "maxiter": int(self.max_iter),
-                "gtol": float(self.tol),
-                "ftol": 64 * np.finfo(float).eps,
-                "maxls": 50,
-            },
-        )
-        v, c = result.x[:-1], float(result.x[-1])
-        coef = v / scale
-        self.coef_ = coef
-        self.intercept_ = float(c - np.dot(coef, mean))
-        self.n_iter_ = int(result.nit)
-        self.converged_ = bool(result.success)
-        self.objective_ = float(result.fun)
-        self.loss_curve_ = curve
+    def _store(
+        self, solution: Solution, problem: LossProblem, mean: FloatArray, scale: FloatArray
+    ) -> None:
+        """Map the standardised solution back to raw features and record the fit."""
+        v, c = solution.x[:-1], float(solution.x[-1])
+        self.coef_ = v / scale
+        self.intercept_ = float(c - np.dot(self.coef_, mean))
+        self.n_iter_ = solution.nit
+        self.converged_ = solution.success
+        self.objective_ = solution.fun
+        self.loss_curve_ = list(solution.curve)
         self.classes_ = np.array([0, 1])
-        self.n_features_in_ = k
+        self.n_features_in_ = int(v.size)
         self.metrics_ = {
             "objective": self.objective_,
             "n_iter": self.n_iter_,
             "converged": self.converged_,
-            "message": str(result.message),
-            **loss_parts(result.x, problem),
+            "message": solution.message,
+            **loss_parts(solution.x, problem),
         }
         if not self.converged_:
+            method = "Newton" if self.loss == "r2" else "L-BFGS-B"
             warnings.warn(
-                f"L-BFGS-B did not converge after {self.n_iter_} iterations ({result.message}); "
-                "raise max_iter or check the features",
+                f"{method} did not converge after {self.n_iter_} iterations "
+                f"({solution.message}); raise max_iter or check the features",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self
 
     def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
         check_is_fitted(self, "coef_")

@@ -29,7 +29,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from reranker.errors import DataError
 
-__all__ = ["LOSSES", "Loss", "LossProblem", "loss_parts", "make_problem", "objective"]
+__all__ = [
+    "LOSSES",
+    "Loss",
+    "LossProblem",
+    "loss_parts",
+    "make_problem",
+    "objective",
+    "r2_newton_terms",
+]
 
 Loss = Literal["r1", "r2", "r3"]
 LOSSES: tuple[str, ...] = ("r1", "r2", "r3")
@@ -78,11 +86,81 @@ class LossProblem:
         return int(self.starts.size)
 
 
-def _codes(groups: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.object_]]:
+def _codes(groups: NDArray[np.object_]) -> tuple[NDArray[np.int64], NDArray[np.object_]]:
     import pandas as pd
 
-    codes, uniques = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))
+    codes, uniques = pd.factorize(groups)
     return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _check_rows(
+    X: ArrayLike, y: ArrayLike, groups: ArrayLike, semer: ArrayLike | None, temperature: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.object_], NDArray[np.float64]]:
+    """X, y, groups and SemER as arrays of one length, validated."""
+    Xa = np.asarray(X, dtype=np.float64)
+    if Xa.ndim != 2:
+        raise DataError(f"X must be 2-dimensional, got shape {Xa.shape}")
+    n = Xa.shape[0]
+    ya = np.asarray(y, dtype=np.float64).ravel()
+    if ya.shape != (n,):
+        raise DataError(f"y has {ya.size} values for {n} rows of X")
+    if not ((ya == 0.0) | (ya == 1.0)).all():
+        raise DataError("y must hold only 0 and 1 (the correct bit)")
+    if not np.isfinite(Xa).all():
+        raise DataError("X contains NaN or infinite values")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise DataError(f"temperature must be > 0, got {temperature!r}")
+    ga = np.asarray(groups, dtype=object).ravel()
+    if ga.shape != (n,):
+        raise DataError(f"groups has {ga.size} values for {n} rows of X")
+    if n == 0:
+        raise DataError("no training rows")
+    sa = np.zeros(n) if semer is None else np.asarray(semer, dtype=np.float64).ravel()
+    if sa.shape != (n,):
+        raise DataError(f"semer has {sa.size} values for {n} rows of X")
+    if not np.isfinite(sa).all() or (sa < 0).any():
+        raise DataError("semer must be finite and >= 0")
+    return Xa, ya, ga, sa
+
+
+def _competitor_summary(
+    uniques: NDArray[np.object_],
+    competitor_groups: ArrayLike,
+    competitor_z: ArrayLike | None,
+    competitor_semer: ArrayLike | None,
+    temperature: float,
+    cap_semer: bool,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per utterance: log-mass ``logsumexp(z_o / τ)`` and softmax-weighted SemER of competitors."""
+    import pandas as pd
+
+    n_groups = uniques.size
+    other_log_mass = np.full(n_groups, -np.inf)
+    other_semer = np.zeros(n_groups)
+    if competitor_z is None or competitor_semer is None:
+        raise DataError("competitor_groups needs competitor_z and competitor_semer")
+    cg = np.asarray(competitor_groups, dtype=object).ravel()
+    cz = np.asarray(competitor_z, dtype=np.float64).ravel()
+    cs = np.asarray(competitor_semer, dtype=np.float64).ravel()
+    if not (cg.shape == cz.shape == cs.shape):
+        raise DataError("competitor arrays must have equal lengths")
+    if not (np.isfinite(cz).all() and np.isfinite(cs).all()):
+        raise DataError("competitor logits and SemER must be finite")
+    if cap_semer:
+        cs = np.minimum(cs, 1.0)
+    cidx = pd.Index(uniques).get_indexer(pd.Index(cg))
+    keep = cidx >= 0
+    if keep.any():
+        cidx, a, cs = cidx[keep], cz[keep] / temperature, cs[keep]
+        peak = np.full(n_groups, -np.inf)
+        np.maximum.at(peak, cidx, a)
+        e = np.exp(a - peak[cidx])
+        mass = np.bincount(cidx, weights=e, minlength=n_groups)
+        weighted = np.bincount(cidx, weights=e * cs, minlength=n_groups)
+        has = mass > 0
+        other_log_mass[has] = peak[has] + np.log(mass[has])
+        other_semer[has] = weighted[has] / mass[has]
+    return other_log_mass, other_semer
 
 
 def make_problem(
@@ -116,69 +194,30 @@ def make_problem(
     cap_semer : bool, default False
         Cap SemER at 1 inside the loss (SemER itself is never clipped elsewhere).
     """
-    Xa = np.asarray(X, dtype=np.float64)
-    if Xa.ndim != 2:
-        raise DataError(f"X must be 2-dimensional, got shape {Xa.shape}")
-    n = Xa.shape[0]
-    ya = np.asarray(y, dtype=np.float64).ravel()
-    if ya.shape != (n,):
-        raise DataError(f"y has {ya.size} values for {n} rows of X")
-    if not np.isin(ya, (0.0, 1.0)).all():
-        raise DataError("y must hold only 0 and 1 (the correct bit)")
-    if not np.isfinite(Xa).all():
-        raise DataError("X contains NaN or infinite values")
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise DataError(f"temperature must be > 0, got {temperature!r}")
-    ga = np.asarray(groups, dtype=object).ravel()
-    if ga.shape != (n,):
-        raise DataError(f"groups has {ga.size} values for {n} rows of X")
-    if n == 0:
-        raise DataError("no training rows")
-    sa = np.zeros(n) if semer is None else np.asarray(semer, dtype=np.float64).ravel()
-    if sa.shape != (n,):
-        raise DataError(f"semer has {sa.size} values for {n} rows of X")
-    if not np.isfinite(sa).all() or (sa < 0).any():
-        raise DataError("semer must be finite and >= 0")
+    Xa, ya, ga, sa = _check_rows(X, y, groups, semer, temperature)
     if cap_semer:
         sa = np.minimum(sa, 1.0)
+    n = Xa.shape[0]
     codes, uniques = _codes(ga)
-    order = np.argsort(codes, kind="stable").astype(np.int64)
+    if (codes[1:] >= codes[:-1]).all():  # rows already grouped: no reordering copy
+        order = np.arange(n, dtype=np.int64)
+        Xs, ys, ss = np.ascontiguousarray(Xa), ya, sa
+    else:
+        order = np.argsort(codes, kind="stable").astype(np.int64)
+        Xs, ys, ss = np.ascontiguousarray(Xa[order]), ya[order], sa[order]
     sorted_codes = codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1].astype(np.int64)
     n_groups = starts.size
-    other_log_mass = np.full(n_groups, -np.inf)
-    other_semer = np.zeros(n_groups)
-    if competitor_groups is not None:
-        if competitor_z is None or competitor_semer is None:
-            raise DataError("competitor_groups needs competitor_z and competitor_semer")
-        cg = np.asarray(competitor_groups, dtype=object).ravel()
-        cz = np.asarray(competitor_z, dtype=np.float64).ravel()
-        cs = np.asarray(competitor_semer, dtype=np.float64).ravel()
-        if not (cg.shape == cz.shape == cs.shape):
-            raise DataError("competitor arrays must have equal lengths")
-        if not (np.isfinite(cz).all() and np.isfinite(cs).all()):
-            raise DataError("competitor logits and SemER must be finite")
-        if cap_semer:
-            cs = np.minimum(cs, 1.0)
-        import pandas as pd
-
-        index = pd.Index(uniques)
-        cidx = index.get_indexer(pd.Index(cg))
-        keep = cidx >= 0
-        if keep.any():
-            cidx, a, cs = cidx[keep], cz[keep] / temperature, cs[keep]
-            peak = np.full(n_groups, -np.inf)
-            np.maximum.at(peak, cidx, a)
-            e = np.exp(a - peak[cidx])
-            mass = np.bincount(cidx, weights=e, minlength=n_groups)
-            weighted = np.bincount(cidx, weights=e * cs, minlength=n_groups)
-            has = mass > 0
-            other_log_mass[has] = peak[has] + np.log(mass[has])
-            other_semer[has] = weighted[has] / mass[has]
+    if competitor_groups is None:
+        other_log_mass, other_semer = np.full(n_groups, -np.inf), np.zeros(n_groups)
+    else:
+        other_log_mass, other_semer = _competitor_summary(
+            uniques, competitor_groups, competitor_z, competitor_semer, temperature, cap_semer
+        )
     return LossProblem(
-        X=np.ascontiguousarray(Xa[order]),
-        y=ya[order],
-        semer=sa[order],
+        X=Xs,
+        y=ys,
+        semer=ss,
         starts=starts,
         group=np.repeat(np.arange(n_groups), np.diff(np.r_[starts, n])).astype(np.int64),
         other_log_mass=other_log_mass,
@@ -244,6 +283,59 @@ def _objective(
     grad[:-1] = problem.X.T @ grad_z + 2.0 * penalty * w
     grad[-1] = grad_z.sum()
     return value, grad
+
+
+_CHUNK_ROWS = 32768  # rows per block of the fused R2 pass: a block of X stays in cache
+
+
+def r2_newton_terms(
+    theta: NDArray[np.float64],
+    problem: LossProblem,
+    penalty: NDArray[np.float64],
+    *,
+    hessian: bool = False,
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+    """R2 objective and, with ``hessian``, its gradient and exact Hessian at ``theta``.
+
+    The Hessian of ``(1/U) Σ_h [log(1 + e^{z_h}) - y_h z_h] + Σ_j λ_j w_j²`` in ``[w, b]`` is
+    ``[X 1]ᵀ diag(p (1 - p) / U) [X 1] + diag(2λ, 0)`` with ``p = sigmoid(z)``. Everything is
+    accumulated block by block of rows, so each evaluation reads X from memory once. Without
+    ``hessian`` the gradient and Hessian returned are empty.
+    """
+    w, b = theta[:-1], float(theta[-1])
+    k = w.size
+    value = 0.0
+    grad = np.zeros(k + 1)
+    h = np.zeros((k + 1, k + 1))
+    for start in range(0, problem.X.shape[0], _CHUNK_ROWS):
+        X = problem.X[start : start + _CHUNK_ROWS]
+        y = problem.y[start : start + _CHUNK_ROWS]
+        z = X @ w
+        z += b
+        t = np.exp(-np.abs(z))  # in (0, 1]: log(1 + e^z) = max(z, 0) + log1p(t)
+        value += float(np.maximum(z, 0.0).sum() + np.log1p(t).sum() - np.dot(y, z))
+        if not hessian:
+            continue
+        p = np.where(z >= 0, 1.0, t)
+        p /= 1.0 + t  # sigmoid(z)
+        residual = p - y
+        grad[:k] += X.T @ residual
+        grad[k] += residual.sum()
+        d = p * (1.0 - p)
+        weighted = X * d[:, None]
+        h[:k, :k] += X.T @ weighted
+        h[:k, k] += weighted.sum(axis=0)
+        h[k, k] += d.sum()
+    u = problem.n_utterances
+    value = value / u + float(np.dot(penalty * w, w))
+    if not hessian:
+        return value, np.empty(0), np.empty((0, 0))
+    grad /= u
+    grad[:k] += 2.0 * penalty * w
+    h /= u
+    h[k, :k] = h[:k, k]
+    h[np.arange(k), np.arange(k)] += 2.0 * penalty
+    return value, grad, h
 
 
 def _check_options(loss: str, alpha: float, l2: float) -> None:
