@@ -1,155 +1,215 @@
-"""SemER and calibration on one million hypotheses, side by side with named peers.
+"""SemER, calibration and ``evaluate`` on realistic data, side by side with what a user writes.
 
-Peers, run in the same process on the same data:
-- SemER: the textbook per-pair Python dynamic programme (what one writes without vectorising),
-  timed on a random subsample and scaled to the full size;
-- ECE: scikit-learn's ``calibration_curve`` (binning and per-bin means) plus the weighted gap.
+Usage::
 
-Usage: ``python benchmarks/bench_metrics.py [--rows 1000000]``. Prints seconds and ratios.
+    python benchmarks/bench_metrics.py [--semer-utterances 170000] [--scores 10000000]
+        [--evaluate-utterances 1000000] [--repeat 1]
+
+Data: :func:`reranker.synthetic.realistic_hypotheses` (every reference distinct, about one
+distinct slot string per three rows, several domains per utterance, 0 to 4 slots of 1 to 4
+words; about six rows per utterance). Peers run in the same process on the same data:
+
+- SemER + IE: a loop that parses the brackets with one regular expression and calls
+  ``rapidfuzz.distance.Levenshtein.distance`` on the label lists (parsing included);
+- ECE + reliability curve (count, mean score, fraction correct per bin): scikit-learn's
+  ``calibration_curve`` plus the per-bin counts;
+- smooth ECE: timed alone, and checked against the exact kernel sum at 3M scores;
+- ``evaluate``: the obvious pandas pipeline (the SemER loop over every row, ``groupby``
+  ``idxmax`` for the top hypotheses, ``calibration_curve`` overall and per domain and device),
+  and the peak memory of ``evaluate`` in a fresh process against the table's size.
+
+Each result is checked against the peer's to 1e-12; ratios are printed last.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+import re
+import resource
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from rapidfuzz.distance import Levenshtein
 from sklearn.calibration import calibration_curve
 
-from reranker.annotation import normalize_value, parse_slots
-from reranker.calibration import expected_calibration_error
+from reranker.calibration import reliability_curve, smooth_ece
 from reranker.evaluation import evaluate
-from reranker.hypotheses import validate_hypotheses
 from reranker.ranking import r0_score
 from reranker.semer import table_errors
+from reranker.synthetic import realistic_hypotheses
 
-TYPES = ["song", "artist", "album", "title", "device", "date"]
-VALUES = ["mary poppins", "moana", "thriller", "the lion king", "harry potter", "today", "tv"]
-DOMAINS = ["Music", "Video", "Books", "Weather", "Shopping", "Podcasts"]
+BRACKET = re.compile(r"\[([^\[\]:]*):([^\[\]]*)\]")
+RATIOS: list[str] = []
 
 
-def make_hypotheses(n_rows: int, seed: int = 0) -> pd.DataFrame:
-    """A realistic table: 4 hypotheses per utterance, 0-3 slots each, references per utterance."""
-    rng = np.random.default_rng(seed)
-    n_utt = n_rows // 4
+def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    best, out = np.inf, None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
 
-    pool = np.array(
-        [
-            " ".join(f"[{TYPES[t]} : {VALUES[v]}]" for t, v in zip(ts[:k], vs[:k], strict=True))
-            for ts, vs, k in zip(
-                rng.integers(0, 6, (500, 3)),
-                rng.integers(0, 7, (500, 3)),
-                rng.integers(0, 4, 500),
-                strict=True,
-            )
+
+def rapidfuzz_errors(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The loop a user writes: one regex per annotation, rapidfuzz on the label lists."""
+    columns = ["ref_domain", "ref_intent", "ref_slots", "domain", "intent", "slots"]
+    semer = np.empty(len(frame))
+    correct = np.empty(len(frame), dtype=np.int64)
+    rows = zip(*(frame[c].tolist() for c in columns), strict=True)
+    for k, (rd, ri, rs, hd, hi, hs) in enumerate(rows):
+        ref = [(rd, ri)] + [
+            (t.strip(), " ".join(v.lower().split())) for t, v in BRACKET.findall(rs)
         ]
+        hyp = [(hd, hi)] + [
+            (t.strip(), " ".join(v.lower().split())) for t, v in BRACKET.findall(hs)
+        ]
+        d = Levenshtein.distance(ref, hyp)
+        semer[k] = d / len(ref)
+        correct[k] = d == 0
+    return semer, correct
+
+
+def bench_semer(n_utt: int, repeat: int) -> None:
+    frame = realistic_hypotheses(n_utt, seed=0)
+    ratio = frame["slots"].nunique() / len(frame)
+    print(f"SemER + IE: {len(frame):,} pairs, {ratio:.2f} distinct slot strings per row")
+    t_ours, (semer, correct) = best_of(lambda: table_errors(frame), repeat)
+    t_peer, (p_semer, p_correct) = best_of(lambda: rapidfuzz_errors(frame), repeat)
+    assert np.abs(semer - p_semer).max() <= 1e-12 and (correct == p_correct).all()
+    print(f"  ours table_errors {t_ours:.2f} s, rapidfuzz loop {t_peer:.2f} s (same values)")
+    RATIOS.append(
+        f"SemER + IE on {len(frame):,} pairs: rapidfuzz loop / ours = {t_peer / t_ours:.1f}x"
     )
 
-    def annotations(n: int) -> np.ndarray:
-        return pool[rng.integers(0, len(pool), size=n)]
 
-    utt = np.repeat(np.arange(n_utt), 4)
-    ref_domain = rng.integers(0, 6, size=n_utt)
-    domain = rng.integers(0, 6, size=n_rows)
-    ref_slots = annotations(n_utt)
-    slots = np.where(rng.random(n_rows) < 0.4, ref_slots[utt], annotations(n_rows))
-    frame = pd.DataFrame(
-        {
-            "utterance_id": pd.Series(utt).astype(str).radd("u"),
-            "device": np.array(["echo_dot", "echo_show", "fire_tv"])[rng.integers(0, 3, n_rows)],
-            "domain": np.array(DOMAINS)[domain],
-            "intent": np.array(DOMAINS)[domain]
-            + ".Intent"
-            + rng.integers(0, 3, n_rows).astype(str),
-            "slots": slots,
-            "domain_score": rng.random(n_rows),
-            "intent_score": rng.random(n_rows),
-            "slot_score": rng.random(n_rows),
-            "ref_domain": np.array(DOMAINS)[ref_domain][utt],
-            "ref_intent": (np.array(DOMAINS)[ref_domain] + ".Intent0")[utt],
-            "ref_slots": ref_slots[utt],
-        }
+def sklearn_curve(y: np.ndarray, s: np.ndarray, n_bins: int = 10) -> tuple[np.ndarray, ...]:
+    """calibration_curve plus the counts and ECE a user adds to it."""
+    frac, mean = calibration_curve(y, s, n_bins=n_bins)
+    counts = np.bincount(np.minimum((s * n_bins).astype(int), n_bins - 1), minlength=n_bins)
+    counts = counts[counts > 0]
+    return counts, mean, frac, np.sum(counts / s.size * np.abs(frac - mean))
+
+
+def bench_calibration(n: int, repeat: int) -> None:
+    rng = np.random.default_rng(0)
+    s = rng.random(n)
+    y = (rng.random(n) < s**1.2).astype(np.int64)
+    print(f"\nECE + reliability curve: {n:,} scores")
+
+    def ours() -> tuple[Any, float]:
+        c = reliability_curve(y, s, n_bins=10)
+        ece = np.nansum(c.count * np.abs(c.frac_correct - c.mean_score)) / c.count.sum()
+        return c, float(ece)
+
+    t_ours, (curve, ece) = best_of(ours, max(repeat, 3))
+    t_peer, (counts, mean, frac, p_ece) = best_of(lambda: sklearn_curve(y, s), max(repeat, 3))
+    keep = curve.count > 0
+    assert (curve.count[keep] == counts).all() and abs(ece - p_ece) <= 1e-12
+    assert np.abs(curve.mean_score[keep] - mean).max() <= 1e-12
+    assert np.abs(curve.frac_correct[keep] - frac).max() <= 1e-12
+    print(f"  ours {t_ours * 1e3:.0f} ms, calibration_curve {t_peer * 1e3:.0f} ms (same values)")
+    RATIOS.append(f"ECE + curve on {n:,} scores: calibration_curve / ours = {t_peer / t_ours:.1f}x")
+    t_smooth, value = best_of(lambda: smooth_ece(y, s), max(repeat, 3))
+    print(f"  smooth ECE of {n:,} scores: {t_smooth:.2f} s (value {value:.6f})")
+    RATIOS.append(f"smooth ECE on {n:,} scores: {t_smooth:.2f} s")
+    check = np.random.default_rng(3)
+    s3 = check.random(3_000_000)
+    y3 = check.random(s3.size) < s3
+    print(
+        f"  smooth ECE, 3M-score check sample: {smooth_ece(y3, s3):.6f} (exact kernel sum 0.001966)"
     )
-    # make every (utterance, domain, intent, slots) unique by construction
-    frame["slots"] = frame["slots"] + np.where(
-        np.arange(n_rows) % 4 == 0, "", " x" + (np.arange(n_rows) % 4).astype(str)
+
+
+def pandas_pipeline(frame: pd.DataFrame, score: np.ndarray) -> dict[str, Any]:
+    """The obvious pipeline: SemER loop, groupby-idxmax, calibration_curve per slice."""
+    d = frame.assign(score=score)
+    d["semer"], d["correct"] = rapidfuzz_errors(d)
+    top = d.loc[d.groupby("utterance_id", sort=False)["score"].idxmax()]
+
+    def ece(part: pd.DataFrame) -> float:
+        return float(sklearn_curve(part["correct"].to_numpy(), part["score"].to_numpy())[3])
+
+    out: dict[str, Any] = {
+        "top1_semer": top["semer"].mean(),
+        "top1_ie": 1 - top["correct"].mean(),
+        "ece": ece(d),
+        "brier": float(((d["score"] - d["correct"]) ** 2).mean()),
+        "ece_top1": ece(top),
+    }
+    out["by_domain"] = {k: ece(g) for k, g in d.groupby("domain")}
+    out["by_device"] = {k: ece(g) for k, g in d.groupby("device")}
+    return out
+
+
+def _evaluate_peak(n_utt: int, queue: Any) -> None:
+    warm = realistic_hypotheses(200, seed=2)
+    evaluate(warm, r0_score(warm))  # imports and allocator pools, not counted
+    frame = realistic_hypotheses(n_utt, seed=1)
+    score = r0_score(frame)
+    table_bytes = int(frame.memory_usage(deep=True).sum())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    evaluate(frame, score)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put((table_bytes, current, max(peak, before)))
+
+
+def bench_evaluate(n_utt: int, repeat: int) -> None:
+    frame = realistic_hypotheses(n_utt, seed=1)
+    score = r0_score(frame)
+    print(f"\nevaluate: {len(frame):,} hypotheses, {n_utt:,} utterances")
+    t_ours, ours = best_of(lambda: evaluate(frame, score), repeat)
+    t_peer, peer = best_of(lambda: pandas_pipeline(frame, score), repeat)
+    for key in ("top1_semer", "top1_ie", "ece", "brier", "ece_top1"):
+        assert abs(ours[key] - peer[key]) <= 1e-12, (key, ours[key], peer[key])
+    for name in ("domain", "device"):
+        for k, v in peer[f"by_{name}"].items():
+            assert abs(ours[f"by_{name}"][k]["ece"] - v) <= 1e-12
+    print(
+        f"  ours evaluate {t_ours:.2f} s, pandas + rapidfuzz + sklearn {t_peer:.2f} s (same values)"
     )
-    return frame
-
-
-def python_semer(ref_i: str, ref_s: str, hyp_i: str, hyp_s: str) -> float:
-    ref = [ref_i] + [(t, normalize_value(v)) for t, v in parse_slots(ref_s)]
-    hyp = [hyp_i] + [(t, normalize_value(v)) for t, v in parse_slots(hyp_s)]
-    prev = list(range(len(hyp) + 1))
-    for i, a in enumerate(ref, 1):
-        cur = [i]
-        for j, b in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a != b)))
-        prev = cur
-    return prev[-1] / len(ref)
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - start, out
+    RATIOS.append(
+        f"evaluate on {len(frame):,} rows: pandas pipeline / ours = {t_peer / t_ours:.1f}x"
+    )
+    queue: Any = multiprocessing.get_context("spawn").Queue()
+    child = multiprocessing.get_context("spawn").Process(target=_evaluate_peak, args=(n_utt, queue))
+    child.start()
+    table_bytes, before, peak = queue.get()
+    child.join()
+    print(
+        f"  table in memory {table_bytes / 2**20:,.0f} MiB; process before evaluate "
+        f"{before / 2**20:,.0f} MiB, peak {peak / 2**20:,.0f} MiB"
+    )
+    RATIOS.append(
+        f"evaluate peak memory above the loaded table / table size = "
+        f"{(peak - before) / table_bytes:.2f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--peer-sample", type=int, default=50_000)
+    parser.add_argument("--semer-utterances", type=int, default=170_000)
+    parser.add_argument("--scores", type=int, default=10_000_000)
+    parser.add_argument("--evaluate-utterances", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-
-    frame = validate_hypotheses(make_hypotheses(args.rows))
-    n = len(frame)
-    t_semer, (semer, correct) = timed(table_errors, frame)
-
-    rng = np.random.default_rng(1)
-    sample = rng.choice(n, size=min(args.peer_sample, n), replace=False)
-    sub = frame.iloc[sample]
-    t_peer, peer = timed(
-        lambda: [
-            python_semer(a + "/" + b, c, d + "/" + e, f)
-            for a, b, c, d, e, f in zip(
-                sub["ref_domain"],
-                sub["ref_intent"],
-                sub["ref_slots"],
-                sub["domain"],
-                sub["intent"],
-                sub["slots"],
-                strict=True,
-            )
-        ]
-    )
-    assert np.allclose(peer, semer[sample]), (
-        "vectorised SemER disagrees with the per-pair reference"
-    )
-    t_peer_full = t_peer * n / len(sample)
-
-    score = r0_score(frame)
-    t_ece, ece = timed(expected_calibration_error, correct, score)
-
-    def sklearn_ece():
-        prob_true, prob_pred = calibration_curve(correct, score, n_bins=10)
-        idx = np.minimum(np.floor(score * 10), 9).astype(int)
-        counts = np.bincount(idx, minlength=10)
-        return float(np.sum(counts[counts > 0] / n * np.abs(prob_true - prob_pred)))
-
-    t_sk, ece_sk = timed(sklearn_ece)
-    t_eval, _ = timed(evaluate, frame, score)
-
-    print(f"rows: {n:,} hypotheses, {frame['utterance_id'].nunique():,} utterances")
-    print(f"SemER + IE (vectorised, table_errors): {t_semer:8.2f} s")
-    print(
-        f"SemER per-pair Python DP (peer, {len(sample):,} rows scaled): {t_peer_full:8.2f} s  -> ratio peer/ours {t_peer_full / t_semer:.1f}x"
-    )
-    print(f"ECE (ours):                 {t_ece * 1000:8.1f} ms  ece={ece:.6f}")
-    print(
-        f"ECE via sklearn calibration_curve (peer): {t_sk * 1000:8.1f} ms  ece={ece_sk:.6f}  -> ratio peer/ours {t_sk / t_ece:.1f}x"
-    )
-    print(f"full evaluate() incl. SemER, ranks, slices: {t_eval:8.2f} s")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
+    if args.semer_utterances:
+        bench_semer(args.semer_utterances, args.repeat)
+    if args.scores:
+        bench_calibration(args.scores, args.repeat)
+    if args.evaluate_utterances:
+        bench_evaluate(args.evaluate_utterances, args.repeat)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}\nratios")
+    for line in RATIOS:
+        print(f"  {line}")
 
 
 if __name__ == "__main__":

@@ -227,31 +227,60 @@ def make_problem(
     )
 
 
+_SAFE_EXPONENT = 350.0  # e^±350 and sums of millions of such terms stay finite and normal
+
+
 def _r1(
-    z: NDArray[np.float64], p: LossProblem, temperature: float
+    z: NDArray[np.float64],
+    p: LossProblem,
+    temperature: float,
+    exp_a: NDArray[np.float64] | None = None,
 ) -> tuple[float, NDArray[np.float64]]:
-    """Mean expected SemER and its gradient with respect to z."""
-    a = z / temperature
-    peak = np.maximum(np.maximum.reduceat(a, p.starts), p.other_log_mass)
-    e = np.exp(a - peak[p.group])
-    other = np.exp(p.other_log_mass - peak)
-    den = np.add.reduceat(e, p.starts) + other
-    num = np.add.reduceat(e * p.semer, p.starts) + other * p.other_semer
-    expected = num / den
-    prob = e / den[p.group]
+    """Mean expected SemER and its gradient with respect to z.
+
+    When every ``|z/τ|`` and competitor log-mass is at most 350, ``e^{z/τ}`` is used without a
+    per-utterance shift (softmax ratios do not depend on it) and per-utterance sums are
+    ``np.bincount``; otherwise each utterance is shifted by its maximum first. ``exp_a`` is
+    ``e^{z/τ}`` when the caller has it already.
+    """
+    a = z / temperature if temperature != 1.0 else z
+    finite_mass = p.other_log_mass[np.isfinite(p.other_log_mass)]
     u = p.n_utterances
-    grad = prob * (p.semer - expected[p.group]) / (temperature * u)
+    small = max(a.max(), -a.min()) <= _SAFE_EXPONENT
+    if small and np.abs(finite_mass).max(initial=0.0) <= _SAFE_EXPONENT:
+        e = np.exp(a) if exp_a is None else exp_a
+        other = np.exp(p.other_log_mass)
+        den = np.bincount(p.group, weights=e, minlength=u) + other
+        num = np.bincount(p.group, weights=e * p.semer, minlength=u) + other * p.other_semer
+    else:
+        peak = np.maximum(np.maximum.reduceat(a, p.starts), p.other_log_mass)
+        e = np.exp(a - peak[p.group])
+        other = np.exp(p.other_log_mass - peak)
+        den = np.add.reduceat(e, p.starts) + other
+        num = np.add.reduceat(e * p.semer, p.starts) + other * p.other_semer
+    expected = num / den
+    counts = np.diff(np.append(p.starts, z.size))
+    grad = p.semer - np.repeat(expected, counts)
+    grad *= e
+    grad *= np.repeat(1.0 / (den * (temperature * u)), counts)
     return float(expected.sum() / u), grad
 
 
-def _r2(z: NDArray[np.float64], p: LossProblem) -> tuple[float, NDArray[np.float64]]:
-    """Cross-entropy summed over rows, averaged over utterances, and its gradient in z."""
+def _r2(
+    z: NDArray[np.float64], p: LossProblem
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+    """Cross-entropy summed over rows, averaged over utterances, its gradient in z, and
+    ``e^{-|z|}`` (which gives ``e^z`` to R1 without another exponential)."""
     u = p.n_utterances
-    e = np.exp(-np.abs(z))  # in (0, 1]: no overflow
-    softplus = np.maximum(z, 0.0) + np.log1p(e)  # log(1 + e^z)
-    value = float((softplus - p.y * z).sum() / u)
-    sigmoid = np.where(z >= 0, 1.0, e) / (1.0 + e)
-    return value, (sigmoid - p.y) / u
+    t = np.abs(z)
+    np.negative(t, out=t)
+    np.exp(t, out=t)  # e^{-|z|} in (0, 1]: log(1 + e^z) = max(z, 0) + log1p(t)
+    value = float((np.maximum(z, 0.0).sum() + np.log1p(t).sum() - np.dot(p.y, z)) / u)
+    grad = np.where(z >= 0, 1.0, t)
+    grad /= 1.0 + t  # sigmoid(z)
+    grad -= p.y
+    grad /= u
+    return value, grad, t
 
 
 def _objective(
@@ -266,19 +295,24 @@ def _objective(
     ``penalty`` holds λ_j of each weight (length k): the term is ``Σ_j λ_j w_j²``.
     """
     w, b = theta[:-1], theta[-1]
-    z = problem.X @ w + b
-    value = 0.0
-    grad_z = np.zeros_like(z)
-    if loss in ("r1", "r3"):
-        v, g = _r1(z, problem, problem.temperature)
-        value += v
-        grad_z += g
+    z = problem.X @ w
+    z += b
+    value = float(np.dot(penalty * w, w))
+    grad_z: NDArray[np.float64] | None = None
+    exp_z = None
     if loss in ("r2", "r3"):
-        v, g = _r2(z, problem)
+        v, grad_z, t = _r2(z, problem)
         scale = alpha if loss == "r3" else 1.0
         value += scale * v
-        grad_z += scale * g
-    value += float(np.dot(penalty * w, w))
+        if scale != 1.0:
+            grad_z *= scale
+        if problem.temperature == 1.0 and max(z.max(), -z.min()) <= _SAFE_EXPONENT:
+            exp_z = np.where(z < 0, t, 1.0 / t)  # e^z from e^{-|z|}
+    if loss in ("r1", "r3"):
+        v, g = _r1(z, problem, problem.temperature, exp_z)
+        value += v
+        grad_z = g if grad_z is None else grad_z + g
+    assert grad_z is not None
     grad = np.empty_like(theta)
     grad[:-1] = problem.X.T @ grad_z + 2.0 * penalty * w
     grad[-1] = grad_z.sum()
@@ -388,5 +422,5 @@ def loss_parts(theta: ArrayLike, problem: LossProblem) -> dict[str, float]:
     t = np.asarray(theta, dtype=np.float64).ravel()
     z = problem.X @ t[:-1] + t[-1]
     r1, _ = _r1(z, problem, problem.temperature)
-    r2, _ = _r2(z, problem)
+    r2, _, _ = _r2(z, problem)
     return {"expected_semer": r1, "cross_entropy": r2}

@@ -259,3 +259,34 @@ def test_objective_rejects_bad_options(kwargs: dict[str, object], match: str) ->
     problem, _ = _random_problem(1)
     with pytest.raises(DataError, match=match):
         objective(np.zeros(problem.X.shape[1] + 1), problem, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("loss", "scope", "tau"), [c for c in CASES if c[0] == "r1"])
+def test_objective_with_huge_logits_matches_slow_reference(
+    loss: str, scope: str, tau: float
+) -> None:
+    # |z / τ| above 350 takes the per-utterance shifted softmax; values must not change
+    problem, data = _random_problem(7, temperature=tau, competitors=scope == "utterance")
+    rng = np.random.default_rng(8)
+    theta = rng.normal(size=problem.X.shape[1] + 1) * 400.0
+    value, grad = objective(theta, problem, loss=loss, alpha=0.7, l2=0.05)  # type: ignore[arg-type]
+    with np.errstate(divide="ignore", invalid="ignore"):  # the reference's unused R2 term
+        slow = _slow_objective(theta, data, loss=loss, alpha=0.7, l2=0.05, temperature=tau)
+    assert np.isfinite(grad).all()
+    assert value == pytest.approx(slow, rel=1e-9, abs=1e-9)
+
+
+def test_fast_and_shifted_softmax_paths_agree() -> None:
+    from reranker import losses
+
+    problem, _ = _random_problem(9, temperature=1.0, competitors=True)
+    theta = np.random.default_rng(10).normal(size=problem.X.shape[1] + 1)
+    fast = objective(theta, problem, loss="r3", alpha=0.5, l2=0.01)
+    saved = losses._SAFE_EXPONENT
+    losses._SAFE_EXPONENT = -1.0  # force the shifted path
+    try:
+        shifted = objective(theta, problem, loss="r3", alpha=0.5, l2=0.01)
+    finally:
+        losses._SAFE_EXPONENT = saved
+    assert fast[0] == pytest.approx(shifted[0], rel=1e-13)
+    np.testing.assert_allclose(fast[1], shifted[1], rtol=1e-11, atol=1e-14)

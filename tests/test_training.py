@@ -167,7 +167,7 @@ def test_publish_failure_is_reported_per_domain(table: pd.DataFrame, tmp_path: P
 
 
 def test_non_convergence_is_warned_and_recorded(table: pd.DataFrame, tmp_path: Path) -> None:
-    with pytest.warns(ConvergenceWarning, match="Music: L-BFGS-B did not converge"):
+    with pytest.warns(ConvergenceWarning, match="Music: .*did not converge"):
         results = train_domains(
             table, loss="r2", out=tmp_path, engine="serial", domains=["Music"], max_iter=1
         )

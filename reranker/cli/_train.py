@@ -213,7 +213,10 @@ def train(
         ),
     ] = None,
     max_iter: Annotated[
-        int, typer.Option("--max-iter", min=1, help="L-BFGS-B iteration limit.")
+        int,
+        typer.Option(
+            "--max-iter", min=1, help="Solver iteration limit (Newton for r2, L-BFGS-B for r1/r3)."
+        ),
     ] = 1000,
 ) -> None:
     """Train each domain's re-ranker in parallel and publish a new version per domain."""
