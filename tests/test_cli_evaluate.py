@@ -44,6 +44,12 @@ def test_evaluate_table_output_and_bootstrap() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "ece" in result.stdout and "top1_semer:" in result.stdout
+    # Piped output (80 columns by default) keeps every header and value whole.
+    assert "…" not in result.stdout
+    for header in ("n_utterances", "n_hypotheses", "top1_semer", "ece_top1"):
+        assert header in result.stdout
+    domains = {line.split("│")[1].strip() for line in result.stdout.splitlines() if "│" in line}
+    assert {"domain=Books", "device=echo_dot"} <= domains
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])

@@ -8,12 +8,31 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from reranker._files import os_error
 from reranker.errors import DataError
 
 err_console = Console(stderr=True)
 out_console = Console()
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print a table whole: never cut a header or a value to ``domai…``.
+
+    Rich fits tables to the console, which is 80 columns wide when the output is a pipe or a
+    file. Here every header keeps its full width and values wrap rather than being cut; when
+    the output is not a terminal the table is printed at its natural width instead.
+    """
+    for column in table.columns:
+        column.min_width = max(column.min_width or 0, len(str(column.header)))
+        column.overflow = "fold"
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update(width=100_000), table).maximum
+    Console(file=console.file, width=max(console.width, natural)).print(table)
 
 
 @contextlib.contextmanager

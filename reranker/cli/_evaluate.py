@@ -16,6 +16,7 @@ from reranker.cli._common import (
     check_output_path,
     err_console,
     out_console,
+    print_table,
     refuse_input_as_output,
     status,
 )
@@ -147,7 +148,7 @@ def _print_report(report: dict[str, object]) -> None:
         assert isinstance(slices, dict)
         for name, metrics in slices.items():
             table.add_row(f"{group[3:]}={name}", *(_fmt(metrics[k]) for k in METRIC_KEYS))
-    out_console.print(table)
+    print_table(out_console, table)
     if "intervals" in report:
         intervals = report["intervals"]
         assert isinstance(intervals, dict)

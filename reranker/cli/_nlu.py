@@ -18,6 +18,7 @@ from reranker.cli._common import (
     check_output_target,
     err_console,
     out_console,
+    print_table,
     refuse_input_as_output,
     status,
 )
@@ -100,7 +101,7 @@ def nlu_train(
             str(len(model.slot_tagger.slot_types)),
             f"{models.training_seconds.get(name, 0.0):.1f}",
         )
-    err_console.print(table)
+    print_table(err_console, table)
     err_console.print(
         f"trained {len(models.domain_names)} domains on {len(frame):,} utterances in {elapsed:.1f}s",
         highlight=False,
@@ -277,7 +278,7 @@ def probe_cmd(
             else:
                 cells.append("")
         grid.add_row(str(k + 1), *cells)
-    out_console.print(grid)
+    print_table(out_console, grid)
 
 
 @nlu_app.command("import")

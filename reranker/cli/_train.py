@@ -13,7 +13,13 @@ from rich.table import Table
 from sklearn.exceptions import ConvergenceWarning
 
 from reranker.cli._app import app
-from reranker.cli._common import err_console, out_console, refuse_input_as_output, status
+from reranker.cli._common import (
+    err_console,
+    out_console,
+    print_table,
+    refuse_input_as_output,
+    status,
+)
 from reranker.errors import DataError, TrainingError, WeightsError
 from reranker.hypotheses import read_hypotheses
 from reranker.losses import LOSSES
@@ -284,7 +290,7 @@ def _train_dataset(
 
 
 def _report_results(results: dict[str, DomainResult], out: Path) -> None:
-    err_console.print(_summary(results, out))
+    print_table(err_console, _summary(results, out))
     for r in results.values():
         for note in r.notes:
             err_console.print(f"warning: {note}", highlight=False, soft_wrap=True)
@@ -353,7 +359,7 @@ def list_cmd(
             f"{r['n_hypotheses']:,}" if r["n_hypotheses"] is not None else "-",
             {True: "yes", False: "NO", None: "-"}[r["converged"]],
         )
-    out_console.print(table)
+    print_table(out_console, table)
 
 
 @weights_app.command("show")

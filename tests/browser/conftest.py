@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = REPO / "screenshots"
+SERVER_LOG: list[str] = []
+"""Lines the session's dashboard server printed after it started serving."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -87,6 +90,10 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     else:
         proc.wait()
         pytest.fail("streamlit exited before serving:\n" + "".join(seen))
+    # Keep draining the server's output (so it never blocks on a full pipe) into SERVER_LOG.
+    SERVER_LOG.clear()
+    reader = threading.Thread(target=SERVER_LOG.extend, args=(proc.stdout,), daemon=True)
+    reader.start()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -96,6 +103,7 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        reader.join(timeout=20)  # the pipe reaches its end once the server has exited
         proc.stdout.close()
 
 
