@@ -1,4 +1,4 @@
-"""Minimisers of one domain's training objective (SPEC §4): Newton for R2, L-BFGS-B otherwise.
+"""Minimisers of one domain's training objective (docs/losses.md): Newton for R2, L-BFGS-B otherwise.
 
 R2 is a penalised logistic regression with a handful of features, so its exact Hessian
 ``[X 1]ᵀ diag(p (1 - p) / U) [X 1] + diag(2λ, 0)`` is a small matrix that costs one pass over
