@@ -25,7 +25,7 @@ from dashboard.names import registry_fingerprint, safe_file_name, table_token
 from reranker import uploads
 from reranker.datasets import DatasetInfo
 from reranker.errors import RerankerError
-from reranker.losses import LOSSES
+from reranker.options import LOSSES
 from reranker.scoring import SCORERS
 from reranker.tables import ScoredTable
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from reranker._validation import STRATEGIES, check_choice
 from reranker.bootstrap import bootstrap_intervals, utterance_keys, weight_chunks
 from reranker.errors import DataError
 from reranker.kernel_calibration import smooth_ece
@@ -61,8 +62,7 @@ MAX_BINS = 10_000
 def _check_bins(n_bins: int, strategy: str) -> None:
     if not isinstance(n_bins, int | np.integer) or not 1 <= n_bins <= MAX_BINS:
         raise DataError(f"n_bins must be an integer from 1 to {MAX_BINS}, got {n_bins!r}")
-    if strategy not in ("uniform", "quantile"):
-        raise DataError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+    check_choice("strategy", strategy, STRATEGIES)
 
 
 def bin_indices(

@@ -20,6 +20,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import sparse
 
+from reranker._validation import POPULATIONS, check_choice, references_needed
 from reranker.bootstrap import bootstrap_interval, bootstrap_intervals, weight_chunks
 from reranker.calibration import (
     ReliabilityCurve,
@@ -33,6 +34,7 @@ from reranker.calibration import (
 )
 from reranker.errors import DataError
 from reranker.evaluation import Population
+from reranker.kernel_calibration import reflected_kernel
 from reranker.tables import ScoredTable, column_at, column_equals
 
 __all__ = [
@@ -84,9 +86,8 @@ def calibration_sample(
     utterance's bootstrap weights.
     """
     if scored.correct is None:
-        raise DataError("calibration needs the reference columns ref_domain, ref_intent, ref_slots")
-    if population not in ("all", "top1"):
-        raise DataError(f"population must be 'all' or 'top1', got {population!r}")
+        raise DataError(references_needed("calibration"))
+    check_choice("population", population, POPULATIONS)
     hyp, utt = slice_masks(scored, domain=domain, device=device)
     if population == "all":
         rows = np.flatnonzero(hyp)
@@ -153,17 +154,15 @@ def _group_bin_matrix(
 
 @lru_cache(maxsize=2)
 def _kernel_stack(grid_size: int, n_sigma: int) -> tuple[FloatArray, NDArray[np.float32]]:
-    """Reflected Gaussian kernels on a log-spaced bandwidth grid, for bootstrapped smooth ECE."""
+    """The reflected Gaussian kernel of :func:`reranker.smooth_ece` on a log-spaced bandwidth grid.
+
+    Evaluated once per grid for bootstrapped smooth ECE.
+    """
     sigmas = np.geomspace(1e-3, 1.0, n_sigma)
     centers = (np.arange(grid_size) + 0.5) / grid_size
-    diff = centers[:, None] - centers[None, :]
     stack = np.empty((n_sigma, grid_size, grid_size), dtype=np.float32)
     for i, sigma in enumerate(sigmas):
-        total = np.zeros_like(diff)
-        for k in range(-2, 3):
-            total += np.exp(-0.5 * ((diff - 2 * k) / sigma) ** 2)
-            total += np.exp(-0.5 * ((centers[:, None] + centers[None, :] - 2 * k) / sigma) ** 2)
-        stack[i] = total / (sigma * np.sqrt(2 * np.pi))
+        stack[i] = reflected_kernel(centers, centers, float(sigma))
     return sigmas, stack
 
 
@@ -211,7 +210,7 @@ def calibration_metrics(
     log-spaced bandwidth grid.
     """
     if scored.correct is None or scored.semer is None:
-        raise DataError("calibration needs the reference columns ref_domain, ref_intent, ref_slots")
+        raise DataError(references_needed("calibration"))
     y, s, g = calibration_sample(scored, population=population, domain=domain, device=device)
     _, utt = slice_masks(scored, domain=domain, device=device)
     top_rows = scored.top[utt]

@@ -21,6 +21,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit, logit
 from sklearn.isotonic import isotonic_regression
 
+from reranker._validation import check_choice, check_unit_interval, references_needed
 from reranker.errors import DataError
 from reranker.tables import ScoredTable, score_table
 
@@ -35,6 +36,7 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 Method = Literal["temperature", "isotonic"]
+METHODS: tuple[str, ...] = ("temperature", "isotonic")
 _EPS = 1e-6
 
 
@@ -45,10 +47,8 @@ def _check(correct: ArrayLike, score: ArrayLike) -> tuple[FloatArray, FloatArray
         raise DataError(f"correct and score must have the same length, got {y.size} and {s.size}")
     if y.size == 0:
         raise DataError("cannot fit a calibrator on an empty sample")
-    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
-        raise DataError("score must lie in [0, 1]")
-    if np.isnan(y).any() or (y < 0).any() or (y > 1).any():
-        raise DataError("correct must lie in [0, 1]")
+    check_unit_interval(s, "score")
+    check_unit_interval(y, "correct")
     return y, s
 
 
@@ -135,8 +135,7 @@ def cross_fit(
     g = np.asarray(groups)
     if g.shape != s.shape:
         raise DataError("groups must be as long as score")
-    if method not in ("temperature", "isotonic"):
-        raise DataError(f"method must be 'temperature' or 'isotonic', got {method!r}")
+    check_choice("method", method, METHODS)
     if n_folds < 2:
         raise DataError(f"n_folds must be at least 2, got {n_folds}")
     _, codes = np.unique(g, return_inverse=True)
@@ -162,9 +161,7 @@ def recalibrate(scored: ScoredTable, method: Method, *, seed: int = 0) -> Scored
     (:func:`cross_fit`), so the calibrated curve is judged out of sample.
     """
     if scored.correct is None:
-        raise DataError(
-            "a calibrator needs the reference columns ref_domain, ref_intent, ref_slots"
-        )
+        raise DataError(references_needed("a calibrator"))
     score = cross_fit(scored.correct, scored.score, scored.codes, method=method, seed=seed)
     errors = (scored.semer, scored.correct) if scored.semer is not None else None
     return score_table(

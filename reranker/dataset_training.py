@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reranker._validation import require_references
 from reranker.errors import DataError
 from reranker.estimator import Competitors
 from reranker.executors import Executor, Progress, run_all
@@ -40,7 +41,6 @@ from reranker.partitioned import (
     read_rows,
 )
 from reranker.registry import WeightsRegistry
-from reranker.regularization import AUTO
 from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
 from reranker.training import (
@@ -185,7 +185,7 @@ def train_dataset_domains(
     Parameters are those of :func:`reranker.training.train_domains`; ``executor`` runs both the
     validation pass (reported through ``part_progress(phase, done, total)``) and the domains.
     """
-    _check_options(loss, scope, alpha, l2, temperature, None)
+    options = _check_options(loss, scope, alpha, l2, temperature, None, max_iter)
     dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(os.fspath(spec))
     surveys = run_all(
         executor,
@@ -196,10 +196,7 @@ def train_dataset_domains(
     )
     bare = [i for i, s in enumerate(surveys) if not s[2]]
     if bare:
-        raise DataError(
-            f"{dataset.parts[bare[0]].path}: training needs the reference columns ref_domain, "
-            "ref_intent and ref_slots"
-        )
+        require_references(False, "training", source=str(dataset.parts[bare[0]].path))
     present = sorted(set().union(*(s[0] for s in surveys)))
     chosen = present if domains is None else sorted(set(domains))
     missing = [d for d in chosen if d not in present]
@@ -211,14 +208,7 @@ def train_dataset_domains(
     registry = WeightsRegistry(out)
     documents = current_documents(registry) if scope == "utterance" else None
     names = default_feature_names(set().union(*(s[1] for s in surveys)))
-    params = {
-        "loss": loss,
-        "l2": AUTO if l2 == AUTO else float(l2),
-        "alpha": float(alpha),
-        "scope": scope,
-        "temperature": float(temperature),
-        "max_iter": int(max_iter),
-    }
+    params = options.params()
     tasks = [
         DatasetDomainTask(
             dataset,

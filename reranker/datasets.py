@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reranker.hypotheses import SUFFIXES
-from reranker.losses import LOSSES
+from reranker.options import LOSSES
 
 __all__ = ["DatasetInfo", "discover_datasets"]
 

@@ -47,11 +47,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reranker._validation import check_choice
 from reranker.annotation import parse_slots, strip_annotation
 from reranker.errors import DataError, TrainingError
 from reranker.hypotheses import validate_hypotheses, write_table
 from reranker.nlu.corpus import read_corpus, read_domain_map, validate_corpus, write_corpus
 from reranker.nlu.models import predict_corpus, train_models
+from reranker.options import LOSSES, SCOPES
 
 __all__ = [
     "AMBIGUOUS_TITLES",
@@ -69,7 +71,6 @@ __all__ = [
 
 DATASETS: tuple[str, ...] = ("media", "real")
 DEVICES: tuple[str, ...] = ("echo_dot", "echo_show", "fire_tv")
-LOSSES: tuple[str, ...] = ("r1", "r2", "r3")
 
 DEVICE_SHARE: dict[str, float] = {"echo_dot": 0.45, "echo_show": 0.25, "fire_tv": 0.30}
 """Simulated share of utterances per device (media demo)."""
@@ -681,8 +682,7 @@ def build_demo(
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise DataError(f"unknown demo dataset {unknown[0]!r}; choose from {', '.join(DATASETS)}")
-    if scope not in ("domain", "utterance"):
-        raise DataError(f"scope must be 'domain' or 'utterance', got {scope!r}")
+    check_choice("scope", scope, SCOPES)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise DataError(f"{root}: exists and is not a directory")

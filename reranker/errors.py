@@ -6,7 +6,14 @@ as a single line; every message names the file, row and column at fault where th
 
 from __future__ import annotations
 
-__all__ = ["DataError", "ModelError", "RerankerError", "TrainingError", "WeightsError"]
+__all__ = [
+    "DataError",
+    "ModelError",
+    "ParameterError",
+    "RerankerError",
+    "TrainingError",
+    "WeightsError",
+]
 
 
 class RerankerError(Exception):
@@ -15,6 +22,13 @@ class RerankerError(Exception):
 
 class DataError(RerankerError, ValueError):
     """A data file or array is missing, unreadable or breaks the data contract."""
+
+
+class ParameterError(DataError):
+    """An option or argument is outside its allowed values (a loss, a strategy, a count...).
+
+    A ``ValueError``; also a :class:`DataError`, which callers caught before it existed.
+    """
 
 
 class WeightsError(RerankerError):

@@ -13,13 +13,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from reranker.errors import DataError
-from reranker.losses import LossProblem, _check_options, loss_parts, make_problem
+from reranker.errors import DataError, ParameterError
+from reranker.losses import LossProblem, loss_parts, make_problem
+from reranker.options import TrainingOptions
 from reranker.solvers import Solution, solve
 
 __all__ = ["Competitors", "DomainReranker"]
 
-SCOPES: tuple[str, ...] = ("domain", "utterance")
 FloatArray = NDArray[np.float64]
 
 
@@ -138,15 +138,16 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         self.standardize = standardize
 
     def _validate_params_(self) -> None:
-        _check_options(self.loss, float(self.alpha), float(self.l2))
-        if self.scope not in SCOPES:
-            raise DataError(f"scope must be 'domain' or 'utterance', got {self.scope!r}")
-        if not (np.isfinite(self.temperature) and self.temperature > 0):
-            raise DataError(f"temperature must be > 0, got {self.temperature!r}")
-        if int(self.max_iter) < 1:
-            raise DataError(f"max_iter must be >= 1, got {self.max_iter!r}")
+        TrainingOptions(
+            loss=self.loss,
+            scope=self.scope,
+            alpha=self.alpha,
+            l2=self.l2,
+            temperature=self.temperature,
+            max_iter=int(self.max_iter),
+        )
         if not self.tol > 0:
-            raise DataError(f"tol must be > 0, got {self.tol!r}")
+            raise ParameterError(f"tol must be > 0, got {self.tol!r}")
 
     def fit(
         self,

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from reranker._validation import POPULATIONS, check_choice, references_needed, require_references
 from reranker.bootstrap import bootstrap_intervals, weight_chunks
 from reranker.calibration import (
     Strategy,
@@ -56,7 +57,8 @@ def _slice_metrics(
     hyp_weight: NDArray[np.float64] | None = None,
     utt_weight: NDArray[np.float64] | None = None,
 ) -> dict[str, Any]:
-    assert t.correct is not None and t.semer is not None
+    if t.correct is None or t.semer is None:
+        raise DataError(references_needed("evaluation"))
     top_rows = t.top[utt_mask]
     hw = np.ones(int(hyp_mask.sum())) if hyp_weight is None else hyp_weight[hyp_mask]
     uw = np.ones(top_rows.size) if utt_weight is None else utt_weight[utt_mask]
@@ -136,17 +138,10 @@ def evaluate(
     else:
         if scores is None:
             raise DataError("evaluate needs scores for a plain hypothesis table")
-        if not has_references(hypotheses):
-            raise DataError(
-                "evaluation needs the reference columns ref_domain, ref_intent and ref_slots"
-            )
+        require_references(has_references(hypotheses), "evaluation")
         t = score_table(hypotheses, scores)
-    if t.correct is None:
-        raise DataError(
-            "evaluation needs the reference columns ref_domain, ref_intent and ref_slots"
-        )
-    if population not in ("all", "top1"):
-        raise DataError(f"population must be 'all' or 'top1', got {population!r}")
+    require_references(t.correct is not None, "evaluation")
+    check_choice("population", population, POPULATIONS)
     frame = t.hypotheses
     n_utt = int(t.top.size)
     all_hyp = np.ones(len(frame), dtype=bool)

@@ -30,6 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import sparse
 
+from reranker._validation import POPULATIONS, check_choice, references_needed
 from reranker.calibration import bin_indices
 from reranker.errors import DataError
 from reranker.evaluation import METRIC_KEYS
@@ -173,8 +174,7 @@ class EvaluationStats:
 
     def report(self, *, population: str = "all", confidence: float = 0.9) -> dict[str, Any]:
         """The object :func:`reranker.evaluation.evaluate` returns, from the merged sums."""
-        if population not in ("all", "top1"):
-            raise DataError(f"population must be 'all' or 'top1', got {population!r}")
+        check_choice("population", population, POPULATIONS)
         result = _metrics(self.overall, self.n_bins, population)
         result["by_domain"] = {
             k: _metrics(v, self.n_bins, population) for k, v in sorted(self.by_domain.items())
@@ -260,9 +260,7 @@ def evaluation_stats(
     disjoint sets of utterances add up to those of their union (``strategy="uniform"``).
     """
     if t.correct is None or t.semer is None:
-        raise DataError(
-            "evaluation needs the reference columns ref_domain, ref_intent and ref_slots"
-        )
+        raise DataError(references_needed("evaluation"))
     if not isinstance(n_bins, int | np.integer) or n_bins < 1:
         raise DataError(f"n_bins must be a positive integer, got {n_bins!r}")
     frame = t.hypotheses

@@ -30,13 +30,28 @@ from scipy.optimize import brentq
 from reranker.errors import DataError
 from reranker.scored_pairs import check_pair
 
-__all__ = ["smooth_ece"]
+__all__ = ["reflected_kernel", "smooth_ece"]
 
 FloatArray = NDArray[np.float64]
 _POINTS_PER_SIGMA = 16
 _FIRST_GRID = 2**12
 _MAX_GRID = 2**22
 _SIGMA_RANGE = (1e-4, 1.0)
+
+
+def reflected_kernel(grid: FloatArray, centers: FloatArray, sigma: float) -> FloatArray:
+    """The matrix ``K_σ(grid[i], centers[j])`` of the kernel above (integrates to 1 over [0, 1]).
+
+    Images at distance ``2k`` for ``|k| <= 2`` are summed, exact to double precision for
+    ``σ <= 1``. The bootstrapped smooth ECE of a slice applies it to many residual vectors at
+    once (:mod:`reranker.calibration_slices`).
+    """
+    diff = grid[:, None] - centers[None, :]
+    total = np.zeros_like(diff)
+    for k in range(-2, 3):
+        total += np.exp(-0.5 * ((diff - 2 * k) / sigma) ** 2)
+        total += np.exp(-0.5 * ((grid[:, None] + centers[None, :] - 2 * k) / sigma) ** 2)
+    return total / (sigma * np.sqrt(2 * np.pi))
 
 
 def _grid_for(sigma: float, at_least: int) -> int:

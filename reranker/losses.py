@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from reranker.errors import DataError
+from reranker.options import LOSSES, TrainingOptions
 
 __all__ = [
     "LOSSES",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 Loss = Literal["r1", "r2", "r3"]
-LOSSES: tuple[str, ...] = ("r1", "r2", "r3")
 
 
 @dataclass(frozen=True)
@@ -373,12 +373,7 @@ def r2_newton_terms(
 
 
 def _check_options(loss: str, alpha: float, l2: float) -> None:
-    if loss not in LOSSES:
-        raise DataError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    if not (np.isfinite(alpha) and alpha >= 0):
-        raise DataError(f"alpha must be >= 0, got {alpha!r}")
-    if not (np.isfinite(l2) and l2 >= 0):
-        raise DataError(f"l2 must be >= 0, got {l2!r}")
+    TrainingOptions(loss=loss, alpha=alpha, l2=l2)
 
 
 def objective(

@@ -47,7 +47,7 @@ from reranker._files import (
 )
 from reranker.errors import WeightsError
 from reranker.features import is_known_feature
-from reranker.losses import LOSSES
+from reranker.options import LOSSES
 
 try:  # POSIX advisory locks; elsewhere publishes of one domain must not race
     import fcntl

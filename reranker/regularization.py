@@ -26,10 +26,10 @@ from reranker.bootstrap import utterance_keys
 from reranker.errors import DataError
 from reranker.estimator import Competitors, DomainReranker
 from reranker.losses import make_problem, objective
+from reranker.options import AUTO
 
 __all__ = ["AUTO", "L2_GRID", "choose_l2"]
 
-AUTO = "auto"
 L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 """Candidate λ of ``l2="auto"``."""
 FOLDS = 3

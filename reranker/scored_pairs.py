@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from reranker._validation import check_unit_interval
 from reranker.errors import DataError
 
 __all__ = ["ScoredPairs", "bin_sums", "check_pair"]
@@ -56,26 +57,15 @@ class ScoredPairs:
         return np.asarray(self.y, dtype=np.float64)
 
 
-def _in_unit_interval(values: NDArray[np.generic]) -> bool:
-    return values.size == 0 or bool(values.min() >= 0 and values.max() <= 1)
-
-
-def _first_outside(values: NDArray[np.generic]) -> float:
-    v = np.asarray(values, dtype=np.float64)
-    return float(v[np.isnan(v) | (v < 0) | (v > 1)][0])
-
-
 def _check_correct(correct: ArrayLike) -> tuple[NDArray[np.generic], bool]:
     y = np.asarray(correct).ravel()
     if y.dtype == np.bool_:
         return y.view(np.uint8), True
     if np.issubdtype(y.dtype, np.integer):
-        if not _in_unit_interval(y):
-            raise DataError(f"correct must lie in [0, 1], got {_first_outside(y)!r}")
+        check_unit_interval(y, "correct")
         return y, True
     y = np.asarray(y, dtype=np.float64)
-    if not _in_unit_interval(y):
-        raise DataError(f"correct must lie in [0, 1], got {_first_outside(y)!r}")
+    check_unit_interval(y, "correct")
     return y, False
 
 
@@ -87,8 +77,7 @@ def check_pair(
     y, binary = _check_correct(correct)
     if y.shape != s.shape:
         raise DataError(f"correct and score must have the same length, got {y.size} and {s.size}")
-    if not _in_unit_interval(s):
-        raise DataError(f"score must lie in [0, 1], got {_first_outside(s)!r}")
+    check_unit_interval(s, "score")
     w = None
     if sample_weight is not None:
         w = np.asarray(sample_weight, dtype=np.float64).ravel()

@@ -25,7 +25,7 @@ from scipy.special import expit, logit
 
 from reranker.errors import WeightsError
 from reranker.features import feature_matrix
-from reranker.losses import LOSSES
+from reranker.options import LOSSES
 from reranker.ranking import r0_score
 from reranker.registry import WeightsRegistry
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reranker._validation import require_references
 from reranker.errors import DataError
 from reranker.evaluation_stats import EvaluationStats, evaluation_stats
 from reranker.executors import Executor, Progress, run_all
@@ -123,11 +124,7 @@ def evaluate_dataset(
     options = {"n_bins": n_bins, "strategy": strategy, "n_boot": n_boot, "seed": seed}
     with _scratch(scratch) as tmp:
         summaries = _scatter(executor, dataset, tmp, progress)
-        if not summaries[0].has_references:
-            raise DataError(
-                f"{dataset.source}: evaluation needs the reference columns ref_domain, "
-                "ref_intent and ref_slots"
-            )
+        require_references(summaries[0].has_references, "evaluation", source=dataset.source)
         arguments = [(dataset, tmp, b, documents, options) for b in range(len(dataset.parts))]
         merged: list[EvaluationStats] = []
         problems: list[tuple[int, int, int, str] | None] = []

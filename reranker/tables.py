@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from reranker._validation import check_unit_interval
 from reranker.bootstrap import utterance_keys
 from reranker.errors import DataError
 from reranker.hypotheses import has_references
@@ -81,8 +82,7 @@ def score_table(
     s = np.asarray(scores, dtype=np.float64).ravel()
     if s.size != len(hypotheses):
         raise DataError(f"got {s.size} scores for {len(hypotheses)} hypotheses")
-    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
-        raise DataError("scores must lie in [0, 1]")
+    check_unit_interval(s, "score")
     if codes is None:
         codes = utterance_codes(hypotheses["utterance_id"])
     dscore = hypotheses["domain_score"].to_numpy(dtype=np.float64)

@@ -36,20 +36,19 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
-from reranker.errors import DataError, RerankerError, TrainingError
-from reranker.estimator import SCOPES, Competitors, DomainReranker
+from reranker._validation import require_references
+from reranker.errors import DataError, ParameterError, RerankerError, TrainingError
+from reranker.estimator import Competitors, DomainReranker
 from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import REFERENCE_COLUMNS, SCORE_COLUMNS, has_references
-from reranker.losses import LOSSES
+from reranker.options import AUTO, TrainingOptions
 from reranker.registry import WeightsRegistry
-from reranker.regularization import AUTO, choose_l2
+from reranker.regularization import choose_l2
 from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
 
 __all__ = [
     "ENGINES",
-    "PENALTY_RANGE",
-    "TEMPERATURE_RANGE",
     "DaskEngine",
     "DomainResult",
     "DomainTask",
@@ -358,50 +357,34 @@ def _sha256_rows(columns: list[str], row_hashes: NDArray[np.uint64]) -> str:
     return digest.hexdigest()
 
 
-TEMPERATURE_RANGE = (1e-3, 1e3)
-"""Accepted R1 softmax temperatures: ``z / τ`` must stay far from float64 overflow."""
-PENALTY_RANGE = (0.0, 1e6)
-"""Accepted values of ``alpha`` (weight of R2 in R3) and ``l2``."""
-
-
 def _check_options(
-    loss: str, scope: str, alpha: float, l2: float | str, temperature: float, jobs: int | None
-) -> None:
-    if loss not in LOSSES:
-        raise DataError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    if scope not in SCOPES:
-        raise DataError(f"scope must be 'domain' or 'utterance', got {scope!r}")
-    if isinstance(l2, str) and l2 != AUTO:
-        raise DataError(f"l2 must be a number or {AUTO!r}, got {l2!r}")
-    checks: list[tuple[str, Any, tuple[float, float]]] = [
-        ("alpha", alpha, PENALTY_RANGE),
-        ("temperature", temperature, TEMPERATURE_RANGE),
-    ]
-    if l2 != AUTO:
-        checks.insert(1, ("l2", l2, PENALTY_RANGE))
-    for name, value, (low, high) in checks:
-        if not (np.isfinite(value) and low <= value <= high):
-            raise DataError(f"{name} must lie in [{low:g}, {high:g}], got {value!r}")
+    loss: str,
+    scope: str,
+    alpha: float,
+    l2: float | str,
+    temperature: float,
+    jobs: int | None,
+    max_iter: int = 1000,
+) -> TrainingOptions:
+    """The run's :class:`TrainingOptions` (validated once), after checking ``jobs``."""
+    options = TrainingOptions(
+        loss=loss, scope=scope, alpha=alpha, l2=l2, temperature=temperature, max_iter=max_iter
+    )
     if jobs is not None and jobs < 1:
-        raise DataError(f"jobs must be >= 1, got {jobs!r}")
+        raise ParameterError(f"jobs must be >= 1, got {jobs!r}")
+    return options
 
 
 def prepare_tasks(
     hypotheses: pd.DataFrame,
+    options: TrainingOptions,
     *,
-    loss: str,
     registry: WeightsRegistry,
     domains: Iterable[str] | None = None,
-    scope: str = "utterance",
-    alpha: float = 1.0,
-    l2: float | str = 1e-3,
-    temperature: float = 1.0,
-    max_iter: int = 1000,
     features: Sequence[str] | None = None,
 ) -> list[DomainTask]:
     """Split a validated table with references into one :class:`DomainTask` per domain."""
-    if not has_references(hypotheses):
-        raise DataError("training needs the reference columns ref_domain, ref_intent and ref_slots")
+    require_references(has_references(hypotheses), "training")
     present = sorted(hypotheses["domain"].unique())
     if domains is None:
         chosen = present
@@ -426,18 +409,11 @@ def prepare_tasks(
     hash_columns, row_hashes = _row_hashes(hypotheses)
     errors = None
     z_frozen = None
-    if scope == "utterance":  # competitors need every row's SemER up front
+    if options.scope == "utterance":  # competitors need every row's SemER up front
         errors = table_errors(hypotheses)
         z_frozen = logits_with_documents(hypotheses, current_documents(registry))
     interpretation_columns = ["domain", "intent", "slots", *REFERENCE_COLUMNS]
-    params = {
-        "loss": loss,
-        "l2": AUTO if l2 == AUTO else float(l2),
-        "alpha": float(alpha),
-        "scope": scope,
-        "temperature": float(temperature),
-        "max_iter": int(max_iter),
-    }
+    params = options.params()
     tasks = []
     for d in chosen:
         mask = domain == d
@@ -532,22 +508,12 @@ def train_domains(
     ``if __name__ == "__main__":``, as for any :mod:`multiprocessing` code. Pass
     ``engine="serial"`` (or ``jobs=1``) to train in the calling process.
     """
-    _check_options(loss, scope, alpha, l2, temperature, jobs)
+    options = _check_options(loss, scope, alpha, l2, temperature, jobs, max_iter)
     executor = (
         make_engine(engine, jobs=jobs, scheduler=scheduler) if isinstance(engine, str) else engine
     )
     registry = WeightsRegistry(out)
-    tasks = prepare_tasks(
-        hypotheses,
-        loss=loss,
-        registry=registry,
-        domains=domains,
-        scope=scope,
-        alpha=alpha,
-        l2=l2,
-        temperature=temperature,
-        max_iter=max_iter,
-    )
+    tasks = prepare_tasks(hypotheses, options, registry=registry, domains=domains)
 
     return publish_results(executor, tasks, registry, progress)
 

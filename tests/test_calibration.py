@@ -15,7 +15,7 @@ from reranker.calibration import (
     reliability_curve,
     smooth_ece,
 )
-from reranker.errors import DataError
+from reranker.errors import DataError, RerankerError
 
 
 def slow_ece(correct, score, n_bins=10):
@@ -204,7 +204,7 @@ def test_reliability_stats_merge_and_rebin() -> None:
     ],
 )
 def test_calibration_rejects_bad_arguments(kwargs: dict, match: str) -> None:
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(RerankerError, match=match):
         expected_calibration_error(**kwargs)
 
 

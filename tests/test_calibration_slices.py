@@ -15,7 +15,7 @@ from reranker.calibration import (
     reliability_curve,
     smooth_ece,
 )
-from reranker.errors import DataError
+from reranker.errors import DataError, ParameterError
 from reranker.evaluation import evaluate
 from reranker.hypotheses import read_hypotheses, validate_hypotheses
 from reranker.ranking import r0_score
@@ -143,7 +143,7 @@ def test_calibration_needs_references() -> None:
     scored = tables.scored_view(tables.prepare(table))
     with pytest.raises(DataError, match="reference"):
         calibration_slices.calibration_metrics(scored)
-    with pytest.raises(DataError, match="population"):
+    with pytest.raises(ParameterError, match="population"):
         calibration_slices.calibration_sample(
             tables.scored_view(tables.prepare(validate_hypotheses(make_table(5)))),
             population="half",  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from scipy.special import expit, logit
 
 from reranker.calibration import expected_calibration_error
 from reranker.calibrators import cross_fit, fit_isotonic, fit_temperature, recalibrate
-from reranker.errors import DataError
+from reranker.errors import DataError, RerankerError
 from reranker.hypotheses import read_hypotheses
 from reranker.ranking import r0_score
 from reranker.tables import prepare, scored_view
@@ -106,7 +106,7 @@ def test_cross_fit_calibrates_each_fold_with_the_others_only() -> None:
     ],
 )
 def test_cross_fit_rejects_bad_options(kwargs, match) -> None:
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(RerankerError, match=match):
         cross_fit([0, 1, 1], [0.1, 0.5, 0.9], [0, 1, 2], **kwargs)
 
 

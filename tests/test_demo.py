@@ -17,7 +17,7 @@ from reranker.demo import (
     generate_media_corpus,
     media_catalogues,
 )
-from reranker.errors import DataError
+from reranker.errors import DataError, ParameterError
 from reranker.hypotheses import read_hypotheses
 from reranker.nlu import load_models, read_corpus
 
@@ -88,7 +88,7 @@ def test_build_demo_errors(tmp_path: Path) -> None:
         build_demo(tmp_path, datasets=["films"])
     with pytest.raises(DataError, match=r"missing snips\.jsonl"):
         build_demo(tmp_path / "x", datasets=["media"], sources=tmp_path)
-    with pytest.raises(DataError, match="scope must be 'domain' or 'utterance'"):
+    with pytest.raises(ParameterError, match="scope must be 'domain' or 'utterance'"):
         build_demo(tmp_path / "y", scope="global")
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="not a directory"):

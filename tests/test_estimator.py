@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from reranker.errors import DataError
+from reranker.errors import DataError, RerankerError
 from reranker.estimator import Competitors, DomainReranker
 from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import validate_hypotheses
@@ -168,7 +168,7 @@ def test_utterance_scope_uses_competitors() -> None:
 def test_fit_rejects_bad_options(
     params: dict[str, object], fit_kwargs: dict[str, object], match: str
 ) -> None:
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(RerankerError, match=match):
         DomainReranker(**params).fit(np.zeros((2, 1)), [0, 1], groups=[0, 1], **fit_kwargs)  # type: ignore[arg-type]
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.optimize import check_grad
 from scipy.special import expit, softmax
 
-from reranker.errors import DataError
+from reranker.errors import DataError, ParameterError
 from reranker.losses import LossProblem, loss_parts, make_problem, objective
 
 
@@ -257,7 +257,7 @@ def test_make_problem_rejects_bad_input(kwargs: dict[str, object], match: str) -
 )
 def test_objective_rejects_bad_options(kwargs: dict[str, object], match: str) -> None:
     problem, _ = _random_problem(1)
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(ParameterError, match=match):
         objective(np.zeros(problem.X.shape[1] + 1), problem, **kwargs)  # type: ignore[arg-type]
 
 

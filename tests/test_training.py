@@ -13,9 +13,10 @@ import pytest
 from scipy.special import logit
 from sklearn.exceptions import ConvergenceWarning
 
-from reranker.errors import DataError
+from reranker.errors import DataError, RerankerError
 from reranker.evaluation import evaluate
 from reranker.hypotheses import read_hypotheses, validate_hypotheses
+from reranker.options import TrainingOptions
 from reranker.ranking import r0_score
 from reranker.registry import WeightsRegistry
 from reranker.scoring import score_with_registry
@@ -180,7 +181,9 @@ def test_non_convergence_is_warned_and_recorded(table: pd.DataFrame, tmp_path: P
 def test_utterance_scope_freezes_published_logits(table: pd.DataFrame, tmp_path: Path) -> None:
     reg = WeightsRegistry(tmp_path)
     train_domains(table, loss="r2", out=tmp_path, engine="serial", domains=["Music"])
-    tasks = prepare_tasks(table, loss="r1", registry=reg, scope="utterance", domains=["Books"])
+    tasks = prepare_tasks(
+        table, TrainingOptions("r1", scope="utterance"), registry=reg, domains=["Books"]
+    )
     comp = tasks[0].competitors
     assert comp is not None
     frozen = score_with_registry(table, tmp_path).score
@@ -226,7 +229,7 @@ def test_bad_options_fail_before_writing(
 ) -> None:
     out = tmp_path / "w"
     args: dict[str, Any] = {"loss": "r2", "out": out, "engine": "serial"} | kwargs
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(RerankerError, match=match):
         train_domains(table, **args)
     assert not out.exists()
 
@@ -239,12 +242,12 @@ def test_training_needs_references(table: pd.DataFrame, tmp_path: Path) -> None:
 
 def test_training_data_hash_is_deterministic(table: pd.DataFrame, tmp_path: Path) -> None:
     reg = WeightsRegistry(tmp_path)
-    a = prepare_tasks(table, loss="r2", registry=reg)
-    b = prepare_tasks(table.copy(), loss="r2", registry=reg)
+    a = prepare_tasks(table, TrainingOptions("r2"), registry=reg)
+    b = prepare_tasks(table.copy(), TrainingOptions("r2"), registry=reg)
     assert [t.training_data for t in a] == [t.training_data for t in b]
     changed = table.copy()
     changed.loc[changed.index[0], "slot_score"] = 0.123
-    c = prepare_tasks(changed, loss="r2", registry=reg)
+    c = prepare_tasks(changed, TrainingOptions("r2"), registry=reg)
     assert [t.training_data["sha256"] for t in a] != [t.training_data["sha256"] for t in c]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from reranker._validation import require_references
 from reranker.calibration import MAX_BINS
 from reranker.cli._app import app
 from reranker.cli._common import (
@@ -224,11 +225,7 @@ def evaluate_cmd(
     with status(f"reading {hypotheses}"):
         table = read_hypotheses(hypotheses)
     if not has_references(table):
-        from reranker.errors import DataError
-
-        raise DataError(
-            f"{hypotheses}: evaluation needs the reference columns ref_domain, ref_intent and ref_slots"
-        )
+        require_references(False, "evaluation", source=str(hypotheses))
     with status("scoring and evaluating"):
         scoring = score_hypotheses(table, weights)
         report = evaluate(

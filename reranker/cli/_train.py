@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 from sklearn.exceptions import ConvergenceWarning
 
+from reranker._validation import check_choice
 from reranker.cli._app import app
 from reranker.cli._common import (
     err_console,
@@ -20,18 +21,12 @@ from reranker.cli._common import (
     refuse_input_as_output,
     status,
 )
-from reranker.errors import DataError, TrainingError, WeightsError
+from reranker.errors import ParameterError, TrainingError, WeightsError
 from reranker.hypotheses import read_hypotheses
-from reranker.losses import LOSSES
+from reranker.options import PENALTY_RANGE, TEMPERATURE_RANGE, TrainingOptions
 from reranker.partitioned import is_dataset_path
 from reranker.registry import WeightsRegistry
-from reranker.training import (
-    ENGINES,
-    PENALTY_RANGE,
-    TEMPERATURE_RANGE,
-    DomainResult,
-    train_domains,
-)
+from reranker.training import ENGINES, DomainResult, train_domains
 
 weights_app = typer.Typer(
     name="weights",
@@ -58,24 +53,15 @@ def _check_train_options(
     jobs: int | None,
     out: Path,
 ) -> None:
-    if loss not in LOSSES:
-        raise DataError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    if scope not in ("domain", "utterance"):
-        raise DataError(f"--scope must be 'domain' or 'utterance', got {scope!r}")
-    if engine not in ENGINES:
-        raise DataError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    try:
+        TrainingOptions(loss=loss, scope=scope, alpha=alpha, l2=l2, temperature=temperature)
+    except ParameterError as e:  # the command line names its options with their dashes
+        raise ParameterError(f"--{e}") from e
+    check_choice("--engine", engine, ENGINES)
     if scheduler and engine != "dask":
-        raise DataError("--scheduler applies only to --engine dask")
-    if not alpha >= 0:
-        raise DataError(f"--alpha must be >= 0, got {alpha}")
-    if l2 != "auto" and not PENALTY_RANGE[0] <= l2 <= PENALTY_RANGE[1]:  # type: ignore[operator]
-        raise DataError(
-            f"--l2 must lie in [{PENALTY_RANGE[0]:g}, {PENALTY_RANGE[1]:g}] or be 'auto', got {l2}"
-        )
-    if not temperature > 0:
-        raise DataError(f"--temperature must be > 0, got {temperature}")
+        raise ParameterError("--scheduler applies only to --engine dask")
     if jobs is not None and jobs < 1:
-        raise DataError(f"--jobs must be >= 1, got {jobs}")
+        raise ParameterError(f"--jobs must be >= 1, got {jobs}")
     if out.exists() and not out.is_dir():
         raise WeightsError(f"{out}: exists and is not a weights directory")
     parent = out.parent if str(out.parent) else Path(".")
@@ -90,7 +76,7 @@ def _parse_l2(text: str) -> float | str:
     try:
         return float(text)
     except ValueError:
-        raise DataError(f"--l2 must be a number or 'auto', got {text!r}") from None
+        raise ParameterError(f"--l2 must be a number or 'auto', got {text!r}") from None
 
 
 class _Display:
