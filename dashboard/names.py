@@ -15,8 +15,18 @@ __all__ = ["registry_fingerprint", "safe_file_name", "table_token"]
 
 
 def table_token(path: str | os.PathLike[str]) -> str:
-    """``path|mtime|size``: the cache key of a table file (changes when the file changes)."""
+    """``path|mtime|size``: the cache key of a table (changes when the table changes).
+
+    For a partitioned dataset (a directory of parts) mtime and size are replaced by a
+    fingerprint of every part's relative path, modification time and size.
+    """
     p = Path(path)
+    if p.is_dir():
+        digest = hashlib.sha1()
+        for part in sorted(f for f in p.rglob("*") if f.is_file()):
+            stat = part.stat()
+            digest.update(f"{part.relative_to(p)}|{stat.st_mtime_ns}|{stat.st_size}\n".encode())
+        return f"{p}|dir|{digest.hexdigest()}"
     stat = p.stat()
     return f"{p}|{stat.st_mtime_ns}|{stat.st_size}"
 

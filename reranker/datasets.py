@@ -32,7 +32,8 @@ class DatasetInfo:
     name, description : str
         From ``dataset.json`` when present.
     splits : dict
-        Split name (``test``, ``dev``, ``train``, or ``all`` for a single file) -> table path.
+        Split name (``test``, ``dev``, ``train``, or ``all`` for a single table) -> table path:
+        a file, or a directory of Parquet parts (a partitioned dataset).
     weights : dict
         Loss (``r1``, ``r2``, ``r3``) -> weights registry directory.
     models : Path or None
@@ -63,13 +64,26 @@ class DatasetInfo:
         return next(iter(self.splits))
 
 
+def _has_parquet(directory: Path) -> bool:
+    return any(p.suffix.lower() == ".parquet" for p in directory.rglob("*") if p.is_file())
+
+
 def _table_files(directory: Path) -> dict[str, Path]:
+    """Split name -> table: ``<split>.{parquet,csv,jsonl}`` files and ``<split>/`` directories of
+    Parquet parts; a ``hypotheses/`` directory partitioned by ``key=value`` is one split, ``all``."""
     found: dict[str, Path] = {}
     if not directory.is_dir():
         return found
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and path.suffix.lower() in SUFFIXES and path.stem not in found:
+    children = sorted(directory.iterdir())
+    if any(c.is_dir() and "=" in c.name for c in children):
+        return {"all": directory} if _has_parquet(directory) else {}
+    for path in children:
+        if path.name.startswith((".", "_")) or path.stem in found:
+            continue
+        if path.is_file() and path.suffix.lower() in SUFFIXES:
             found[path.stem] = path
+        elif path.is_dir() and _has_parquet(path):
+            found[path.name] = path
     return found
 
 

@@ -33,6 +33,16 @@ b = c2.selectbox(
     bind="query-params",
 )
 n_boot = int(c3.number_input("Bootstrap resamples", 50, 5000, 500, 50, key="compare_boot"))
+if a == b:
+    st.info(
+        "Pick two different scorings to compare"
+        + (
+            "."
+            if len(losses) > 1
+            else ": this dataset has only R0; train a loss on the Weights page."
+        )
+    )
+    st.stop()
 try:
     metrics, changed, n_utt = cache.comparison(ctx.args(a), ctx.args(b), n_boot)
 except RerankerError as e:

@@ -18,7 +18,6 @@ st.write(
     "Type what a user might say and pick devices: the dataset's NLU models propose hypotheses, "
     "and the re-ranker scores them for each device, side by side."
 )
-ui.simulated_note(ctx)
 if ctx.info is None or ctx.info.models is None:
     st.info(
         "The probe needs NLU models, which only the shipped demo datasets have "
