@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the in-memory runs")
     parser.add_argument("--no-train", action="store_true", help="skip training")
+    parser.add_argument("--no-evaluate", action="store_true", help="skip evaluate")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -156,39 +157,60 @@ def main() -> None:
         n = opts.hypotheses
         print(
             f"{n:,} hypotheses in {opts.parts} {opts.layout} parts, written in "
-            f"{time.perf_counter() - started:.1f}s; load average {os.getloadavg()[0]:.1f}"
+            f"{time.perf_counter() - started:.1f}s; load average {os.getloadavg()[0]:.1f}",
+            flush=True,
         )
         common = ["--data", data, "--bootstrap", str(opts.bootstrap), "--scratch", tmp]
-        configs = ["local:1", "local:2", "dask:1", "dask:2"]
-        if not opts.no_memory:
+        configs = [] if opts.no_evaluate else ["local:1", "local:2", "dask:1", "dask:2"]
+        if configs and not opts.no_memory:
             configs.insert(0, "memory:1")
-        runs = {c: measure(["--phase", f"evaluate:{c}", *common]) for c in configs}
-        reference = runs.get("memory:1", runs["local:1"])["result"]
-        print("evaluate    seconds  cpu s  peak GB  hyps/cpu-s  max |diff| vs first")
-        for c, r in runs.items():
-            diff = _max_diff(reference, r["result"])
-            print(
-                f"{c:<10} {r['seconds']:8.1f} {r['cpu_seconds']:6.1f} {r['peak_gb']:8.2f} "
-                f"{n / max(r['cpu_seconds'], 1e-9):11,.0f}  {diff:.2e}"
-            )
-        for engine in ("local", "dask"):
-            ratio = runs[f"{engine}:1"]["seconds"] / runs[f"{engine}:2"]["seconds"]
-            print(f"evaluate, {engine}: 2 workers {ratio:.2f}x faster than 1")
-        if opts.no_train:
-            return
-        train = {}
-        for c in ([] if opts.no_memory else ["memory:2"]) + ["dask:1", "dask:2"]:
-            weights = os.path.join(tmp, f"w-{c.replace(':', '-')}")
-            train[c] = measure(["--phase", f"train:{c}", *common, "--weights", weights])
-        print("train (r2)  seconds  cpu s  peak GB  max |weight diff| vs first")
-        first = next(iter(train.values()))["result"]
-        for c, r in train.items():
-            print(
-                f"{c:<10} {r['seconds']:8.1f} {r['cpu_seconds']:6.1f} {r['peak_gb']:8.2f}  "
-                f"{_max_diff(first, r['result']):.2e}"
-            )
-        ratio = train["dask:1"]["seconds"] / train["dask:2"]["seconds"]
-        print(f"train, dask: 2 workers {ratio:.2f}x faster than 1")
+        runs: dict[str, dict[str, Any]] = {}
+        for c in configs:  # each line as soon as it is measured
+            runs[c] = measure(["--phase", f"evaluate:{c}", *common])
+            _line("evaluate", c, runs[c])
+        if runs:
+            _report_evaluate(runs, n)
+        if not opts.no_train:
+            _train(opts, tmp, common)
+
+
+def _line(kind: str, config: str, r: dict[str, Any]) -> None:
+    print(
+        f"{kind} {config:<9} {r['seconds']:7.1f} s wall {r['cpu_seconds']:7.1f} s cpu "
+        f"{r['peak_gb']:6.2f} GB peak",
+        flush=True,
+    )
+
+
+def _report_evaluate(runs: dict[str, dict[str, Any]], n: int) -> None:
+    reference = runs.get("memory:1", runs["local:1"])["result"]
+    print("evaluate    seconds  cpu s  peak GB  hyps/cpu-s  max |diff| vs first")
+    for c, r in runs.items():
+        diff = _max_diff(reference, r["result"])
+        print(
+            f"{c:<10} {r['seconds']:8.1f} {r['cpu_seconds']:6.1f} {r['peak_gb']:8.2f} "
+            f"{n / max(r['cpu_seconds'], 1e-9):11,.0f}  {diff:.2e}"
+        )
+    for engine in ("local", "dask"):
+        ratio = runs[f"{engine}:1"]["seconds"] / runs[f"{engine}:2"]["seconds"]
+        print(f"evaluate, {engine}: 2 workers {ratio:.2f}x faster than 1")
+
+
+def _train(opts: argparse.Namespace, tmp: str, common: list[str]) -> None:
+    train = {}
+    for c in ([] if opts.no_memory else ["memory:2"]) + ["dask:1", "dask:2"]:
+        weights = os.path.join(tmp, f"w-{c.replace(':', '-')}")
+        train[c] = measure(["--phase", f"train:{c}", *common, "--weights", weights])
+        _line("train", c, train[c])
+    print("train (r2)  seconds  cpu s  peak GB  max |weight diff| vs first")
+    first = next(iter(train.values()))["result"]
+    for c, r in train.items():
+        print(
+            f"{c:<10} {r['seconds']:8.1f} {r['cpu_seconds']:6.1f} {r['peak_gb']:8.2f}  "
+            f"{_max_diff(first, r['result']):.2e}"
+        )
+    ratio = train["dask:1"]["seconds"] / train["dask:2"]["seconds"]
+    print(f"train, dask: 2 workers {ratio:.2f}x faster than 1")
 
 
 if __name__ == "__main__":
