@@ -48,7 +48,7 @@ def _tree_cpu(proc: psutil.Process, seen: dict[int, float]) -> None:
     for p in [proc, *proc.children(recursive=True)]:
         try:
             t = p.cpu_times()
-            seen[p.pid] = t.user + t.system + t.children_user + t.children_system
+            seen[p.pid] = t.user + t.system  # children counted once, by their own pid
         except psutil.Error:
             pass
 
