@@ -22,7 +22,7 @@ from scipy.special import expit, log_expit, logit
 from sklearn.isotonic import isotonic_regression
 
 from reranker._validation import check_choice, check_unit_interval, references_needed
-from reranker.errors import DataError
+from reranker.errors import DataError, TrainingError
 from reranker.tables import ScoredTable, score_table
 
 __all__ = [
@@ -38,6 +38,7 @@ FloatArray = NDArray[np.float64]
 Method = Literal["temperature", "isotonic"]
 METHODS: tuple[str, ...] = ("temperature", "isotonic")
 _EPS = 1e-6
+_LOG_T_BOUNDS = (-5.0, 5.0)
 
 
 def _check(correct: ArrayLike, score: ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -69,6 +70,12 @@ def fit_temperature(correct: ArrayLike, score: ArrayLike) -> TemperatureCalibrat
     .. math:: T^* = \\arg\\min_T -\\frac1N \\sum_i y_i \\log\\sigma(z_i/T) + (1-y_i)\\log\\sigma(-z_i/T)
 
     with ``z = logit(s)``; the search runs over ``log T`` in ``[-5, 5]`` (bounded Brent).
+
+    Raises
+    ------
+    TrainingError
+        If the search does not converge, or stops at a bound of its interval (the best
+        temperature lies outside ``[e^-5, e^5]``, e.g. on a perfectly separable sample).
     """
     y, s = _check(correct, score)
     z = logit(np.clip(s, _EPS, 1.0 - _EPS))
@@ -77,7 +84,15 @@ def fit_temperature(correct: ArrayLike, score: ArrayLike) -> TemperatureCalibrat
         u = z * np.exp(-log_t)
         return float(-(y * log_expit(u) + (1.0 - y) * log_expit(-u)).mean())
 
-    res = minimize_scalar(loss, bounds=(-5.0, 5.0), method="bounded", options={"xatol": 1e-6})
+    low, high = _LOG_T_BOUNDS
+    res = minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 1e-6})
+    if not res.success:
+        raise TrainingError(f"temperature scaling did not converge: {res.message}")
+    if min(res.x - low, high - res.x) < 1e-3:
+        raise TrainingError(
+            f"temperature scaling stopped at its bound T = {np.exp(res.x):.3g}: the best "
+            f"temperature lies outside [{np.exp(low):.3g}, {np.exp(high):.3g}]"
+        )
     return TemperatureCalibrator(float(np.exp(res.x)))
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from reranker.errors import DataError, WeightsError
+from reranker.errors import DataError, ParameterError, WeightsError
 
 __all__ = [
     "DEVICE_PREFIX",
@@ -91,15 +91,19 @@ def register_feature(
     ...     return hypotheses["text"].str.len().to_numpy(dtype=float)
     """
     if not isinstance(name, str) or not name.strip() or name != name.strip():
-        raise ValueError(f"feature name must be a non-empty string without padding, got {name!r}")
+        raise ParameterError(
+            f"feature name must be a non-empty string without padding, got {name!r}"
+        )
     if name.startswith(DEVICE_PREFIX):
-        raise ValueError(f"feature names starting with {DEVICE_PREFIX!r} are reserved: {name!r}")
+        raise ParameterError(
+            f"feature names starting with {DEVICE_PREFIX!r} are reserved: {name!r}"
+        )
 
     def decorate(f: FeatureFunction) -> FeatureFunction:
         if not callable(f):
-            raise TypeError(f"feature {name!r}: {f!r} is not callable")
+            raise ParameterError(f"feature {name!r}: {f!r} is not callable")
         if name in _REGISTRY and _REGISTRY[name] is not f:
-            raise ValueError(f"feature {name!r} is already registered")
+            raise ParameterError(f"feature {name!r} is already registered")
         _REGISTRY[name] = f
         return f
 

@@ -10,7 +10,7 @@ from scipy.special import expit, logit
 
 from reranker.calibration import expected_calibration_error
 from reranker.calibrators import cross_fit, fit_isotonic, fit_temperature, recalibrate
-from reranker.errors import DataError, RerankerError
+from reranker.errors import DataError, RerankerError, TrainingError
 from reranker.hypotheses import read_hypotheses
 from reranker.ranking import r0_score
 from reranker.tables import prepare, scored_view
@@ -132,3 +132,9 @@ def test_recalibrate_keeps_rankings_and_improves_a_miscalibrated_score() -> None
         assert after < before
         if method == "temperature":
             np.testing.assert_array_equal(calibrated.top, scored.top)
+
+
+def test_temperature_stopping_at_its_bound_is_an_error() -> None:
+    # Perfectly separated scores: the log loss keeps falling as T -> 0, past the search interval.
+    with pytest.raises(TrainingError, match="stopped at its bound"):
+        fit_temperature([0, 0, 1, 1], [0.2, 0.3, 0.7, 0.8])

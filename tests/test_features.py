@@ -162,3 +162,10 @@ def test_rank_in_groups_matches_a_slow_reference(rows: list[tuple[int, float]]) 
         for i, (c, p) in enumerate(rows)
     ]
     assert rank_in_groups(codes, product).tolist() == expected
+
+
+def test_registering_a_non_callable_is_a_parameter_error() -> None:
+    from reranker.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="is not callable"):
+        register_feature("not_callable", 3)  # type: ignore[call-overload]
