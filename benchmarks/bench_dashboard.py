@@ -15,7 +15,7 @@ What a user does, timed two ways:
    curves are sent).
 
 Usage: ``python benchmarks/bench_dashboard.py [--rows 1000000] [--keep DIR]``.
-The table is :func:`reranker.training.synthetic_hypotheses` (devices, several domains, real
+The table is :func:`reranker.synthetic.synthetic_hypotheses` (devices, several domains, real
 SemER variety); R2 weights are trained on a 10% sample of it.
 """
 
@@ -46,7 +46,8 @@ def build(rows: int, root: Path) -> Path:
     import numpy as np
 
     from reranker.hypotheses import write_table
-    from reranker.training import synthetic_hypotheses, train_domains
+    from reranker.synthetic import synthetic_hypotheses
+    from reranker.training import train_domains
 
     dataset = root / "bench"
     (dataset / "hypotheses").mkdir(parents=True, exist_ok=True)

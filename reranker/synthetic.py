@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 from numpy.typing import NDArray
 
-__all__ = ["DEVICES", "DOMAINS", "realistic_hypotheses"]
+__all__ = ["DEVICES", "DOMAINS", "realistic_hypotheses", "synthetic_hypotheses"]
 
 DOMAINS: tuple[str, ...] = (
     "Music",
@@ -262,3 +262,130 @@ def realistic_hypotheses(
 def _spread(values: NDArray[np.object_], index: NDArray[np.int64]) -> pd.Series:
     """``values[index]`` as a pandas string column, without a Python object per row."""
     return pa.array(values, type=pa.string()).take(pa.array(index)).to_pandas()
+
+
+_SIMPLE_DOMAINS = ("Music", "Video", "Books", "Weather", "Shopping")
+
+
+def synthetic_hypotheses(
+    n_utterances: int,
+    *,
+    seed: int = 0,
+    domains: Sequence[str] = _SIMPLE_DOMAINS,
+    devices: Sequence[str] = DEVICES,
+) -> pd.DataFrame:
+    """A realistic synthetic hypothesis table with references, for tests and benchmarks.
+
+    Each utterance has a device and a reference interpretation; its n-best holds 1 to 3
+    hypotheses from each of 2 to 4 domains (always including the reference domain). The
+    reference domain's best hypothesis is correct 70% of the time (its second 15%); the other
+    hypotheses get a wrong intent, a wrong slot value, a missing or an extra slot, so SemER
+    varies. NLU confidences are noisy functions of correctness with a different
+    miscalibration per domain (over- or under-confident), and the reference domain depends on
+    the device (Video is more likely on ``fire_tv``), so that the device one-hot, the log
+    scores and the rank all carry signal.
+
+    Parameters
+    ----------
+    n_utterances : int
+    seed : int, default 0
+    domains, devices : sequences of str
+
+    Returns
+    -------
+    pandas.DataFrame
+        A table that :func:`reranker.hypotheses.validate_hypotheses` accepts unchanged.
+    """
+    rng = np.random.default_rng(seed)
+    u = int(n_utterances)
+    doms = np.asarray(domains, dtype=object)
+    n_dom = doms.size
+    devs = np.asarray(devices, dtype=object)
+    device_idx = rng.integers(0, devs.size, u)
+    pref = np.ones((devs.size, n_dom))
+    video = [i for i, d in enumerate(doms) if d == "Video"]
+    if video and "fire_tv" in set(devs):
+        pref[list(devs).index("fire_tv"), video[0]] = 4.0
+    cum = np.cumsum(pref / pref.sum(axis=1, keepdims=True), axis=1)[device_idx]
+    ref_dom = np.minimum((rng.random(u)[:, None] > cum).sum(axis=1), n_dom - 1)
+    ref_intent_k = rng.integers(0, 3, u)
+    ref_value = rng.integers(0, 50, u)
+    ref_has_slot = rng.random(u) < 0.8
+    # candidate domains: reference first, then a random subset
+    keys = rng.random((u, n_dom))
+    keys[np.arange(u), ref_dom] = -1.0
+    cand = np.argsort(keys, axis=1)
+    k_dom = rng.integers(2, min(4, n_dom) + 1, u)
+    # (utterance, domain slot) pairs
+    pair_u = np.repeat(np.arange(u), k_dom)
+    pair_j = np.arange(pair_u.size) - np.repeat(np.cumsum(k_dom) - k_dom, k_dom)
+    pair_dom = cand[pair_u, pair_j]
+    n_h = rng.integers(1, 4, pair_u.size)
+    row_pair = np.repeat(np.arange(pair_u.size), n_h)
+    row_i = np.arange(row_pair.size) - np.repeat(np.cumsum(n_h) - n_h, n_h)
+    row_u = pair_u[row_pair]
+    row_dom = pair_dom[row_pair]
+    is_ref_dom = row_dom == ref_dom[row_u]
+    which = rng.choice(3, u, p=[0.7, 0.15, 0.15])  # index of the correct hyp (2: none)
+    correct = is_ref_dom & (row_i == which[row_u])
+    n = row_u.size
+    # interpretations
+    dom_name = doms[row_dom]
+    intent_k = np.where(is_ref_dom, ref_intent_k[row_u], row_i)
+    error_kind = rng.integers(0, 4, n)  # 0 wrong intent, 1 wrong value, 2 drop slot, 3 extra slot
+    wrong_intent = is_ref_dom & ~correct & (error_kind == 0)
+    intent_k = np.where(wrong_intent, (intent_k + 1 + row_i) % 3 + 3, intent_k)
+    intent = pd.Series(dom_name).astype(str) + ".Intent" + pd.Series(intent_k).astype(str)
+    value = ref_value[row_u]
+    slot_val = np.where(is_ref_dom & ~correct & (error_kind == 1), 100 + row_i, value)
+    has_slot = ref_has_slot[row_u].copy()
+    has_slot = np.where(is_ref_dom & ~correct & (error_kind == 2), False, has_slot)
+    extra = is_ref_dom & ~correct & (error_kind == 3)
+    # make every incorrect ref-domain hypothesis differ from the reference and from each other
+    unique_fix = is_ref_dom & ~correct & (error_kind == 2) & (row_i > 0)
+    slot_val = np.where(unique_fix, 200 + row_i, slot_val)
+    has_slot = has_slot | unique_fix
+    extra = extra | (is_ref_dom & ~correct & ~ref_has_slot[row_u] & (error_kind >= 1))
+    slot_text = np.where(
+        has_slot, np.char.add(np.char.add("[item : v", slot_val.astype(str)), "]"), ""
+    )
+    extra_text = np.where(
+        extra, np.char.add(np.char.add(" [place : p", row_i.astype(str)), "]"), ""
+    )
+    slots = pd.Series(np.char.add(np.char.add("play ", slot_text), extra_text), dtype=object)
+    ref_slots = pd.Series(
+        np.where(ref_has_slot, "play [item : v" + pd.Series(ref_value).astype(str) + "]", "play ")
+    )
+    # confidences: correctness + noise, miscalibrated per domain, device effect for Video
+    quality = np.where(correct, 1.2, -0.6) + np.where(is_ref_dom, 0.6, -0.4)
+    quality = quality - 0.5 * row_i + rng.normal(0, 1.0, n)
+    slope = np.linspace(0.6, 2.0, n_dom)[row_dom]
+    shift = np.linspace(1.0, -0.5, n_dom)[row_dom]
+    dom_q = np.repeat(rng.normal(0, 0.7, pair_u.size), n_h) + np.where(is_ref_dom, 1.0, -0.5)
+    if video and "fire_tv" in set(devs):
+        on_tv = devs[device_idx[row_u]] == "fire_tv"
+        dom_q = dom_q - np.where((row_dom == video[0]) & ~on_tv, 0.8, 0.0)
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    domain_score = np.round(sig(slope * dom_q + shift), 6)
+    intent_score = np.round(sig(slope * (quality + rng.normal(0, 0.5, n)) + shift), 6)
+    slot_score = np.round(sig(0.8 * quality + rng.normal(0, 0.8, n) + 0.5), 6)
+    uid = pd.Series(np.arange(u)).map("u{:07d}".format).to_numpy(dtype=object)
+    ref_intent = (
+        pd.Series(doms[ref_dom]).astype(str) + ".Intent" + pd.Series(ref_intent_k).astype(str)
+    )
+    return pd.DataFrame(
+        {
+            "utterance_id": uid[row_u],
+            "text": np.full(n, "play something", dtype=object),
+            "device": devs[device_idx[row_u]],
+            "domain": dom_name,
+            "intent": intent.to_numpy(dtype=object),
+            "slots": slots.to_numpy(dtype=object),
+            "domain_score": domain_score,
+            "intent_score": intent_score,
+            "slot_score": slot_score,
+            "ref_domain": doms[ref_dom][row_u],
+            "ref_intent": ref_intent.to_numpy(dtype=object)[row_u],
+            "ref_slots": ref_slots.to_numpy(dtype=object)[row_u],
+        }
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reranker.hypotheses import write_table
-from reranker.training import synthetic_hypotheses
+from reranker.synthetic import synthetic_hypotheses
 
 RERANKER = Path(sys.executable).parent / "reranker"
 

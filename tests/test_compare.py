@@ -16,7 +16,7 @@ from reranker.errors import DataError
 from reranker.evaluation import evaluate
 from reranker.hypotheses import validate_hypotheses
 from reranker.ranking import r0_score
-from reranker.training import synthetic_hypotheses
+from reranker.synthetic import synthetic_hypotheses
 from tests.conftest import reranker_cli
 
 

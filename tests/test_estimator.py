@@ -15,7 +15,7 @@ from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import validate_hypotheses
 from reranker.losses import make_problem, objective
 from reranker.semer import table_errors
-from reranker.training import synthetic_hypotheses
+from reranker.synthetic import synthetic_hypotheses
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from reranker.registry import (
     validate_weights_document,
 )
 from reranker.scoring import score_hypotheses, score_with_registry
-from reranker.training import synthetic_hypotheses
+from reranker.synthetic import synthetic_hypotheses
 from tests.conftest import make_document
 
 NAMES = default_feature_names(["echo_dot", "echo_show", "fire_tv"])

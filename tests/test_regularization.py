@@ -12,7 +12,8 @@ from reranker.estimator import DomainReranker
 from reranker.hypotheses import validate_hypotheses
 from reranker.losses import make_problem, objective
 from reranker.regularization import L2_GRID, choose_l2
-from reranker.training import synthetic_hypotheses, train_domains
+from reranker.synthetic import synthetic_hypotheses
+from reranker.training import train_domains
 
 
 def _noise_problem(n_utt: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from reranker.scoring import (
     score_with_documents,
     score_with_registry,
 )
-from reranker.training import synthetic_hypotheses
+from reranker.synthetic import synthetic_hypotheses
 from tests.conftest import make_document
 
 DEVICES = ["echo_dot", "echo_show", "fire_tv"]

@@ -20,11 +20,11 @@ from reranker.options import TrainingOptions
 from reranker.ranking import r0_score
 from reranker.registry import WeightsRegistry
 from reranker.scoring import score_with_registry
+from reranker.synthetic import synthetic_hypotheses
 from reranker.training import (
     DomainTask,
     LocalEngine,
     prepare_tasks,
-    synthetic_hypotheses,
     train_domains,
 )
 
