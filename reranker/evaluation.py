@@ -142,13 +142,24 @@ def evaluate(
         t = score_table(hypotheses, scores)
     require_references(t.correct is not None, "evaluation")
     check_choice("population", population, POPULATIONS)
-    frame = t.hypotheses
-    n_utt = int(t.top.size)
-    all_hyp = np.ones(len(frame), dtype=bool)
-    all_utt = np.ones(n_utt, dtype=bool)
-    opts = {"n_bins": n_bins, "strategy": strategy, "population": population}
-    result = _slice_metrics(t, all_hyp, all_utt, **opts)  # type: ignore[arg-type]
+    opts: dict[str, Any] = {"n_bins": n_bins, "strategy": strategy, "population": population}
+    all_hyp = np.ones(len(t.hypotheses), dtype=bool)
+    all_utt = np.ones(int(t.top.size), dtype=bool)
+    result = _slice_metrics(t, all_hyp, all_utt, **opts)
+    result["by_domain"], result["by_device"] = _by_domain_and_device(t, opts)
+    if n_boot > 0:
+        result["intervals"] = _bootstrap(
+            t, result, opts, n_boot=n_boot, confidence=confidence, seed=seed
+        )
+        result["confidence"] = confidence
+    return result
 
+
+def _by_domain_and_device(
+    t: ScoredTable, opts: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics of every domain slice and every device slice, each sorted by name."""
+    frame = t.hypotheses
     # Slices compare integer codes, not strings: one factorisation per column.
     domain_codes, domain_names = pd.factorize(
         pd.concat([frame["domain"], frame["ref_domain"]], ignore_index=True)
@@ -158,41 +169,38 @@ def evaluate(
     by_domain: dict[str, Any] = {}
     for k in np.argsort(np.asarray(domain_names, dtype=str)):
         by_domain[str(domain_names[k])] = _slice_metrics(
-            t,
-            hyp_domain == k,
-            top_ref_domain == k,
-            **opts,  # type: ignore[arg-type]
+            t, hyp_domain == k, top_ref_domain == k, **opts
         )
     device_codes, device_names = pd.factorize(frame["device"])
     top_device = device_codes[t.top]
     by_device: dict[str, Any] = {}
     for k in np.argsort(np.asarray(device_names, dtype=str)):
         by_device[str(device_names[k])] = _slice_metrics(
-            t,
-            device_codes == k,
-            top_device == k,
-            **opts,  # type: ignore[arg-type]
+            t, device_codes == k, top_device == k, **opts
         )
-    result["by_domain"] = by_domain
-    result["by_device"] = by_device
+    return by_domain, by_device
 
-    if n_boot > 0:
-        keys = ("top1_semer", "top1_ie", "ece", "mce", "brier", "ece_top1")
-        replicates = np.full((n_boot, len(keys)), np.nan)
-        for start, weights in weight_chunks(t.utterance_keys, n_boot, seed=seed):
-            for b, w_utt in enumerate(weights, start=start):
-                sample = _slice_metrics(
-                    t,
-                    all_hyp,
-                    all_utt,
-                    hyp_weight=w_utt[t.codes],
-                    utt_weight=w_utt,
-                    **opts,  # type: ignore[arg-type]
-                )
-                replicates[b] = [np.nan if sample[k] is None else sample[k] for k in keys]
-        estimates = [np.nan if result[k] is None else result[k] for k in keys]
-        low, high = bootstrap_intervals(estimates, replicates, confidence=confidence)
-        intervals = {k: [float(lo), float(hi)] for k, lo, hi in zip(keys, low, high, strict=True)}
-        result["intervals"] = intervals
-        result["confidence"] = confidence
-    return result
+
+def _bootstrap(
+    t: ScoredTable,
+    result: dict[str, Any],
+    opts: dict[str, Any],
+    *,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, list[float]]:
+    """``[low, high]`` of every overall rate from ``n_boot`` utterance resamples."""
+    all_hyp = np.ones(len(t.hypotheses), dtype=bool)
+    all_utt = np.ones(int(t.top.size), dtype=bool)
+    keys = ("top1_semer", "top1_ie", "ece", "mce", "brier", "ece_top1")
+    replicates = np.full((n_boot, len(keys)), np.nan)
+    for start, weights in weight_chunks(t.utterance_keys, n_boot, seed=seed):
+        for b, w_utt in enumerate(weights, start=start):
+            sample = _slice_metrics(
+                t, all_hyp, all_utt, hyp_weight=w_utt[t.codes], utt_weight=w_utt, **opts
+            )
+            replicates[b] = [np.nan if sample[k] is None else sample[k] for k in keys]
+    estimates = [np.nan if result[k] is None else result[k] for k in keys]
+    low, high = bootstrap_intervals(estimates, replicates, confidence=confidence)
+    return {k: [float(lo), float(hi)] for k, lo, hi in zip(keys, low, high, strict=True)}
