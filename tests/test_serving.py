@@ -109,7 +109,11 @@ def slot_count_feature() -> Iterator[str]:
     features._REGISTRY.pop(name, None)
 
 
-def test_scores_and_ranks_equal_rerank(tmp_path: Path, slot_count_feature: str) -> None:
+@pytest.mark.parametrize("custom", [False, True], ids=["default features", "custom feature"])
+def test_scores_and_ranks_equal_rerank(
+    tmp_path: Path, slot_count_feature: str, custom: bool
+) -> None:
+    # Without a custom feature short n-bests take the plain-float path, with one the numpy path.
     table = validate_hypotheses(make_table(300, seed=5, refs=False))
     # ties on score: an R0 domain whose hypotheses share a product, broken by domain_score
     extra = table.iloc[:4].assign(domain="Weather", intent="Weather.Get", slots="", text="")
@@ -118,7 +122,8 @@ def test_scores_and_ranks_equal_rerank(tmp_path: Path, slot_count_feature: str) 
     extra["intent"] = ["Weather.Get", "Weather.Ask"] * 2
     table = validate_hypotheses(pd.concat([table, extra], ignore_index=True))
     reg = _registry(tmp_path, ("Music", "Video"))
-    reg.publish("Books", _document("Books", 7, [*NAMES[:4], slot_count_feature, NAMES[-1]]))
+    books = [*NAMES[:4], slot_count_feature, NAMES[-1]] if custom else NAMES
+    reg.publish("Books", _document("Books", 7, books))
     scoring = score_hypotheses(table, tmp_path)
     expected = score_table(table, scoring.score)
     client = AppClient(create_app(tmp_path, watch=False))

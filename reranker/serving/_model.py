@@ -14,6 +14,7 @@ higher ``domain_score``, then request order).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,13 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.special import expit
 
-from reranker.features import DEVICE_PREFIX, feature_matrix, log_confidence, rank_in_groups
+from reranker.features import (
+    DEVICE_PREFIX,
+    LOG_FLOOR,
+    feature_matrix,
+    log_confidence,
+    rank_in_groups,
+)
 from reranker.ranking import best_first_order
 from reranker.scoring import document_source, document_weights
 
@@ -44,6 +51,8 @@ _BASE_INDEX = {name: j for j, name in enumerate(BASE_FEATURES)}
 R0 = "r0"
 MAX_ROWS = 1024
 """Most hypotheses one n-best may hold (the service's request limit is lower)."""
+SMALL_ROWS = 32
+"""N-bests up to this size are scored in plain Python floats (no per-call numpy overhead)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,11 @@ class Snapshot:
             "rows": np.arange(MAX_ROWS, dtype=np.int64),
             "zeros": np.zeros(MAX_ROWS, dtype=np.int64),
             "ranks": np.arange(1, MAX_ROWS + 1, dtype=np.int64),
+            # python floats of each domain's base weights and bias, when no domain needs the
+            # pandas path of custom features
+            "plain": None
+            if any(m.custom_names for m in self.models.values())
+            else {d: (m.base.tolist(), m.bias, m.device) for d, m in self.models.items()},
         }
         object.__setattr__(self, "_stack", stack)
 
@@ -181,6 +195,8 @@ class Snapshot:
     def score(self, nbest: NBest) -> ScoredNBest:
         """Score and rank one utterance's hypotheses; see the module docstring."""
         n = len(nbest)
+        if n <= SMALL_ROWS and self._stack["plain"] is not None:
+            return self._score_small(nbest)
         index: dict[str, int] = self._stack["index"]
         codes_of: dict[str, int] = {}
         codes = np.array([codes_of.setdefault(d, len(codes_of)) for d in nbest.domain])
@@ -202,6 +218,51 @@ class Snapshot:
         rank[order] = self._stack["ranks"][:n]
         weights = {d: (self.models[d].label if d in self.models else R0) for d in present}
         return ScoredNBest(score, rank, order, weights)
+
+    def _score_small(self, nbest: NBest) -> ScoredNBest:
+        """:meth:`score` of a short n-best in plain floats: the same formulas, row by row.
+
+        Features as :func:`~reranker.features.log_confidence` and
+        :func:`~reranker.features.rank_in_groups` (rank by product descending within the
+        domain, ties in request order); order as :func:`~reranker.ranking.best_first_order`.
+        """
+        n = len(nbest)
+        plain = self._stack["plain"]
+        dom, ds, is_, ss = nbest.domain, nbest.domain_score, nbest.intent_score, nbest.slot_score
+        product = [ds[i] * is_[i] * ss[i] for i in range(n)]
+        rank_in = [0.0] * n
+        seen: dict[str, float] = {}
+        for i in sorted(range(n), key=product.__getitem__, reverse=True):  # stable, ties in order
+            rank_in[i] = seen[dom[i]] = seen.get(dom[i], 0.0) + 1.0
+        log, floor, device = math.log, LOG_FLOOR, nbest.device
+        score = product[:]
+        for i in range(n):
+            model = plain.get(dom[i])
+            if model is None:
+                continue
+            w, bias, devices = model
+            a, b, c = ds[i], is_[i], ss[i]
+            z = (
+                w[0] * log(a if a > floor else floor)
+                + w[1] * log(b if b > floor else floor)
+                + w[2] * log(c if c > floor else floor)
+                + w[3] * a
+                + w[4] * b
+                + w[5] * c
+                + w[6] * rank_in[i]
+            ) + (bias + devices.get(device, 0.0))
+            score[i] = _expit(z)
+        order = sorted(range(n), key=lambda i: (-score[i], -ds[i]))  # stable: then request order
+        rank = [0] * n
+        for place, i in enumerate(order, start=1):
+            rank[i] = place
+        weights = {d: (self.models[d].label if d in self.models else R0) for d in dom}
+        return ScoredNBest(
+            np.array(score),
+            np.array(rank, dtype=np.int64),
+            np.array(order, dtype=np.int64),
+            weights,
+        )
 
     def _offset(self, domain: str, device: str) -> float:
         model = self.models.get(domain)
@@ -227,3 +288,11 @@ class Snapshot:
             X = feature_matrix(frame.iloc[rows], model.custom_names)
             logit[rows] += X @ model.custom_weights
         return logit
+
+
+def _expit(z: float) -> float:
+    """The logistic function of one float, without overflow (as :func:`scipy.special.expit`)."""
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
