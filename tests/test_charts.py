@@ -68,6 +68,35 @@ def test_user_text_is_escaped_in_figures() -> None:
     assert "<img" not in fig.to_json()
 
 
+def test_user_text_is_escaped_in_every_figure_builder() -> None:
+    # Domain, device and feature names come from users' files; plotly renders a subset of HTML
+    # (links among it) in labels, so every builder must pass them as inert text.
+    evil = '<a href="http://example.invalid/">x</a>'
+    dist = pd.DataFrame({"device": [evil], "domain": [evil], "count": [3], "share": [1.0]})
+    weights = pd.DataFrame({"domain": [evil], "device": [evil], "weight": [0.5]})
+    contrib = pd.DataFrame(
+        {
+            "hypothesis": [0, 0],
+            "domain": [evil, evil],
+            "feature": [f"device={evil}", "bias"],
+            "value": [1.0, 1.0],
+            "weight": [0.5, -1.0],
+            "contribution": [0.5, -1.0],
+        }
+    )
+    figures = {
+        "domain distribution": charts.domain_distribution_figure(dist),
+        "device weights": charts.device_weights_figure(weights),
+        "contributions": charts.contributions_figure(contrib, {0: evil}),
+        "weights comparison": charts.weights_comparison_figure(
+            [f"device={evil}", "bias"], {evil: [1.0, 2.0], "v2": [1.5, 2.0]}
+        ),
+    }
+    for name, fig in figures.items():
+        dumped = fig.to_json()
+        assert "<a href" not in dumped and "\\u003ca href" not in dumped.lower(), name
+
+
 def test_probe_figure_has_one_panel_per_device_sorted_by_rank() -> None:
     frame = pd.DataFrame(
         {
