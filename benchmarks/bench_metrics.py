@@ -28,12 +28,11 @@ import multiprocessing
 import os
 import re
 import resource
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from _timing import best_of
 from rapidfuzz.distance import Levenshtein
 from sklearn.calibration import calibration_curve
 
@@ -45,15 +44,6 @@ from reranker.synthetic import realistic_hypotheses
 
 BRACKET = re.compile(r"\[([^\[\]:]*):([^\[\]]*)\]")
 RATIOS: list[str] = []
-
-
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, out = np.inf, None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def rapidfuzz_errors(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

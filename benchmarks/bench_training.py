@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+from _timing import best_of
 from sklearn.linear_model import LogisticRegression
 
 from reranker.estimator import DomainReranker
@@ -34,15 +32,6 @@ from reranker.features import default_feature_names, feature_matrix
 from reranker.losses import _objective, make_problem, objective
 from reranker.semer import table_errors
 from reranker.synthetic import realistic_hypotheses
-
-
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, out = np.inf, None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def main() -> None:
