@@ -123,6 +123,11 @@ def _pick_from_table() -> None:
         st.session_state["utt_id"] = st.session_state["_utt_ids"][selection[0]]
 
 
+def fit(header: str, minimum: int = 0) -> int:
+    """A column width (pixels) that shows its whole header (sort and help icons included)."""
+    return max(minimum, 7 * len(header) + 26)
+
+
 ids = rows["utterance_id"].tolist()
 st.session_state["_utt_ids"] = ids
 # The columns the hunt for misranked utterances needs come first, so they fit at 1440 px.
@@ -151,25 +156,35 @@ st.dataframe(
     selection_mode="single-row",
     height=300,
     column_config={
-        "utterance_id": st.column_config.TextColumn("id", width="small"),
-        "text": st.column_config.TextColumn("text", width="medium"),
-        "top_correct": st.column_config.CheckboxColumn("top-1 correct", width="small"),
-        "misranked": st.column_config.CheckboxColumn("misranked", width="small"),
+        "utterance_id": st.column_config.TextColumn("id", width=130),
+        "text": st.column_config.TextColumn("text", width=220),
+        "top_correct": st.column_config.CheckboxColumn("top-1 correct", width=fit("top-1 correct")),
+        "misranked": st.column_config.CheckboxColumn("misranked", width=fit("misranked")),
         "correct_rank": st.column_config.NumberColumn(
             "best correct rank",
-            width="small",
+            width=fit("best correct rank"),
             help="Best rank of a correct hypothesis (0: none in the n-best)",
         ),
-        "top_semer": st.column_config.NumberColumn("top-1 SemER", format="%.2f", width="small"),
-        "reference_domain": st.column_config.TextColumn("reference domain", width="small"),
-        "top_domain": st.column_config.TextColumn(f"{label} top-1 domain", width="small"),
-        "top_score": st.column_config.NumberColumn(
-            f"{label} top-1 score", format="%.3f", width="small"
+        "top_semer": st.column_config.NumberColumn(
+            "top-1 SemER", format="%.2f", width=fit("top-1 SemER")
         ),
-        "device": st.column_config.TextColumn("device", width="small"),
-        "top_intent": f"{label} top-1 intent",
-        "n_hypotheses": "n-best",
-        "r0_top_domain": "R0 top-1 domain",
+        "reference_domain": st.column_config.TextColumn(
+            "reference domain", width=fit("reference domain")
+        ),
+        "top_domain": st.column_config.TextColumn(
+            f"{label} top-1 domain", width=fit(f"{label} top-1 domain")
+        ),
+        "top_score": st.column_config.NumberColumn(
+            f"{label} top-1 score", format="%.3f", width=fit(f"{label} top-1 score")
+        ),
+        "device": st.column_config.TextColumn("device", width=fit("device", 90)),
+        "top_intent": st.column_config.TextColumn(
+            f"{label} top-1 intent", width=fit(f"{label} top-1 intent", 140)
+        ),
+        "n_hypotheses": st.column_config.NumberColumn("n-best", width=fit("n-best")),
+        "r0_top_domain": st.column_config.TextColumn(
+            "R0 top-1 domain", width=fit("R0 top-1 domain")
+        ),
     },
 )
 st.download_button(
