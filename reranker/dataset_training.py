@@ -3,8 +3,11 @@
 :func:`train_dataset_domains` is :func:`reranker.training.train_domains` for a dataset that need
 not fit in one process. The calling process never holds the table:
 
-1. a first pass validates every part on the workers and returns only the domains and devices
-   each part holds;
+1. a first pass validates every part on the workers, as the in-memory path validates a table:
+   each part with the rules of one table, and the rules spanning rows (duplicated hypotheses,
+   references differing inside an utterance) over the whole dataset, by regrouping the key and
+   reference columns by utterance (:mod:`reranker.regroup`), whatever ``scope`` is; the first
+   breach is the one the in-memory path reports. It returns only the domains and devices;
 2. each domain's task then runs on a worker and reads the domain's rows itself, with the filter
    pushed down to Parquet (:func:`reranker.partitioned.read_rows`: hive ``domain=``
    directories and row-group statistics skip data unread). With ``scope="utterance"`` the
@@ -31,16 +34,16 @@ from reranker.errors import DataError
 from reranker.estimator import Competitors
 from reranker.executors import Executor, Progress, run_all
 from reranker.features import default_feature_names, feature_matrix
-from reranker.hypotheses import REFERENCE_COLUMNS, has_references
-from reranker.partitioned import (
-    PartitionedDataset,
-    PartsLocator,
-    check_across_parts,
-    open_dataset,
-    read_part,
-    read_rows,
-)
+from reranker.hypotheses import REFERENCE_COLUMNS
+from reranker.partitioned import PartitionedDataset, PartsLocator, open_dataset, read_rows
 from reranker.registry import WeightsRegistry
+from reranker.regroup import (
+    PartSummary,
+    check_bucket,
+    raise_first,
+    scatter_dataset,
+    scratch_directory,
+)
 from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
 from reranker.training import (
@@ -53,13 +56,32 @@ from reranker.training import (
     publish_results,
 )
 
-__all__ = ["DatasetDomainTask", "survey_part", "train_dataset_domains"]
+__all__ = ["DatasetDomainTask", "survey_dataset", "train_dataset_domains"]
+
+CHECKED_COLUMNS = ("utterance_id", "domain", "intent", "slots", *REFERENCE_COLUMNS)
+"""The columns the rules spanning rows read."""
 
 
-def survey_part(dataset: PartitionedDataset, index: int) -> tuple[set[str], set[str], bool]:
-    """Validate part ``index``; return its domains, devices and whether it has references."""
-    frame = read_part(dataset, index)
-    return set(frame["domain"].unique()), set(frame["device"].unique()), has_references(frame)
+def survey_dataset(
+    executor: Executor,
+    dataset: PartitionedDataset,
+    *,
+    scratch: str | None = None,
+    progress: Progress | None = None,
+) -> list[PartSummary]:
+    """Validate a dataset as :func:`reranker.partitioned.read_dataset` does, holding one part
+    or bucket per worker; each part's summary (domains, devices, references)."""
+    with scratch_directory(scratch) as tmp:
+        summaries = scatter_dataset(executor, dataset, tmp, progress, columns=CHECKED_COLUMNS)
+        problems = run_all(
+            executor,
+            check_bucket,
+            [(dataset, tmp, b) for b in range(len(dataset.parts))],
+            phase="checking utterances",
+            progress=progress,
+        )
+    raise_first(problems)
+    return summaries
 
 
 def _gather(
@@ -82,24 +104,12 @@ def _gather(
 def _competitors(
     dataset: PartitionedDataset,
     own: pd.DataFrame,
-    locator: PartsLocator,
     domain: str,
     documents: Mapping[str, Mapping[str, Any]],
 ) -> Competitors:
     """The other domains' hypotheses of the domain's utterances, with frozen logits and SemER."""
     utterances = own["utterance_id"].unique().tolist()
-    others, where = _gather(dataset, range(len(dataset.parts)), domain, utterances)
-    if len(others):  # rules spanning rows over the utterances' whole n-best
-        both = pd.concat([own, others], ignore_index=True)
-        part = np.concatenate([locator.part, where.part])
-        row = np.concatenate([locator.rows, where.rows])
-        order = np.lexsort((row, part))
-        problem = check_across_parts(
-            both.iloc[order].reset_index(drop=True),
-            PartsLocator(locator.paths or where.paths, part[order], row[order]),
-        )
-        if problem is not None:
-            raise DataError(problem[-1])
+    others, _ = _gather(dataset, range(len(dataset.parts)), domain, utterances)
     if not len(others):
         empty = np.zeros(0)
         return Competitors(np.zeros(0, dtype=object), empty, empty)
@@ -133,17 +143,14 @@ class DatasetDomainTask:
 
     def materialize(self) -> DomainTask:
         """Read the domain's rows (and competitors) and build the in-memory task."""
-        own, locator = _gather(self.dataset, self.parts, self.domain)
+        own, _ = _gather(self.dataset, self.parts, self.domain)
         if not len(own):
             raise DataError(f"no hypotheses of domain {self.domain!r}")
-        problem = check_across_parts(own, locator)
-        if problem is not None:
-            raise DataError(problem[-1])
         groups = own["utterance_id"].astype(str).to_numpy(dtype=object)
         columns, hashes = _row_hashes(own)
         competitors, y, semer, interpretations = None, None, None, None
         if self.documents is not None:
-            competitors = _competitors(self.dataset, own, locator, self.domain, self.documents)
+            competitors = _competitors(self.dataset, own, self.domain, self.documents)
             semer, y = table_errors(own)
         else:
             interpretations = own[["domain", "intent", "slots", *REFERENCE_COLUMNS]]
@@ -179,25 +186,20 @@ def train_dataset_domains(
     max_iter: int = 1000,
     progress: ProgressCallback | None = None,
     part_progress: Progress | None = None,
+    scratch: str | None = None,
 ) -> dict[str, DomainResult]:
     """Train and publish each domain of a dataset; the same weights as in memory.
 
     Parameters are those of :func:`reranker.training.train_domains`; ``executor`` runs both the
-    validation pass (reported through ``part_progress(phase, done, total)``) and the domains.
+    validation pass (reported through ``part_progress(phase, done, total)``; ``scratch`` holds
+    its regrouped columns) and the domains.
     """
     options = _check_options(loss, scope, alpha, l2, temperature, None, max_iter)
     dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(os.fspath(spec))
-    surveys = run_all(
-        executor,
-        survey_part,
-        [(dataset, i) for i in range(len(dataset.parts))],
-        phase="reading parts",
-        progress=part_progress,
-    )
-    bare = [i for i, s in enumerate(surveys) if not s[2]]
-    if bare:
-        require_references(False, "training", source=str(dataset.parts[bare[0]].path))
-    present = sorted(set().union(*(s[0] for s in surveys)))
+    surveys = survey_dataset(executor, dataset, scratch=scratch, progress=part_progress)
+    if not surveys[0].has_references:
+        require_references(False, "training", source=str(dataset.parts[0].path))
+    present = sorted(set().union(*(s.domains for s in surveys)))
     chosen = present if domains is None else sorted(set(domains))
     missing = [d for d in chosen if d not in present]
     if missing:
@@ -207,13 +209,13 @@ def train_dataset_domains(
         )
     registry = WeightsRegistry(out)
     documents = current_documents(registry) if scope == "utterance" else None
-    names = default_feature_names(set().union(*(s[1] for s in surveys)))
+    names = default_feature_names(set().union(*(s.devices for s in surveys)))
     params = options.params()
     tasks = [
         DatasetDomainTask(
             dataset,
             d,
-            tuple(i for i, s in enumerate(surveys) if d in s[0]),
+            tuple(i for i, s in enumerate(surveys) if d in s.domains),
             names,
             params,
             documents,

@@ -16,7 +16,10 @@ worker (a local directory for one machine, shared storage for a cluster).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +27,25 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from reranker.errors import DataError
+from reranker.executors import Executor, Progress, run_all
 from reranker.partitioned import PartitionedDataset, PartsLocator, check_across_parts, read_part
 
-__all__ = ["PART", "ROW", "PartSummary", "bucket_of", "gather_bucket", "scatter_part"]
+__all__ = [
+    "PART",
+    "ROW",
+    "PartSummary",
+    "bucket_of",
+    "check_bucket",
+    "gather_bucket",
+    "raise_first",
+    "scatter_dataset",
+    "scatter_part",
+    "scratch_directory",
+]
+
+Problem = tuple[int, int, int, str]
+"""A breach of a rule spanning rows, as :func:`reranker.partitioned.check_across_parts` gives."""
 
 PART = "__part"
 ROW = "__row"
@@ -55,13 +74,22 @@ def _bucket_dir(scratch: str, bucket: int) -> Path:
 
 
 def scatter_part(
-    dataset: PartitionedDataset, index: int, scratch: str, n_buckets: int
+    dataset: PartitionedDataset,
+    index: int,
+    scratch: str,
+    n_buckets: int,
+    columns: Sequence[str] | None = None,
 ) -> PartSummary:
-    """Validate part ``index`` and write its rows into the bucket files under ``scratch``."""
+    """Validate part ``index`` and write its rows into the bucket files under ``scratch``.
+
+    With ``columns``, only those of them the part has are written (enough to check the rules
+    spanning rows without copying the whole dataset).
+    """
     from reranker.dataset_output import write_parquet
     from reranker.hypotheses import has_references
 
-    frame = read_part(dataset, index)
+    full = read_part(dataset, index)
+    frame = full if columns is None else full[[c for c in columns if c in full.columns]].copy()
     frame[PART] = np.int64(index)
     frame[ROW] = np.arange(len(frame), dtype=np.int64)
     buckets = bucket_of(frame["utterance_id"], n_buckets)
@@ -74,16 +102,43 @@ def scatter_part(
             write_parquet(frame.iloc[rows], path, sync=False)
     return PartSummary(
         index,
-        len(frame),
-        frozenset(frame["domain"].unique().tolist()),
-        frozenset(frame["device"].unique().tolist()),
-        has_references(frame),
+        len(full),
+        frozenset(full["domain"].unique().tolist()),
+        frozenset(full["device"].unique().tolist()),
+        has_references(full),
     )
+
+
+def scatter_dataset(
+    executor: Executor,
+    dataset: PartitionedDataset,
+    scratch: str,
+    progress: Progress | None,
+    *,
+    columns: Sequence[str] | None = None,
+) -> list[PartSummary]:
+    """Scatter every part into as many buckets as there are parts; the parts' summaries.
+
+    Parts must all have reference columns or none.
+    """
+    n_buckets = len(dataset.parts)
+    arguments = [(dataset, i, scratch, n_buckets, columns) for i in range(n_buckets)]
+    summaries: list[PartSummary] = run_all(
+        executor, scatter_part, arguments, phase="reading parts", progress=progress
+    )
+    with_refs = [s.has_references for s in summaries]
+    if any(with_refs) and not all(with_refs):
+        bare = dataset.parts[with_refs.index(False)].path
+        other = dataset.parts[with_refs.index(True)].path
+        raise DataError(
+            f"{bare}: no reference columns (ref_domain, ref_intent, ref_slots), which {other} has"
+        )
+    return summaries
 
 
 def gather_bucket(
     dataset: PartitionedDataset, scratch: str, bucket: int
-) -> tuple[pd.DataFrame, tuple[int, int, int, str] | None]:
+) -> tuple[pd.DataFrame, Problem | None]:
     """The rows of one bucket in dataset order, and the first breach of a rule spanning rows.
 
     The breach is ``None`` or :func:`reranker.partitioned.check_across_parts`'s tuple; the
@@ -103,9 +158,28 @@ def gather_bucket(
     return frame, check_across_parts(frame, locator)
 
 
-def remove_scratch(scratch: str) -> None:
-    """Delete a scratch directory and everything in it (missing is fine)."""
+def check_bucket(dataset: PartitionedDataset, scratch: str, bucket: int) -> Problem | None:
+    """The first breach of a rule spanning rows in one bucket (runs on a worker)."""
+    return gather_bucket(dataset, scratch, bucket)[1]
+
+
+def raise_first(problems: Sequence[Problem | None]) -> None:
+    """Raise the breach the in-memory path reports first: the least over the buckets."""
+    found = [p for p in problems if p is not None]
+    if found:
+        raise DataError(min(found)[-1])
+
+
+@contextlib.contextmanager
+def scratch_directory(scratch: str | None) -> Iterator[str]:
+    """A new directory under ``scratch`` (default: the system's), removed on leaving."""
     import shutil
 
-    if os.path.isdir(scratch):
-        shutil.rmtree(scratch, ignore_errors=True)
+    if scratch is not None:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="reranker-scratch-", dir=scratch)
+    try:
+        yield path
+    finally:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)

@@ -18,10 +18,8 @@ summation order), and a breach of the data contract is reported with the same me
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,15 @@ from reranker.errors import DataError
 from reranker.evaluation_stats import EvaluationStats, evaluation_stats
 from reranker.executors import Executor, Progress, run_all
 from reranker.partitioned import PartitionedDataset, open_dataset, read_part
-from reranker.regroup import PART, ROW, PartSummary, gather_bucket, scatter_part
+from reranker.regroup import (
+    PART,
+    ROW,
+    Problem,
+    gather_bucket,
+    raise_first,
+    scatter_dataset,
+    scratch_directory,
+)
 from reranker.scoring import load_documents, score_with_documents
 from reranker.tables import score_table
 
@@ -43,51 +49,13 @@ Documents = Mapping[str, Mapping[str, Any]] | None
 """Domain -> weights document, or ``None`` for R0 (:func:`reranker.scoring.load_documents`)."""
 
 
-@contextlib.contextmanager
-def _scratch(scratch: str | None) -> Iterator[str]:
-    base = scratch if scratch is not None else None
-    if base is not None:
-        Path(base).mkdir(parents=True, exist_ok=True)
-    path = tempfile.mkdtemp(prefix="reranker-scratch-", dir=base)
-    try:
-        yield path
-    finally:
-        from reranker.regroup import remove_scratch
-
-        remove_scratch(path)
-
-
-def _scatter(
-    executor: Executor, dataset: PartitionedDataset, scratch: str, progress: Progress | None
-) -> list[PartSummary]:
-    n_buckets = len(dataset.parts)
-    arguments = [(dataset, i, scratch, n_buckets) for i in range(n_buckets)]
-    summaries: list[PartSummary] = run_all(
-        executor, scatter_part, arguments, phase="reading parts", progress=progress
-    )
-    with_refs = [s.has_references for s in summaries]
-    if any(with_refs) and not all(with_refs):
-        bare = dataset.parts[with_refs.index(False)].path
-        other = dataset.parts[with_refs.index(True)].path
-        raise DataError(
-            f"{bare}: no reference columns (ref_domain, ref_intent, ref_slots), which {other} has"
-        )
-    return summaries
-
-
-def _raise_first(problems: list[tuple[int, int, int, str] | None]) -> None:
-    found = [p for p in problems if p is not None]
-    if found:
-        raise DataError(min(found)[-1])
-
-
 def evaluate_bucket(
     dataset: PartitionedDataset,
     scratch: str,
     bucket: int,
     documents: Documents,
     options: dict[str, Any],
-) -> tuple[tuple[int, int, int, str] | None, EvaluationStats | None, dict[str, str]]:
+) -> tuple[Problem | None, EvaluationStats | None, dict[str, str]]:
     """Check, score and reduce one bucket to evaluation statistics (runs on a worker)."""
     frame, problem = gather_bucket(dataset, scratch, bucket)
     if problem is not None or len(frame) == 0:
@@ -122,12 +90,12 @@ def evaluate_dataset(
     dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(spec)
     documents = load_documents(weights)
     options = {"n_bins": n_bins, "strategy": strategy, "n_boot": n_boot, "seed": seed}
-    with _scratch(scratch) as tmp:
-        summaries = _scatter(executor, dataset, tmp, progress)
+    with scratch_directory(scratch) as tmp:
+        summaries = scatter_dataset(executor, dataset, tmp, progress)
         require_references(summaries[0].has_references, "evaluation", source=dataset.source)
         arguments = [(dataset, tmp, b, documents, options) for b in range(len(dataset.parts))]
         merged: list[EvaluationStats] = []
-        problems: list[tuple[int, int, int, str] | None] = []
+        problems: list[Problem | None] = []
         sources: dict[str, str] = {}
 
         def keep(_index: int, outcome: Any) -> None:
@@ -145,14 +113,14 @@ def evaluate_dataset(
             progress=progress,
             on_result=keep,
         )
-    _raise_first(problems)
+    raise_first(problems)
     report = merged[0].report(population=population, confidence=confidence)
     return report, sources
 
 
 def rerank_bucket(
     dataset: PartitionedDataset, scratch: str, bucket: int, documents: Documents
-) -> tuple[tuple[int, int, int, str] | None, dict[str, str]]:
+) -> tuple[Problem | None, dict[str, str]]:
     """Score and rank one bucket; write its new columns per source part (runs on a worker)."""
     from reranker.dataset_output import write_parquet
 
@@ -222,8 +190,8 @@ def rerank_dataset(
     dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(spec)
     documents = load_documents(weights)
     writer = DatasetWriter(out, description={"command": "rerank", "source": dataset.source})
-    with _scratch(scratch) as tmp:
-        _scatter(executor, dataset, tmp, progress)
+    with scratch_directory(scratch) as tmp:
+        scatter_dataset(executor, dataset, tmp, progress)
         buckets = range(len(dataset.parts))
         outcomes = run_all(
             executor,
@@ -232,7 +200,7 @@ def rerank_dataset(
             phase="ranking",
             progress=progress,
         )
-        _raise_first([o[0] for o in outcomes])
+        raise_first([o[0] for o in outcomes])
         sources: dict[str, str] = {}
         for _, source in outcomes:
             sources.update(source)

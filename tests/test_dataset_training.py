@@ -92,3 +92,33 @@ def test_dataset_training_rejects_a_malformed_part(tmp_path: Path) -> None:
     ):
         train_dataset_domains(str(path), loss="r2", out=tmp_path / "w", executor=executor)
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
+
+
+@pytest.mark.parametrize("scope", ["domain", "utterance"])
+def test_dataset_training_checks_references_across_domains_as_in_memory(
+    tmp_path: Path, scope: str
+) -> None:
+    """A reference differing between two domains' hypotheses of one utterance, in two parts."""
+    frame = make_table(40, seed=24)
+    per_domain = frame.groupby(["utterance_id", "domain"], sort=False).size()
+    alone = per_domain[per_domain == 1].reset_index()  # its domain's only hypothesis there
+    shared = frame["utterance_id"].map(frame.groupby("utterance_id")["domain"].nunique()) > 1
+    row = int(
+        np.flatnonzero(
+            shared
+            & frame.set_index(["utterance_id", "domain"]).index.isin(
+                alone.set_index(["utterance_id", "domain"]).index
+            )
+        )[-1]
+    )
+    frame.loc[row, "ref_slots"] = "play [title : something else]"
+    path = write_layout(frame, tmp_path / "in", "hive", parts=2)
+    with pytest.raises(DataError) as memory:
+        read_hypotheses(path)
+    assert "reference" in str(memory.value) and "domain=" in str(memory.value)
+    with LocalExecutor(1) as executor, pytest.raises(DataError) as streamed:
+        train_dataset_domains(
+            str(path), loss="r2", out=tmp_path / "w", scope=scope, executor=executor
+        )
+    assert str(streamed.value) == str(memory.value)
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
