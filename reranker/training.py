@@ -7,11 +7,16 @@ The model, losses and training are described in docs/losses.md#training.
 result to a :class:`~reranker.registry.WeightsRegistry` as soon as it is ready. Domains never
 wait for each other and a failing domain is reported with its error while the others are kept.
 
-The executor is pluggable (:class:`Engine`): ``"serial"`` (in process), ``"local"`` (a process
-pool, default all cores) or ``"dask"`` (a Dask cluster: ``scheduler="tcp://host:8786"`` or, with
-no scheduler, a local cluster). Workers receive a :class:`DomainTask` of plain arrays and return
-a weights document; only the calling process touches the registry, so a remote cluster needs no
-access to the weights directory.
+The executor is pluggable (:mod:`reranker.training_engines`): ``"serial"`` (in process),
+``"local"`` (a process pool, default all cores) or ``"dask"`` (a Dask cluster). Workers receive a
+:class:`~reranker.training_tasks.DomainTask` of plain arrays and return a weights document
+(:func:`~reranker.training_tasks.fit_domain`); only the calling process touches the registry, so
+a remote cluster needs no access to the weights directory.
+
+The local engine starts its workers from a ``forkserver`` (``spawn`` on platforms without one),
+so a script calling :func:`train_domains` must guard its entry point with
+``if __name__ == "__main__":``, as for any :mod:`multiprocessing` code. Pass ``engine="serial"``
+(or ``jobs=1``) to train in the calling process.
 
 With ``scope="utterance"`` each domain's R1 softmax runs over the whole n-best, the other
 domains' logits frozen at the weights current in the target registry *when the run starts* (the
@@ -23,13 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,15 +39,23 @@ from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
 from reranker._validation import require_references
-from reranker.errors import DataError, ParameterError, RerankerError, TrainingError
-from reranker.estimator import Competitors, DomainReranker
+from reranker.errors import DataError, ParameterError, RerankerError
+from reranker.estimator import Competitors
 from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import REFERENCE_COLUMNS, SCORE_COLUMNS, has_references
-from reranker.options import AUTO, TrainingOptions
+from reranker.options import TrainingOptions
 from reranker.registry import WeightsRegistry
-from reranker.regularization import choose_l2
 from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
+from reranker.training_engines import (
+    ENGINES,
+    DaskEngine,
+    Engine,
+    LocalEngine,
+    SerialEngine,
+    make_engine,
+)
+from reranker.training_tasks import DomainResult, DomainTask, FitOutcome, fit_domain
 
 __all__ = [
     "ENGINES",
@@ -58,287 +68,12 @@ __all__ = [
     "SerialEngine",
     "fit_domain",
     "make_engine",
+    "prepare_tasks",
     "publish_results",
     "train_domains",
 ]
 
 ProgressCallback = Callable[[str, str, float], None]
-ENGINES: tuple[str, ...] = ("local", "serial", "dask")
-
-
-@dataclass(frozen=True)
-class DomainTask:
-    """Everything a worker needs to train one domain (plain arrays, cheap to ship).
-
-    Attributes
-    ----------
-    domain : str
-    features : list of str
-    X, groups : the domain's rows: features and utterance ids
-    y, semer : correct bit and SemER of the rows, or ``None`` when the worker computes them
-        from ``interpretations`` (so SemER, the costliest step, runs in parallel too)
-    interpretations : the rows' ``domain, intent, slots, ref_domain, ref_intent, ref_slots``
-        when ``y`` and ``semer`` are ``None``
-    competitors : frozen other-domain hypotheses for ``scope="utterance"``, else ``None``
-    params : keyword arguments of :class:`DomainReranker`
-    training_data : ``{"sha256", "n_utterances", "n_hypotheses"}`` of the domain's rows
-    """
-
-    domain: str
-    features: list[str]
-    X: NDArray[np.float64]
-    groups: NDArray[np.object_]
-    y: NDArray[np.int64] | None
-    semer: NDArray[np.float64] | None
-    interpretations: pd.DataFrame | None
-    competitors: Competitors | None
-    params: dict[str, Any]
-    training_data: dict[str, Any]
-
-
-@dataclass
-class DomainResult:
-    """The outcome of one domain.
-
-    Attributes
-    ----------
-    domain : str
-    version : int or None
-        Version published, ``None`` if the domain failed.
-    document : dict or None
-        The published weights document.
-    error : str or None
-        ``"<ExceptionType>: message"`` if training or publishing failed.
-    notes : list of str
-        Warnings, e.g. L-BFGS-B not converging.
-    seconds : float
-        Wall time of the fit in its worker.
-    """
-
-    domain: str
-    version: int | None = None
-    document: dict[str, Any] | None = None
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Whether the domain was trained and published."""
-        return self.error is None and self.version is not None
-
-    @property
-    def converged(self) -> bool | None:
-        """L-BFGS-B convergence, ``None`` if the domain failed."""
-        if self.document is None:
-            return None
-        return bool(self.document["metrics"]["converged"])
-
-
-def fit_domain(task: DomainTask) -> tuple[dict[str, Any], list[str], float]:
-    """Train one domain; return its weights document (unpublished), notes and seconds.
-
-    Runs in a worker process; it touches no file. A task that loads its rows itself (it has a
-    ``materialize()`` method returning a :class:`DomainTask`, as the tasks of
-    :func:`reranker.dataset_training.train_dataset_domains` do) is loaded here, on the worker.
-    """
-    start = time.perf_counter()
-    materialize = getattr(task, "materialize", None)
-    if materialize is not None:
-        task = materialize()
-    y, semer = task.y, task.semer
-    if y is None or semer is None:
-        if task.interpretations is None:
-            raise DataError(f"{task.domain}: the task has neither errors nor interpretations")
-        semer, y = table_errors(task.interpretations)
-    params = dict(task.params)
-    l2_search: dict[str, Any] | None = None
-    if params["l2"] == AUTO:
-        params["l2"], l2_search = choose_l2(
-            task.X,
-            np.asarray(y),
-            task.groups,
-            semer=None if semer is None else np.asarray(semer),
-            competitors=task.competitors,
-            params=params,
-        )
-    model = DomainReranker(**params)
-    notes: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(task.X, y, groups=task.groups, semer=semer, competitors=task.competitors)
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            notes.append(f"{task.domain}: {w.message}")
-        else:  # pragma: no cover - re-emit anything unexpected
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    metrics = {k: model.metrics_[k] for k in sorted(model.metrics_)}
-    document = {
-        "domain": task.domain,
-        "loss": task.params["loss"],
-        "version": None,
-        "features": list(task.features),
-        "weights": [float(v) for v in model.coef_],
-        "bias": float(model.intercept_),
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "training_data": dict(task.training_data),
-        "metrics": metrics,
-        "options": {k: params[k] for k in sorted(params) if k != "loss"},
-    }
-    if l2_search is not None:
-        document["options"]["l2_search"] = l2_search
-    return document, notes, time.perf_counter() - start
-
-
-class Engine(Protocol):
-    """Runs :func:`fit_domain` over tasks, yielding each task's outcome as it completes."""
-
-    def run(
-        self, tasks: Sequence[DomainTask]
-    ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
-        """Yield ``(task, result or exception)`` in completion order."""
-        ...
-
-
-class SerialEngine:
-    """Train domains one after another in the calling process."""
-
-    def run(
-        self, tasks: Sequence[DomainTask]
-    ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
-        for task in tasks:
-            try:
-                outcome: Any = fit_domain(task)
-            except Exception as e:
-                outcome = e
-            yield task, outcome
-
-
-def _single_threaded_worker() -> None:
-    """Keep each worker's BLAS on one thread: the pool already uses every core."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
-class LocalEngine:
-    """Train domains in a pool of worker processes.
-
-    Workers start from a ``forkserver`` (``spawn`` where that does not exist), never by forking
-    the caller, so training is safe from threaded callers such as the dashboard.
-
-    Parameters
-    ----------
-    jobs : int, optional
-        Worker processes; default all cores, never more than there are domains.
-    """
-
-    def __init__(self, jobs: int | None = None) -> None:
-        self.jobs = jobs
-
-    def run(
-        self, tasks: Sequence[DomainTask]
-    ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
-        import multiprocessing.context
-
-        if not tasks:
-            return
-        workers = max(1, min(self.jobs or os.cpu_count() or 1, len(tasks)))
-        if workers == 1:
-            yield from SerialEngine().run(tasks)
-            return
-        context: multiprocessing.context.BaseContext
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            # workers fork from a clean server that has imported the package once
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["reranker.training"])
-        else:  # pragma: no cover
-            context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_single_threaded_worker
-        ) as pool:
-            pending: dict[Future[Any], DomainTask] = {pool.submit(fit_domain, t): t for t in tasks}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: pending[f].domain):
-                    task = pending.pop(future)
-                    error = future.exception()
-                    yield task, (error if error is not None else future.result())
-
-
-class DaskEngine:
-    """Train domains on a Dask cluster.
-
-    Parameters
-    ----------
-    scheduler : str, optional
-        Address of a running scheduler (``tcp://host:8786``). Without one a local cluster of
-        ``jobs`` single-threaded worker processes is started for the run and closed after it.
-    jobs : int, optional
-        Workers of the local cluster (default all cores).
-    """
-
-    def __init__(self, scheduler: str | None = None, jobs: int | None = None) -> None:
-        self.scheduler = scheduler
-        self.jobs = jobs
-
-    def run(
-        self, tasks: Sequence[DomainTask]
-    ) -> Iterator[tuple[DomainTask, tuple[dict[str, Any], list[str], float] | BaseException]]:
-        try:
-            from dask.distributed import Client, LocalCluster, as_completed
-        except ImportError as e:  # pragma: no cover
-            raise TrainingError(
-                "the dask engine needs dask[distributed]: pip install 'reranker[dask]'"
-            ) from e
-        if not tasks:
-            return
-        cluster = None
-        try:
-            if self.scheduler:
-                client = Client(self.scheduler, timeout="10s")
-            else:
-                cluster = LocalCluster(
-                    n_workers=max(1, min(self.jobs or os.cpu_count() or 1, len(tasks))),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                )
-                client = Client(cluster)
-        except (OSError, TimeoutError, ValueError) as e:
-            if cluster is not None:
-                cluster.close()
-            raise TrainingError(
-                f"cannot connect to the dask scheduler {self.scheduler!r}: {e}"
-            ) from e
-        try:
-            futures = {
-                client.submit(fit_domain, t, key=f"reranker-train-{t.domain}-{i}", pure=False): t
-                for i, t in enumerate(tasks)
-            }
-            for future in as_completed(list(futures)):
-                task = futures[future]
-                if future.status == "error":
-                    yield task, future.exception()
-                else:
-                    yield task, future.result()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-
-
-def make_engine(engine: str, *, jobs: int | None = None, scheduler: str | None = None) -> Engine:
-    """The executor named ``engine`` (``"local"``, ``"serial"`` or ``"dask"``)."""
-    if scheduler and engine != "dask":
-        raise DataError("--scheduler applies only to the dask engine")
-    if engine == "local":
-        return LocalEngine(jobs)
-    if engine == "serial":
-        return SerialEngine()
-    if engine == "dask":
-        return DaskEngine(scheduler, jobs)
-    raise DataError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
 
 def _row_hashes(hypotheses: pd.DataFrame) -> tuple[list[str], NDArray[np.uint64]]:
@@ -384,6 +119,19 @@ def prepare_tasks(
 ) -> list[DomainTask]:
     """Split a validated table with references into one :class:`DomainTask` per domain."""
     require_references(has_references(hypotheses), "training")
+    chosen = _chosen_domains(hypotheses, domains)
+    names = (
+        list(features)
+        if features is not None
+        else default_feature_names(hypotheses["device"].astype(str).unique())
+    )
+    rows = _TrainingRows.of(hypotheses, names, options.scope, registry)
+    params = options.params()
+    return [rows.task(d, names, params) for d in chosen]
+
+
+def _chosen_domains(hypotheses: pd.DataFrame, domains: Iterable[str] | None) -> list[str]:
+    """The domains to train, sorted: every domain of the table, or those asked for."""
     present = sorted(hypotheses["domain"].unique())
     if domains is None:
         chosen = present
@@ -397,54 +145,75 @@ def prepare_tasks(
             )
     if not chosen:
         raise DataError("no domain to train")
-    names = (
-        list(features)
-        if features is not None
-        else default_feature_names(hypotheses["device"].astype(str).unique())
-    )
-    domain = hypotheses["domain"].to_numpy(dtype=object)
-    groups = hypotheses["utterance_id"].astype(str).to_numpy(dtype=object)
-    X_all = feature_matrix(hypotheses, names)  # row-wise, so equal to per-domain computation
-    hash_columns, row_hashes = _row_hashes(hypotheses)
-    errors = None
-    z_frozen = None
-    if options.scope == "utterance":  # competitors need every row's SemER up front
-        errors = table_errors(hypotheses)
-        z_frozen = logits_with_documents(hypotheses, current_documents(registry))
-    interpretation_columns = ["domain", "intent", "slots", *REFERENCE_COLUMNS]
-    params = options.params()
-    tasks = []
-    for d in chosen:
-        mask = domain == d
+    return chosen
+
+
+_INTERPRETATION_COLUMNS = ["domain", "intent", "slots", *REFERENCE_COLUMNS]
+
+
+@dataclass(frozen=True)
+class _TrainingRows:
+    """The whole table's arrays, from which each domain's task takes its rows.
+
+    With ``scope="utterance"`` every row's SemER and frozen logit are computed up front (a
+    domain's competitors are the other domains' rows); otherwise each task carries its rows'
+    interpretations and the worker computes SemER.
+    """
+
+    hypotheses: pd.DataFrame
+    domain: NDArray[np.object_]
+    groups: NDArray[np.object_]
+    X: NDArray[np.float64]
+    hash_columns: list[str]
+    row_hashes: NDArray[np.uint64]
+    errors: tuple[NDArray[np.float64], NDArray[np.int64]] | None
+    z_frozen: NDArray[np.float64] | None
+
+    @classmethod
+    def of(
+        cls, hypotheses: pd.DataFrame, names: list[str], scope: str, registry: WeightsRegistry
+    ) -> _TrainingRows:
+        domain = hypotheses["domain"].to_numpy(dtype=object)
+        groups = hypotheses["utterance_id"].astype(str).to_numpy(dtype=object)
+        X = feature_matrix(hypotheses, names)  # row-wise, so equal to per-domain computation
+        hash_columns, row_hashes = _row_hashes(hypotheses)
+        errors = z_frozen = None
+        if scope == "utterance":  # competitors need every row's SemER up front
+            errors = table_errors(hypotheses)
+            z_frozen = logits_with_documents(hypotheses, current_documents(registry))
+        return cls(hypotheses, domain, groups, X, hash_columns, row_hashes, errors, z_frozen)
+
+    def task(self, d: str, names: list[str], params: dict[str, Any]) -> DomainTask:
+        """Domain ``d``'s task: its rows, errors or interpretations, and competitors."""
+        mask = self.domain == d
         idx = np.flatnonzero(mask)
+        groups = self.groups[idx]
         competitors = None
-        if errors is not None and z_frozen is not None:
-            utts = pd.unique(groups[idx])
-            others = ~mask & np.isin(groups, utts)
-            competitors = Competitors(groups[others], z_frozen[others], errors[0][others])
-        tasks.append(
-            DomainTask(
-                domain=str(d),
-                features=names,
-                X=X_all[idx],
-                groups=groups[idx],
-                y=None if errors is None else errors[1][idx],
-                semer=None if errors is None else errors[0][idx],
-                interpretations=(
-                    None
-                    if errors is not None
-                    else hypotheses.iloc[idx][interpretation_columns].reset_index(drop=True)
-                ),
-                competitors=competitors,
-                params=params,
-                training_data={
-                    "sha256": _sha256_rows(hash_columns, row_hashes[idx]),
-                    "n_utterances": len(pd.unique(groups[idx])),
-                    "n_hypotheses": int(idx.size),
-                },
+        if self.errors is not None and self.z_frozen is not None:
+            others = ~mask & np.isin(self.groups, pd.unique(groups))
+            competitors = Competitors(
+                self.groups[others], self.z_frozen[others], self.errors[0][others]
             )
+        interpretations = None
+        if self.errors is None:
+            rows = self.hypotheses.iloc[idx][_INTERPRETATION_COLUMNS]
+            interpretations = rows.reset_index(drop=True)
+        return DomainTask(
+            domain=str(d),
+            features=names,
+            X=self.X[idx],
+            groups=groups,
+            y=None if self.errors is None else self.errors[1][idx],
+            semer=None if self.errors is None else self.errors[0][idx],
+            interpretations=interpretations,
+            competitors=competitors,
+            params=params,
+            training_data={
+                "sha256": _sha256_rows(self.hash_columns, self.row_hashes[idx]),
+                "n_utterances": len(pd.unique(groups)),
+                "n_hypotheses": int(idx.size),
+            },
         )
-    return tasks
 
 
 def train_domains(
@@ -499,13 +268,6 @@ def train_domains(
     ------
     DataError
         On bad options or data, before anything is trained or written.
-
-    Notes
-    -----
-    The local engine starts its workers from a ``forkserver`` (``spawn`` on platforms without
-    one), so a script calling this function must guard its entry point with
-    ``if __name__ == "__main__":``, as for any :mod:`multiprocessing` code. Pass
-    ``engine="serial"`` (or ``jobs=1``) to train in the calling process.
     """
     options = _check_options(loss, scope, alpha, l2, temperature, jobs, max_iter)
     executor = (
@@ -513,7 +275,6 @@ def train_domains(
     )
     registry = WeightsRegistry(out)
     tasks = prepare_tasks(hypotheses, options, registry=registry, domains=domains)
-
     return publish_results(executor, tasks, registry, progress)
 
 
@@ -537,29 +298,39 @@ def publish_results(
     for task in tasks:
         report(task.domain, "training", 0.0)
     for task, outcome in executor.run(tasks):
-        result = DomainResult(task.domain)
-        if isinstance(outcome, BaseException):
-            result.error = f"{type(outcome).__name__}: {outcome}"
-            report(task.domain, f"failed: {result.error}", 1.0)
-        else:
-            document, notes, seconds = outcome
-            result.notes, result.seconds = list(notes), float(seconds)
-            try:
-                result.version = registry.publish(task.domain, document)
-                result.document = registry.load(task.domain, result.version)
-            except (RerankerError, OSError) as e:
-                result.error = f"{type(e).__name__}: {e}"
-                report(task.domain, f"failed: {result.error}", 1.0)
-            else:
-                metrics = document["metrics"]
-                state = "converged" if metrics["converged"] else "NOT converged"
-                report(
-                    task.domain,
-                    f"published v{result.version} ({metrics['n_iter']} iterations, {state}, "
-                    f"loss {metrics['objective']:.5g})",
-                    1.0,
-                )
-        results[task.domain] = result
+        results[task.domain] = _publish(task.domain, outcome, registry, report)
     for note in (n for r in results.values() for n in r.notes):
         warnings.warn(note, ConvergenceWarning, stacklevel=2)
     return {d: results[d] for d in sorted(results)}
+
+
+def _publish(
+    domain: str,
+    outcome: FitOutcome | BaseException,
+    registry: WeightsRegistry,
+    report: ProgressCallback,
+) -> DomainResult:
+    """Publish one domain's fitted document; a failed fit or publish sets ``error``."""
+    result = DomainResult(domain)
+    if isinstance(outcome, BaseException):
+        result.error = f"{type(outcome).__name__}: {outcome}"
+        report(domain, f"failed: {result.error}", 1.0)
+        return result
+    document, notes, seconds = outcome
+    result.notes, result.seconds = list(notes), float(seconds)
+    try:
+        result.version = registry.publish(domain, document)
+        result.document = registry.load(domain, result.version)
+    except (RerankerError, OSError) as e:
+        result.error = f"{type(e).__name__}: {e}"
+        report(domain, f"failed: {result.error}", 1.0)
+        return result
+    metrics = document["metrics"]
+    state = "converged" if metrics["converged"] else "NOT converged"
+    report(
+        domain,
+        f"published v{result.version} ({metrics['n_iter']} iterations, {state}, "
+        f"loss {metrics['objective']:.5g})",
+        1.0,
+    )
+    return result
