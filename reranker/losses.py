@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from reranker.errors import DataError
+from reranker.kernel_losses import SAFE_EXPONENT, Blocks, fused_objective, make_blocks
 from reranker.options import LOSSES, TrainingOptions
 
 __all__ = [
@@ -68,6 +69,8 @@ class LossProblem:
         ``X[i]`` is row ``order[i]`` of the caller's arrays.
     temperature : float
         τ, used to build ``other_log_mass``.
+    blocks : Blocks
+        Block structure of the fused loss pass (:mod:`reranker.kernel_losses`).
     """
 
     X: NDArray[np.float64]
@@ -79,6 +82,7 @@ class LossProblem:
     other_semer: NDArray[np.float64]
     order: NDArray[np.int64]
     temperature: float
+    blocks: Blocks
 
     @property
     def n_utterances(self) -> int:
@@ -163,6 +167,20 @@ def _competitor_summary(
     return other_log_mass, other_semer
 
 
+def _sorted_rows(
+    Xa: NDArray[np.float64],
+    ya: NDArray[np.float64],
+    sa: NDArray[np.float64],
+    codes: NDArray[np.int64],
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Row order grouping utterances (stable) and X, y, SemER in that order (X contiguous)."""
+    if (codes[1:] >= codes[:-1]).all():  # rows already grouped: no reordering copy
+        order = np.arange(codes.size, dtype=np.int64)
+        return order, np.ascontiguousarray(Xa), ya, sa
+    order = np.argsort(codes, kind="stable").astype(np.int64)
+    return order, np.ascontiguousarray(Xa[order]), ya[order], sa[order]
+
+
 def make_problem(
     X: ArrayLike,
     y: ArrayLike,
@@ -197,14 +215,8 @@ def make_problem(
     Xa, ya, ga, sa = _check_rows(X, y, groups, semer, temperature)
     if cap_semer:
         sa = np.minimum(sa, 1.0)
-    n = Xa.shape[0]
     codes, uniques = _codes(ga)
-    if (codes[1:] >= codes[:-1]).all():  # rows already grouped: no reordering copy
-        order = np.arange(n, dtype=np.int64)
-        Xs, ys, ss = np.ascontiguousarray(Xa), ya, sa
-    else:
-        order = np.argsort(codes, kind="stable").astype(np.int64)
-        Xs, ys, ss = np.ascontiguousarray(Xa[order]), ya[order], sa[order]
+    order, Xs, ys, ss = _sorted_rows(Xa, ya, sa, codes)
     sorted_codes = codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1].astype(np.int64)
     n_groups = starts.size
@@ -219,15 +231,13 @@ def make_problem(
         y=ys,
         semer=ss,
         starts=starts,
-        group=np.repeat(np.arange(n_groups), np.diff(np.r_[starts, n])).astype(np.int64),
+        group=np.repeat(np.arange(n_groups), np.diff(np.r_[starts, Xs.shape[0]])).astype(np.int64),
         other_log_mass=other_log_mass,
         other_semer=other_semer,
         order=order,
         temperature=float(temperature),
+        blocks=make_blocks(Xs, ys, starts, other_log_mass, other_semer),
     )
-
-
-_SAFE_EXPONENT = 350.0  # e^±350 and sums of millions of such terms stay finite and normal
 
 
 def _r1(
@@ -246,8 +256,8 @@ def _r1(
     a = z / temperature if temperature != 1.0 else z
     finite_mass = p.other_log_mass[np.isfinite(p.other_log_mass)]
     u = p.n_utterances
-    small = max(a.max(), -a.min()) <= _SAFE_EXPONENT
-    if small and np.abs(finite_mass).max(initial=0.0) <= _SAFE_EXPONENT:
+    small = max(a.max(), -a.min()) <= SAFE_EXPONENT
+    if small and np.abs(finite_mass).max(initial=0.0) <= SAFE_EXPONENT:
         e = np.exp(a) if exp_a is None else exp_a
         other = np.exp(p.other_log_mass)
         den = np.bincount(p.group, weights=e, minlength=u) + other
@@ -295,6 +305,20 @@ def _objective(
     ``penalty`` holds λ_j of each weight (length k): the term is ``Σ_j λ_j w_j²``.
     """
     w, b = theta[:-1], theta[-1]
+    fused = fused_objective(
+        theta,
+        problem.X,
+        problem.semer,
+        problem.blocks,
+        n_utterances=problem.n_utterances,
+        temperature=problem.temperature,
+        r1=loss in ("r1", "r3"),
+        r2_weight={"r1": 0.0, "r2": 1.0, "r3": alpha}[loss],
+    )
+    if fused is not None:
+        value, grad = fused
+        grad[:-1] += 2.0 * penalty * w
+        return value + float(np.dot(penalty * w, w)), grad
     z = problem.X @ w
     z += b
     value = float(np.dot(penalty * w, w))
@@ -306,7 +330,7 @@ def _objective(
         value += scale * v
         if scale != 1.0:
             grad_z *= scale
-        if problem.temperature == 1.0 and max(z.max(), -z.min()) <= _SAFE_EXPONENT:
+        if problem.temperature == 1.0 and max(z.max(), -z.min()) <= SAFE_EXPONENT:
             exp_z = np.where(z < 0, t, 1.0 / t)  # e^z from e^{-|z|}
     if loss in ("r1", "r3"):
         v, g = _r1(z, problem, problem.temperature, exp_z)

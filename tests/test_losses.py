@@ -276,17 +276,52 @@ def test_objective_with_huge_logits_matches_slow_reference(
     assert value == pytest.approx(slow, rel=1e-9, abs=1e-9)
 
 
-def test_fast_and_shifted_softmax_paths_agree() -> None:
-    from reranker import losses
+@pytest.mark.parametrize(
+    ("loss", "tau"), [("r1", 1.0), ("r2", 1.0), ("r3", 1.0), ("r3", 0.4), ("r1", 2.5)]
+)
+def test_fused_and_shifted_paths_agree(
+    monkeypatch: pytest.MonkeyPatch, loss: str, tau: float
+) -> None:
+    from reranker import kernel_losses, losses
 
-    problem, _ = _random_problem(9, temperature=1.0, competitors=True)
+    problem, _ = _random_problem(9, temperature=tau, competitors=True)
     theta = np.random.default_rng(10).normal(size=problem.X.shape[1] + 1)
-    fast = objective(theta, problem, loss="r3", alpha=0.5, l2=0.01)
-    saved = losses._SAFE_EXPONENT
-    losses._SAFE_EXPONENT = -1.0  # force the shifted path
-    try:
-        shifted = objective(theta, problem, loss="r3", alpha=0.5, l2=0.01)
-    finally:
-        losses._SAFE_EXPONENT = saved
+    fast = objective(theta, problem, loss=loss, alpha=0.5, l2=0.01)  # type: ignore[arg-type]
+    monkeypatch.setattr(kernel_losses, "SAFE_EXPONENT", -1.0)  # the fused pass declines
+    monkeypatch.setattr(losses, "SAFE_EXPONENT", -1.0)  # and the shifted path runs
+    shifted = objective(theta, problem, loss=loss, alpha=0.5, l2=0.01)  # type: ignore[arg-type]
     assert fast[0] == pytest.approx(shifted[0], rel=1e-13)
     np.testing.assert_allclose(fast[1], shifted[1], rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss", ["r1", "r2", "r3"])
+def test_fused_pass_across_many_blocks_matches_slow_reference(
+    monkeypatch: pytest.MonkeyPatch, loss: str
+) -> None:
+    from reranker import kernel_losses
+
+    monkeypatch.setattr(kernel_losses, "BLOCK_ROWS", 5)  # blocks of one or two utterances
+    problem, data = _random_problem(11, n_groups=30, temperature=0.7, competitors=True)
+    assert problem.blocks.rows.size > 8
+    theta = np.random.default_rng(12).normal(size=problem.X.shape[1] + 1)
+    value, grad = objective(theta, problem, loss=loss, alpha=0.7, l2=0.05)  # type: ignore[arg-type]
+    slow = _slow_objective(theta, data, loss=loss, alpha=0.7, l2=0.05, temperature=0.7)
+    assert value == pytest.approx(slow, rel=1e-10, abs=1e-12)
+    err = check_grad(
+        lambda t: objective(t, problem, loss=loss, alpha=0.7, l2=0.05)[0],  # type: ignore[arg-type]
+        lambda t: objective(t, problem, loss=loss, alpha=0.7, l2=0.05)[1],  # type: ignore[arg-type]
+        theta,
+        epsilon=1e-6,
+    )
+    assert err < 1e-5 * max(1.0, float(np.linalg.norm(grad)))
+
+
+def test_softplus_sum_by_mantissa_products_matches_log1p() -> None:
+    from reranker.kernel_losses import _log1p_exp_sum
+
+    rng = np.random.default_rng(13)
+    for n in (1, 31, 32, 33, 1000):
+        z = np.r_[rng.normal(0, 40, n - 1), 349.0] if n > 1 else np.array([-349.0])
+        e = np.exp(z)
+        exact = float(np.sum(np.logaddexp(0.0, z)))
+        assert _log1p_exp_sum(e, np.empty(n)) == pytest.approx(exact, rel=1e-14, abs=1e-300)
