@@ -16,7 +16,7 @@ from scipy.special import expit
 
 from reranker.features import DEVICE_PREFIX
 from reranker.ranking import rank_within_utterance
-from reranker.registry import validate_weights_document
+from reranker.weights_document import validate_weights_document
 from reranker.scoring import Documents, document_features, document_weights, score_with_documents
 
 __all__ = ["contributions", "device_weights", "hypothesis_contributions", "rescore_utterance"]

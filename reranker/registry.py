@@ -1,6 +1,7 @@
 """The weights registry: versioned per-domain weights, atomic publish, rollback.
 
-Formats: docs/formats.md#weights-registry and docs/formats.md#weights-document.
+Formats: docs/formats.md#weights-registry; the document itself and its checks are in
+:mod:`reranker.weights_document`.
 
 Layout of a registry directory ``WEIGHTS``::
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import tempfile
@@ -33,7 +33,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from reranker._files import (
@@ -46,8 +45,15 @@ from reranker._files import (
     read_file_bytes,
 )
 from reranker.errors import WeightsError
-from reranker.features import is_known_feature
-from reranker.options import LOSSES
+from reranker.weights_document import (
+    MAX_DOMAIN_NAME,
+    MAX_WEIGHT,
+    REQUIRED_KEYS,
+    check_domain_name,
+    compare_documents,
+    is_domain_name,
+    validate_weights_document,
+)
 
 try:  # POSIX advisory locks; elsewhere publishes of one domain must not race
     import fcntl
@@ -55,6 +61,7 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "CURRENT",
     "MAX_DOMAIN_NAME",
     "MAX_WEIGHT",
     "REQUIRED_KEYS",
@@ -66,153 +73,13 @@ __all__ = [
     "validate_weights_document",
 ]
 
-REQUIRED_KEYS: tuple[str, ...] = (
-    "domain",
-    "loss",
-    "version",
-    "features",
-    "weights",
-    "bias",
-    "trained_at",
-    "training_data",
-    "metrics",
-    "options",
-)
 _VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
 _POINTER_TEXT = re.compile(r"[0-9]{1,9}")  # ASCII digits only ("٣".isdigit() is True)
 _TEMP_FILE = re.compile(r"^\.(?:v\d{4,}\.json|CURRENT)\..+\.tmp$")
 CURRENT = "CURRENT"
-#: Largest accepted absolute value of a weight or bias. Features are bounded (log-scores are
-#: clipped at log(1e-6), ranks count hypotheses), so ``|z|`` stays far below float64 overflow;
-#: trained re-rankers have weights of order 1 to 100.
-MAX_WEIGHT = 1e6
-#: Longest domain name, in characters (a domain is a directory name in a registry).
-MAX_DOMAIN_NAME = 100
 #: A hidden temporary file of a publish older than this (seconds) is removed by the next publish
 #: of its domain, under the domain's lock (so it cannot belong to a publish in progress).
 STALE_TEMP_SECONDS = 600.0
-
-
-def _finite_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-def _weight(value: object) -> bool:
-    """A usable weight or bias: a finite number with ``|value| <= MAX_WEIGHT``."""
-    return _finite_number(value) and abs(float(value)) <= MAX_WEIGHT  # type: ignore[arg-type]
-
-
-def _is_domain_name(name: str) -> bool:
-    try:
-        check_domain_name(name)
-    except WeightsError:
-        return False
-    return True
-
-
-def check_domain_name(domain: object, *, source: str | None = None) -> str:
-    """The one rule for domain names: usable as a single path component, everywhere.
-
-    Non-empty, at most :data:`MAX_DOMAIN_NAME` characters, not starting with ``.`` (no ``..``,
-    no hidden directory), without ``/``, ``\\``, NUL or any other control character.
-
-    Raises
-    ------
-    WeightsError
-        Naming ``source`` (when given) and the rejected name.
-    """
-    ok = (
-        isinstance(domain, str)
-        and 0 < len(domain) <= MAX_DOMAIN_NAME
-        and not domain.startswith(".")
-        and not any(c in "/\\" or not c.isprintable() for c in domain)
-    )
-    if not ok:
-        prefix = f"{source}: " if source else ""
-        raise WeightsError(
-            f"{prefix}domain name {str(domain)[: MAX_DOMAIN_NAME + 20]!r} cannot be stored in a "
-            f"registry (it must be 1 to {MAX_DOMAIN_NAME} printable characters, not start with "
-            "'.', and contain no '/' or '\\')"
-        )
-    assert isinstance(domain, str)
-    return domain
-
-
-def validate_weights_document(document: Mapping[str, Any], *, source: str) -> dict[str, Any]:
-    """Check a weights document (docs/formats.md#weights-document) and the features it names.
-
-    Parameters
-    ----------
-    document : mapping
-        A parsed weights JSON.
-    source : str
-        Where it came from, for error messages (a file path).
-
-    Returns
-    -------
-    dict
-        A copy of the document with ``weights`` and ``bias`` as floats.
-
-    Raises
-    ------
-    WeightsError
-        Naming ``source`` and the offending key.
-    """
-    if not isinstance(document, Mapping):
-        raise WeightsError(f"{source}: a weights document must be a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in document]
-    if missing:
-        raise WeightsError(f"{source}: missing key(s) {', '.join(map(repr, missing))}")
-    doc = dict(document)
-    if not isinstance(doc["domain"], str) or not doc["domain"]:
-        raise WeightsError(f"{source}: 'domain' must be a non-empty string")
-    check_domain_name(doc["domain"], source=source)
-    if doc["loss"] not in LOSSES:
-        raise WeightsError(
-            f"{source}: 'loss' must be one of {', '.join(LOSSES)}, got {doc['loss']!r}"
-        )
-    version = doc["version"]
-    if version is not None and (
-        not isinstance(version, int) or isinstance(version, bool) or version < 1
-    ):
-        raise WeightsError(f"{source}: 'version' must be a positive integer, got {version!r}")
-    features = doc["features"]
-    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-        raise WeightsError(f"{source}: 'features' must be a list of feature names")
-    if len(set(features)) != len(features):
-        raise WeightsError(f"{source}: 'features' names a feature twice")
-    unknown = [f for f in features if not is_known_feature(f)]
-    if unknown:
-        raise WeightsError(
-            f"{source}: feature(s) {', '.join(map(repr, unknown))} are not computed by this "
-            "version of reranker (register them or retrain)"
-        )
-    weights = doc["weights"]
-    if not isinstance(weights, list) or not all(_weight(w) for w in weights):
-        raise WeightsError(
-            f"{source}: 'weights' must be a list of finite numbers within ±{MAX_WEIGHT:g}"
-        )
-    if len(weights) != len(features):
-        raise WeightsError(f"{source}: {len(weights)} weights for {len(features)} features")
-    if not _weight(doc["bias"]):
-        raise WeightsError(f"{source}: 'bias' must be a finite number within ±{MAX_WEIGHT:g}")
-    if not isinstance(doc["trained_at"], str):
-        raise WeightsError(f"{source}: 'trained_at' must be a string")
-    td = doc["training_data"]
-    if not isinstance(td, Mapping) or not {"sha256", "n_utterances", "n_hypotheses"} <= set(td):
-        raise WeightsError(
-            f"{source}: 'training_data' must hold sha256, n_utterances and n_hypotheses"
-        )
-    for key in ("metrics", "options"):
-        if not isinstance(doc[key], Mapping):
-            raise WeightsError(f"{source}: {key!r} must be an object")
-    doc["weights"] = [float(w) for w in weights]
-    doc["bias"] = float(doc["bias"])
-    return doc
 
 
 def _fsync_dir(path: Path) -> None:
@@ -319,7 +186,7 @@ class WeightsRegistry:
         return sorted(
             name
             for name in names
-            if not name.startswith(".") and _is_domain_name(name) and self.versions(name)
+            if not name.startswith(".") and is_domain_name(name) and self.versions(name)
         )
 
     def versions(self, domain: str) -> list[int]:
@@ -435,36 +302,30 @@ class WeightsRegistry:
 
     def rollback(self, domain: str) -> int:
         """Point ``CURRENT`` at the highest version below the current one; return it."""
-        directory = self._dir(domain)
-        with self._lock(directory) if directory.is_dir() else contextlib.nullcontext():
-            current = self.current_version(domain)
-            if current is None:
-                raise WeightsError(f"{self.path}: no published weights for domain {domain!r}")
-            older = [v for v in self.versions(domain) if v < current]
-            if not older:
-                raise WeightsError(
-                    f"{self.path}: domain {domain!r} is at its first version v{current}; "
-                    "nothing to roll back to"
-                )
-            target = older[-1]
-            self.load(domain, target)
-            _write_atomic(directory, CURRENT, f"{target}\n".encode(), overwrite=True)
-        return target
+        return self._move_current(domain, forward=False)
 
     def roll_forward(self, domain: str) -> int:
         """Point ``CURRENT`` at the lowest version above the current one (undo a rollback)."""
+        return self._move_current(domain, forward=True)
+
+    def _move_current(self, domain: str, *, forward: bool) -> int:
+        """Point ``CURRENT`` at the next version up (``forward``) or down; return it."""
         directory = self._dir(domain)
         with self._lock(directory) if directory.is_dir() else contextlib.nullcontext():
             current = self.current_version(domain)
             if current is None:
                 raise WeightsError(f"{self.path}: no published weights for domain {domain!r}")
-            newer = [v for v in self.versions(domain) if v > current]
-            if not newer:
+            versions = self.versions(domain)
+            if forward:
+                targets, end, verb = [v for v in versions if v > current], "latest", "forward"
+            else:
+                targets, end, verb = [v for v in versions if v < current][::-1], "first", "back"
+            if not targets:
                 raise WeightsError(
-                    f"{self.path}: domain {domain!r} is at its latest version v{current}; "
-                    "nothing to roll forward to"
+                    f"{self.path}: domain {domain!r} is at its {end} version v{current}; "
+                    f"nothing to roll {verb} to"
                 )
-            target = newer[0]
+            target = targets[0]
             self.load(domain, target)
             _write_atomic(directory, CURRENT, f"{target}\n".encode(), overwrite=True)
         return target
@@ -500,52 +361,3 @@ def registry_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         "n_hypotheses", "converged", "n_iter", "objective",
     ]  # fmt: skip
     return pd.DataFrame(records, columns=columns)
-
-
-def compare_documents(
-    a: Mapping[str, Any], b: Mapping[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two weights documents side by side: their weights and their recorded metrics/options.
-
-    Returns ``(weights, facts)``: ``weights`` has ``feature, a, b, change`` over the union of
-    both feature lists (bias last; a feature one version lacks is ``nan``); ``facts`` has
-    ``item, a, b`` for the version, loss, training time and data, every metric and option.
-    """
-
-    def as_map(doc: Mapping[str, Any]) -> dict[str, float]:
-        out = {str(n): float(w) for n, w in zip(doc["features"], doc["weights"], strict=True)}
-        out["bias"] = float(doc["bias"])
-        return out
-
-    wa, wb = as_map(a), as_map(b)
-    names = [*dict.fromkeys([*a["features"], *b["features"]]), "bias"]
-    weights = pd.DataFrame(
-        {
-            "feature": names,
-            "a": [wa.get(n, np.nan) for n in names],
-            "b": [wb.get(n, np.nan) for n in names],
-        }
-    )
-    weights["change"] = weights["b"] - weights["a"]
-
-    def facts_of(doc: Mapping[str, Any]) -> dict[str, Any]:
-        f: dict[str, Any] = {
-            "version": doc.get("version"),
-            "loss": doc.get("loss"),
-            "trained_at": doc.get("trained_at"),
-        }
-        for group in ("training_data", "metrics", "options"):
-            for k, v in (doc.get(group) or {}).items():
-                f[f"{group}.{k}"] = v
-        return f
-
-    fa, fb = facts_of(a), facts_of(b)
-    items = list(dict.fromkeys([*fa, *fb]))
-    facts = pd.DataFrame(
-        {
-            "item": items,
-            "a": [str(fa.get(k, "")) for k in items],
-            "b": [str(fb.get(k, "")) for k in items],
-        }
-    )
-    return weights, facts
