@@ -13,6 +13,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from reranker.errors import DataError
+from reranker.kernel_ranking import rank_and_top_grouped
 
 __all__ = [
     "best_first_order",
@@ -76,8 +77,10 @@ def rank_and_top(
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Rank of every row within its utterance (1 = top) and the row of each utterance's top.
 
-    One sort serves both: rows are ordered by utterance, then score (descending), then
-    ``domain_score`` (descending), then row order (the tie-break of docs/metrics.md#top-1).
+    Rows are ordered by utterance, then score (descending), then ``domain_score``
+    (descending), then row order (the tie-break of docs/metrics.md#top-1). With codes
+    ``0 .. U-1`` (as :func:`utterance_codes` gives) short n-bests are ranked by pairwise
+    passes (:mod:`reranker.kernel_ranking`), otherwise by one sort.
 
     Parameters
     ----------
@@ -94,6 +97,8 @@ def rank_and_top(
     c, s, d = _check(codes, score, domain_score)
     if c.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if c.min() >= 0 and c.max() < c.size and np.bincount(c).all():  # codes 0 .. U-1
+        return rank_and_top_grouped(c, s, d, int(c.max()) + 1)
     order = best_first_order(c, s, d)
     sorted_codes = c[order]
     first = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]
