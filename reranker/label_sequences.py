@@ -32,7 +32,13 @@ from numpy.typing import ArrayLike, NDArray
 from reranker.annotation import normalize_value, parse_slots
 from reranker.errors import DataError
 
-__all__ = ["LabelSequences", "encode_annotations", "factorize_text", "text_column"]
+__all__ = [
+    "LabelSequences",
+    "encode_annotations",
+    "factorize_text",
+    "first_malformed",
+    "text_column",
+]
 
 IntArray = NDArray[np.int64]
 
@@ -231,3 +237,26 @@ def _first_bad_row(codes: list[IntArray], dictionary: pa.Array, names: Sequence[
         if rows.size:
             return f"{name}[{int(rows[0])}]"
     return "annotation"  # pragma: no cover - only reached when parsing is not deterministic
+
+
+def first_malformed(values: ArrayLike) -> tuple[int, str] | None:
+    """The first row whose annotation does not parse, and the parser's message, if any.
+
+    Distinct annotations that the well-formedness expression accepts are not parsed; only the
+    others go through :func:`reranker.annotation.parse_slots`. Missing values count as ``""``.
+    """
+    (codes,), dictionary = factorize_text([text_column(values, "", missing_as_empty=True)])
+    suspects = np.flatnonzero(
+        ~pc.match_substring_regex(dictionary, _WELL_FORMED_ASCII).to_numpy(zero_copy_only=False)
+    )
+    bad: dict[int, str] = {}
+    for k in suspects:
+        try:
+            parse_slots(dictionary[int(k)].as_py())
+        except DataError as e:
+            bad[int(k)] = str(e)
+    if not bad:
+        return None
+    rows = np.flatnonzero(np.isin(codes, list(bad)))
+    row = int(rows[0])
+    return row, bad[int(codes[row])]

@@ -11,7 +11,7 @@ from rapidfuzz.distance import Levenshtein
 
 from reranker.annotation import normalize_value, parse_slots
 from reranker.errors import DataError
-from reranker.label_sequences import encode_annotations, text_column
+from reranker.label_sequences import encode_annotations, first_malformed, text_column
 from reranker.semer import semer_error, table_errors
 from reranker.synthetic import realistic_hypotheses
 
@@ -68,6 +68,19 @@ def test_encode_annotations_agrees_with_the_python_parser(values: list[str]) -> 
             encode_annotations([values], ["slots"])
         return
     assert_same_partition(values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_annotation, _valid_annotation), min_size=1, max_size=8))
+def test_first_malformed_is_the_first_row_the_python_parser_rejects(values: list[str]) -> None:
+    want = None
+    for row, value in enumerate(values):
+        try:
+            parse_slots(value)
+        except DataError as e:
+            want = (row, str(e))
+            break
+    assert first_malformed(pd.Series(values, dtype="str")) == want
 
 
 def test_fast_and_python_paths_give_the_same_ids() -> None:
