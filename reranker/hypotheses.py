@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from reranker._files import decode_utf8, default_file_mode, os_error, parse_json, read_file_bytes
-from reranker.annotation import parse_slots
 from reranker.errors import DataError
+from reranker.label_sequences import first_malformed
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -307,13 +307,10 @@ def _as_score_column(frame: pd.DataFrame, column: str, loc: _Locator) -> pd.Seri
 
 
 def _check_annotations(series: pd.Series, column: str, loc: _Locator) -> None:
-    codes, uniques = pd.factorize(series)
-    for k, value in enumerate(uniques):
-        try:
-            parse_slots(value)
-        except DataError as e:
-            row = int(np.flatnonzero(codes == k)[0])
-            raise DataError(f"{loc.at(row, column)}: {e}") from e
+    bad = first_malformed(series)  # parses only what the well-formedness check rejects
+    if bad is not None:
+        row, message = bad
+        raise DataError(f"{loc.at(row, column)}: {message}")
 
 
 def validate_hypotheses(
@@ -413,8 +410,8 @@ def reference_problem(frame: pd.DataFrame, loc: RowLocator) -> tuple[int, int, s
     np.minimum.at(first_of, codes, np.arange(len(codes)))
     first_idx = first_of[codes]
     for k, column in enumerate(REFERENCE_COLUMNS):
-        values = frame[column].to_numpy(dtype=object)
-        ref_codes, _ = pd.factorize(values)
+        values = frame[column]
+        ref_codes, _ = pd.factorize(values)  # Arrow strings: no Python object per row
         differs = ref_codes != ref_codes[first_idx]
         if differs.any():
             row = int(np.flatnonzero(differs)[0])
@@ -423,8 +420,8 @@ def reference_problem(frame: pd.DataFrame, loc: RowLocator) -> tuple[int, int, s
                 k,
                 row,
                 (
-                    f"{loc.at(row, column)}: reference {values[row]!r} differs from "
-                    f"{values[first]!r} at {loc.row(first)} of the same utterance "
+                    f"{loc.at(row, column)}: reference {values.iloc[row]!r} differs from "
+                    f"{values.iloc[first]!r} at {loc.row(first)} of the same utterance "
                     f"{frame['utterance_id'].iloc[row]!r}"
                 ),
             )
