@@ -9,11 +9,20 @@ rerun that changes nothing else recomputes nothing (SemER and features included)
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from dashboard.large_data import (
+    large,
+    large_curve,
+    large_metrics,
+    large_summary,
+    preview,
+    statistics,
+)
 from reranker.calibration_slices import (
     calibration_metrics,
     calibration_sample,
@@ -26,6 +35,8 @@ from reranker.hypotheses import read_hypotheses
 from reranker.scoring import score_hypotheses
 from reranker.tables import PreparedTable, ScoredTable, dataset_summary, prepare, scored_view
 from reranker.utterances import filter_utterances, top_domain_distribution, utterance_table
+
+__all__ = ["Slice", "large", "preview"]
 
 
 def _path(token: str) -> str:
@@ -47,6 +58,8 @@ def prepared(token: str) -> PreparedTable:
 @st.cache_data(max_entries=8, show_spinner=False)
 def summary(token: str) -> dict[str, Any]:
     """Counts, domains, devices and oracle accuracy of a table."""
+    if large(token):
+        return large_summary(token)
     return dataset_summary(prepared(token))
 
 
@@ -116,94 +129,80 @@ def filtered_utterances(
     )
 
 
+@dataclass(frozen=True)
+class Slice:
+    """What a calibration view shows: bins, population, the domain/device slice, resamples."""
+
+    n_bins: int = 10
+    strategy: str = "uniform"
+    population: str = "all"
+    domain: str | None = None
+    device: str | None = None
+    n_boot: int = 0
+    calibrator: str | None = None
+
+
 @st.cache_data(max_entries=128, show_spinner=False)
-def curve(
-    token: str,
-    loss: str,
-    weights: str | None,
-    fingerprint: str,
-    n_bins: int,
-    strategy: str,
-    population: str,
-    domain: str | None,
-    device: str | None,
-    n_boot: int,
-    calibrator: str | None = None,
-) -> pd.DataFrame:
+def curve(token: str, loss: str, weights: str | None, fingerprint: str, sl: Slice) -> pd.DataFrame:
     """A reliability curve frame of one slice, optionally after a cross-fitted calibrator."""
-    table = _table(token, loss, weights, fingerprint, calibrator)
+    if large(token):
+        return large_curve(statistics(token, loss, weights, fingerprint), sl)
+    table = _table(token, loss, weights, fingerprint, sl.calibrator)
     y, s, g = calibration_sample(
         table,
-        population=population,  # type: ignore[arg-type]
-        domain=domain,
-        device=device,
+        population=sl.population,  # type: ignore[arg-type]
+        domain=sl.domain,
+        device=sl.device,
     )
     return slice_curve(
         y,
         s,
         g,
-        n_bins=n_bins,
-        strategy=strategy,
-        n_boot=n_boot,  # type: ignore[arg-type]
+        n_bins=sl.n_bins,
+        strategy=sl.strategy,  # type: ignore[arg-type]
+        n_boot=sl.n_boot,
     ).to_frame()
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def metrics(
-    token: str,
-    loss: str,
-    weights: str | None,
-    fingerprint: str,
-    n_bins: int,
-    strategy: str,
-    population: str,
-    domain: str | None,
-    device: str | None,
-    n_boot: int,
-    calibrator: str | None = None,
+    token: str, loss: str, weights: str | None, fingerprint: str, sl: Slice
 ) -> dict[str, dict[str, float | None]]:
     """Calibration and top-1 metrics of one slice with bootstrap intervals.
 
     Smooth ECE does not depend on the bins, so it is cached apart (:func:`smooth`) and a change
     of bins or strategy does not recompute it.
     """
-    table = _table(token, loss, weights, fingerprint, calibrator)
+    if large(token):
+        return large_metrics(statistics(token, loss, weights, fingerprint), sl)
+    table = _table(token, loss, weights, fingerprint, sl.calibrator)
     out = calibration_metrics(
         table,
-        n_bins=n_bins,
-        strategy=strategy,  # type: ignore[arg-type]
-        population=population,  # type: ignore[arg-type]
-        domain=domain,
-        device=device,
-        n_boot=n_boot,
+        n_bins=sl.n_bins,
+        strategy=sl.strategy,  # type: ignore[arg-type]
+        population=sl.population,  # type: ignore[arg-type]
+        domain=sl.domain,
+        device=sl.device,
+        n_boot=sl.n_boot,
         smooth=False,
     )
-    out["smooth_ece"] = smooth(
-        token, loss, weights, fingerprint, population, domain, device, n_boot, calibrator
-    )
+    unbinned = replace(sl, n_bins=0, strategy="")
+    out["smooth_ece"] = smooth(token, loss, weights, fingerprint, unbinned)
     return out
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def smooth(
-    token: str,
-    loss: str,
-    weights: str | None,
-    fingerprint: str,
-    population: str,
-    domain: str | None,
-    device: str | None,
-    n_boot: int,
-    calibrator: str | None = None,
+    token: str, loss: str, weights: str | None, fingerprint: str, sl: Slice
 ) -> dict[str, float | None]:
-    """Smooth ECE of one slice with its bootstrap interval."""
-    table = _table(token, loss, weights, fingerprint, calibrator)
+    """Smooth ECE of one slice with its bootstrap interval (bins ignored)."""
+    table = _table(token, loss, weights, fingerprint, sl.calibrator)
     return smooth_calibration(
         table,
-        population=population,  # type: ignore[arg-type]
-        domain=domain,
-        device=device,
-        n_boot=n_boot,
+        population=sl.population,  # type: ignore[arg-type]
+        domain=sl.domain,
+        device=sl.device,
+        n_boot=sl.n_boot,
     )
 
 
@@ -219,6 +218,8 @@ def documents(weights: str, fingerprint: str) -> dict[str, dict[str, Any]]:
 @st.cache_data(max_entries=16, show_spinner=False)
 def top_domains(token: str, loss: str, weights: str | None, fingerprint: str) -> pd.DataFrame:
     """Per device, the share of utterances each domain wins top-1."""
+    if large(token):
+        return statistics(token, loss, weights, fingerprint).top_domains
     table, _ = scored(token, loss, weights, fingerprint)
     return top_domain_distribution(table)
 

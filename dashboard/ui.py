@@ -93,6 +93,11 @@ class Context:
         return table_token(self.table_path)
 
     @property
+    def large(self) -> bool:
+        """Whether the table is a partitioned dataset served from statistics."""
+        return self.table_path is not None and cache.large(self.token)
+
+    @property
     def devices_simulated(self) -> bool:
         return bool(self.info and self.info.devices_simulated)
 
@@ -260,7 +265,21 @@ def need_table(ctx: Context) -> bool:
             "No hypothesis table selected: pick a dataset in the sidebar or upload one on the Data page."
         )
         return False
+    if ctx.large:
+        try:
+            ensure_statistics(ctx)
+        except RerankerError as e:
+            show_error(e)
+            return False
     return True
+
+
+def ensure_statistics(ctx: Context) -> None:
+    """Compute once, in one pass, the statistics of every scoring this dataset has."""
+    from dashboard.large_data import ensure_statistics as ensure
+
+    scorings = tuple(None if x == "r0" else ctx.weights[x] for x in ctx.available_losses)
+    ensure(ctx.token, scorings)
 
 
 def scored_or_error(
@@ -276,6 +295,8 @@ def scored_or_error(
 
 def has_references(ctx: Context) -> bool:
     """Whether the table has references; explains what is missing when it has not."""
+    if ctx.large:
+        return True  # its statistics exist, and they need references
     try:
         ok = cache.prepared(ctx.token).has_references
     except RerankerError as e:

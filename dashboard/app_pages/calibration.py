@@ -12,6 +12,7 @@ from reranker import charts
 from reranker.calibration_slices import metrics_frame
 from reranker.errors import RerankerError
 from reranker.scoring import SCORERS
+from reranker.slice_statistics import BASE_BINS, BIN_CHOICES, BOOT_CHOICES
 
 ALL = "(all)"
 STRATEGIES = {"uniform": "equal width", "quantile": "equal mass"}
@@ -25,6 +26,12 @@ INTERVAL_HELP = (
     "towards it, and every interval contains its estimate. See docs/metrics.md. 0: no intervals."
 )
 
+LARGE_HELP = (
+    f"This dataset is served from statistics taken once at {BASE_BINS} equal-width bins: any "
+    "number of bins dividing it is exact. Equal-mass bins, smooth ECE and post-hoc calibrators "
+    "need every score and are not available here."
+)
+
 ctx = ui.current()
 st.title("Calibration")
 st.write(
@@ -34,8 +41,8 @@ st.write(
 )
 if not ui.need_table(ctx) or not ui.has_references(ctx):
     st.stop()
-prep = cache.prepared(ctx.token)
 summary = cache.summary(ctx.token)
+large = ctx.large
 available = ctx.available_losses
 missing = [ui.LOSS_LABELS[x] for x in SCORERS if x not in available]
 if missing:
@@ -79,7 +86,7 @@ with st.container(border=True, key="cal_controls"):
     )
     strategy = c4.radio(
         "Bins",
-        list(STRATEGIES),
+        ["uniform"] if large else list(STRATEGIES),
         format_func=STRATEGIES.get,
         key="cal_strategy",
         horizontal=True,
@@ -87,12 +94,29 @@ with st.container(border=True, key="cal_controls"):
         persist_state="session",
     )
     c5, c6, c7, c8, c9 = st.columns([2, 2, 2, 2, 3.2])
-    n_bins = c5.slider(
-        "Number of bins", 2, 50, 10, key="cal_bins", bind="query-params", persist_state="session"
-    )
+    if large:
+        n_bins = c5.select_slider(
+            "Number of bins",
+            list(BIN_CHOICES),
+            10,
+            key="cal_bins",
+            bind="query-params",
+            persist_state="session",
+            help=LARGE_HELP,
+        )
+    else:
+        n_bins = c5.slider(
+            "Number of bins",
+            2,
+            50,
+            10,
+            key="cal_bins",
+            bind="query-params",
+            persist_state="session",
+        )
     n_boot = c6.select_slider(
         "Bootstrap resamples",
-        [0, 50, 100, 200, 500],
+        list(BOOT_CHOICES) if large else [0, 50, 100, 200, 500],
         value=100,
         key="cal_boot",
         bind="query-params",
@@ -115,6 +139,8 @@ with st.container(border=True, key="cal_controls"):
         bind="query-params",
         persist_state="session",
     )
+    if large:
+        st.session_state["cal_calibrators"] = []
     calibrators = c9.multiselect(
         f"Post-hoc calibrators of {ui.LOSS_LABELS[ctx.effective_loss]}",
         list(CALIBRATORS),
@@ -122,7 +148,10 @@ with st.container(border=True, key="cal_controls"):
         key="cal_calibrators",
         bind="query-params",
         persist_state="session",
-        help="Fitted on one half of the utterances, applied to the other (and vice versa): a "
+        disabled=large,
+        help="Not available on a dataset served from statistics (they need every score). "
+        if large
+        else "Fitted on one half of the utterances, applied to the other (and vice versa): a "
         "comparison point for what the re-ranker's own training achieves.",
     )
 
@@ -139,9 +168,9 @@ curves: dict[str, pd.DataFrame] = {}
 metric_rows: dict[str, dict[str, dict[str, float | None]]] = {}
 try:
     for name, loss, calibrator in series:
-        opts = (n_bins, strategy, population, dom, dev, n_boot)
-        curves[name] = cache.curve(*ctx.args(loss), *opts, calibrator)
-        metric_rows[name] = cache.metrics(*ctx.args(loss), *opts, calibrator)
+        sl = cache.Slice(n_bins, strategy, population, dom, dev, n_boot, calibrator)
+        curves[name] = cache.curve(*ctx.args(loss), sl)
+        metric_rows[name] = cache.metrics(*ctx.args(loss), sl)
 except RerankerError as e:
     ui.show_error(e)
     st.stop()

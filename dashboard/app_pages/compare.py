@@ -19,6 +19,12 @@ st.write(
 )
 if not ui.need_table(ctx) or not ui.has_references(ctx):
     st.stop()
+if ctx.large:
+    st.info(
+        "Comparing needs both scorings of every utterance in memory: on a partitioned dataset "
+        "this large, compare the Calibration page's per-loss metrics and intervals instead."
+    )
+    st.stop()
 losses = ctx.available_losses
 c1, c2, c3 = st.columns(3)
 a = c1.selectbox(

@@ -62,11 +62,11 @@ if ctx.info is not None and ctx.info.description:
 if not (ctx.info and "simulated" in ctx.info.description.lower()):
     ui.simulated_note(ctx)
 try:
-    prep = cache.prepared(ctx.token)
+    prep = None if ctx.large else cache.prepared(ctx.token)
+    summary = cache.summary(ctx.token)
 except RerankerError as e:
     ui.show_error(e)
     st.stop()
-summary = cache.summary(ctx.token)
 cols = st.columns(5)
 cols[0].metric("Utterances", f"{summary['n_utterances']:,}")
 cols[1].metric(
@@ -86,7 +86,7 @@ st.caption(
     + ui.md(", ".join(summary["devices"]))
 )
 
-if not prep.has_references:
+if prep is not None and not prep.has_references:
     ui.has_references(ctx)
     st.dataframe(prep.frame.head(200), key="data_preview", hide_index=True)
     st.stop()
@@ -99,8 +99,8 @@ st.caption(
     "Change the loss in the sidebar; the Calibration page has every control."
 )
 try:
-    frame = cache.curve(*ctx.args(loss), 10, "uniform", "all", None, None, 0)
-    result = cache.metrics(*ctx.args(loss), 10, "uniform", "all", None, None, 0)
+    frame = cache.curve(*ctx.args(loss), cache.Slice())
+    result = cache.metrics(*ctx.args(loss), cache.Slice())
 except RerankerError as e:
     ui.show_error(e)
     st.stop()
@@ -135,4 +135,10 @@ with right:
         key="data_metrics_csv",
     )
 with st.expander("First rows of the table"):
-    st.dataframe(prep.frame.head(200), key="data_preview", hide_index=True)
+    first = cache.preview(ctx.token) if prep is None else prep.frame.head(200)
+    st.dataframe(first, key="data_preview", hide_index=True)
+if ctx.large:
+    st.caption(
+        "A partitioned dataset too large to load: its pages read statistics computed once by "
+        "the engine and cached beside it (smooth ECE needs every score and is not shown)."
+    )

@@ -27,10 +27,8 @@ label = ui.LOSS_LABELS[loss]
 try:
     summary = cache.summary(ctx.token)
     devices = summary["devices"]
-    curves = {d: cache.curve(*ctx.args(loss), 10, "uniform", "all", None, d, 0) for d in devices}
-    per_device = {
-        d: cache.metrics(*ctx.args(loss), 10, "uniform", "all", None, d, 0) for d in devices
-    }
+    curves = {d: cache.curve(*ctx.args(loss), cache.Slice(device=d)) for d in devices}
+    per_device = {d: cache.metrics(*ctx.args(loss), cache.Slice(device=d)) for d in devices}
     distribution = cache.top_domains(*ctx.args(loss))
 except RerankerError as e:
     ui.show_error(e)

@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from dashboard import data_cache as cache
-from dashboard import ui
+from dashboard import large_data, ui
 from dashboard.names import safe_file_name
 from reranker import charts
 from reranker.contributions import hypothesis_contributions, rescore_utterance
@@ -37,9 +37,10 @@ loss = ctx.effective_loss
 label = ui.LOSS_LABELS[loss]
 args = ctx.args(loss)
 try:
-    prep = cache.prepared(ctx.token)
-    scored, source = cache.scored(*args)
-    r0, _ = cache.scored(*ctx.args("r0"))
+    if not ctx.large:
+        prep = cache.prepared(ctx.token)
+        scored, source = cache.scored(*args)
+        r0, _ = cache.scored(*ctx.args("r0"))
 except RerankerError as e:
     ui.show_error(e)
     st.stop()
@@ -98,8 +99,7 @@ with st.container(border=True, key="utt_filters"):
     )
 
 semer_range = (semer_lo, math.inf if semer_hi >= SEMER_MAX else semer_hi)
-rows, count = cache.filtered_utterances(
-    *args,
+filters = (
     search,
     misranked,
     tuple(domains),
@@ -109,7 +109,14 @@ rows, count = cache.filtered_utterances(
     descending,
     LIMIT,
 )
-n_misranked = int(cache.utterances(*args)["misranked"].sum())
+if ctx.large:
+    token, _, weights_path, fingerprint = args
+    rows, count = large_data.search(token, weights_path, fingerprint, filters)
+    everything = ("", True, (), (), None, "utterance_id", False, 1)
+    n_misranked = large_data.search(token, weights_path, fingerprint, everything)[1]
+else:
+    rows, count = cache.filtered_utterances(*args, *filters)
+    n_misranked = int(cache.utterances(*args)["misranked"].sum())
 st.caption(
     f"{count:,} of {summary['n_utterances']:,} utterances match"
     + (f" (showing the first {LIMIT})" if count > LIMIT else "")
@@ -196,12 +203,26 @@ st.download_button(
 )
 
 texts = dict(zip(rows["utterance_id"], rows["text"], strict=True))
+
+
+def _exists(uid: str) -> bool:
+    if ctx.large:
+        return large_data.has_utterance(ctx.token, uid)
+    return uid in prep.utterance_ids
+
+
+def _text_of(uid: str) -> str:
+    if ctx.large:
+        return str(large_data.one_utterance(ctx.token, uid)["text"].iloc[0])
+    return str(prep.frame["text"].iloc[int(prep.rows_of(uid)[0])])
+
+
 linked = st.query_params.get("utt")
-if "utt_id" not in st.session_state and linked and linked in prep.utterance_ids:
+if "utt_id" not in st.session_state and linked and _exists(linked):
     # A shared link (?utt=<id>) opens that utterance, even outside the current filters.
     if linked not in texts:
         ids = [linked, *ids]
-        texts[linked] = str(prep.frame["text"].iloc[int(prep.rows_of(linked)[0])])
+        texts[linked] = _text_of(linked)
     st.session_state["utt_id"] = linked
 if not ids:
     st.query_params.pop("utt", None)
@@ -219,6 +240,8 @@ uid = st.selectbox(
 )
 st.query_params["utt"] = uid
 st.divider()
+if ctx.large:
+    prep, scored, r0 = large_data.utterance_tables(ctx.token, uid, args[2], args[3])
 
 detail = utterance_detail(prep, scored, uid, r0=r0)
 first = prep.frame.iloc[int(detail["row"].iloc[0])]

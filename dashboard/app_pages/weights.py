@@ -62,6 +62,13 @@ with tab_train:
         data_choices = {f"{split} split": str(p) for split, p in ctx.info.splits.items()}
     elif ctx.table_path is not None:
         data_choices = {"the uploaded table": str(ctx.table_path)}
+    data_choices = {k: v for k, v in data_choices.items() if not cache.large(table_token(v))}
+    if not data_choices:
+        st.info(
+            "This dataset is too large to train in the dashboard: train with "
+            "`reranker train --hypotheses DIR` and load the weights on the Load tab."
+        )
+        st.stop()
     preferred = next((k for k in data_choices if k.startswith("dev")), next(iter(data_choices)))
     try:
         domains_all = cache.summary(ctx.token)["domains"]
