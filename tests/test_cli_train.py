@@ -67,6 +67,16 @@ def test_train_list_show_rollback_evaluate(hyps: Path, tmp_path: Path) -> None:
     assert "Music: v2 -> v1" in rolled.stderr
     assert (out / "Music" / "CURRENT").read_text() == "1\n"
 
+    forward = run("weights", "rollforward", out, "--domain", "Music")
+    assert forward.returncode == 0, forward.stderr
+    assert "Music: v1 -> v2" in forward.stderr
+    assert (out / "Music" / "CURRENT").read_text() == "2\n"
+    latest = run("weights", "rollforward", out, "--domain", "Music")
+    assert latest.returncode != 0 and "Traceback" not in latest.stderr
+    assert "at its latest version v2; nothing to roll forward to" in latest.stderr
+    assert (out / "Music" / "CURRENT").read_text() == "2\n"
+    run("weights", "rollback", out, "--domain", "Music")
+
     human = run("weights", "list", out)
     assert human.returncode == 0 and "Music" in human.stdout and "v1, v2" in human.stdout
 

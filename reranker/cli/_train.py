@@ -1,4 +1,4 @@
-"""``reranker train`` and ``reranker weights list|show|rollback``."""
+"""``reranker train`` and ``reranker weights list|show|rollback|rollforward``."""
 
 from __future__ import annotations
 
@@ -370,4 +370,13 @@ def rollback_cmd(weights: RegistryArg, domain: DomainOpt) -> None:
     reg = _registry(weights)
     current = reg.current_version(domain)
     target = reg.rollback(domain)
+    err_console.print(f"{domain}: v{current} -> v{target}", highlight=False)
+
+
+@weights_app.command("rollforward")
+def rollforward_cmd(weights: RegistryArg, domain: DomainOpt) -> None:
+    """Undo a rollback: make the next newer version of one domain current (others untouched)."""
+    reg = _registry(weights)
+    current = reg.current_version(domain)
+    target = reg.roll_forward(domain)
     err_console.print(f"{domain}: v{current} -> v{target}", highlight=False)
