@@ -23,12 +23,14 @@ from reranker._validation import POPULATIONS, check_choice, references_needed, r
 from reranker.bootstrap import bootstrap_intervals, weight_chunks
 from reranker.calibration import (
     Strategy,
+    bin_indices,
     brier_loss,
     expected_calibration_error,
     maximum_calibration_error,
 )
 from reranker.errors import DataError
 from reranker.hypotheses import has_references
+from reranker.scored_pairs import ScoredPairs, check_pair
 from reranker.tables import ScoredTable, score_table
 
 __all__ = ["METRIC_KEYS", "Population", "evaluate"]
@@ -44,6 +46,7 @@ METRIC_KEYS = (
     "ece_top1",
 )
 Population = Literal["all", "top1"]
+FloatArray = NDArray[np.float64]
 
 
 def _slice_metrics(
@@ -166,19 +169,108 @@ def _by_domain_and_device(
     )
     hyp_domain = domain_codes[: len(frame)]
     top_ref_domain = domain_codes[len(frame) :][t.top]
-    by_domain: dict[str, Any] = {}
-    for k in np.argsort(np.asarray(domain_names, dtype=str)):
-        by_domain[str(domain_names[k])] = _slice_metrics(
-            t, hyp_domain == k, top_ref_domain == k, **opts
-        )
     device_codes, device_names = pd.factorize(frame["device"])
-    top_device = device_codes[t.top]
-    by_device: dict[str, Any] = {}
-    for k in np.argsort(np.asarray(device_names, dtype=str)):
-        by_device[str(device_names[k])] = _slice_metrics(
-            t, device_codes == k, top_device == k, **opts
+    slicings = (
+        (hyp_domain, top_ref_domain, domain_names),
+        (device_codes, device_codes[t.top], device_names),
+    )
+    out = []
+    for hyp_code, utt_code, names in slicings:
+        if opts["strategy"] == "uniform":
+            metrics = _sliced_uniform(t, hyp_code, utt_code, len(names), **opts)
+        else:
+            metrics = [
+                _slice_metrics(t, hyp_code == k, utt_code == k, **opts) for k in range(len(names))
+            ]
+        order = np.argsort(np.asarray(names, dtype=str))
+        out.append({str(names[k]): metrics[k] for k in order})
+    return out[0], out[1]
+
+
+def _bin_tables(
+    codes: NDArray[np.int64], k: int, pairs: ScoredPairs, n_bins: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per slice and equal-width bin: count, score sum and correct sum, shape (k, n_bins).
+
+    One key ``(slice, bin, correct)`` per pair and two ``np.bincount`` give every slice's sums,
+    each accumulated in row order exactly as :func:`reranker.scored_pairs.bin_sums` does.
+    """
+    key, _ = bin_indices(pairs.s, n_bins=n_bins)
+    key += codes * n_bins
+    key *= 2
+    np.add(key, pairs.y, out=key, casting="unsafe")  # the correct bit, 0 or 1
+    size = 2 * k * n_bins
+    by_bit = np.bincount(key, minlength=size).astype(np.float64).reshape(k, n_bins, 2)
+    s_by_bit = np.bincount(key, weights=pairs.s, minlength=size).astype(np.float64)
+    s_by_bit = s_by_bit.reshape(k, n_bins, 2)
+    return by_bit[..., 0] + by_bit[..., 1], s_by_bit[..., 0] + s_by_bit[..., 1], by_bit[..., 1]
+
+
+def _calibration_of_slices(
+    codes: NDArray[np.int64], k: int, correct: NDArray[np.int64], score: FloatArray, n_bins: int
+) -> list[tuple[float | None, float | None, float | None]]:
+    """``(ece, mce, brier)`` of each of ``k`` slices (None when a slice is empty)."""
+    pairs = check_pair(correct, score)
+    count, sum_s, sum_y = _bin_tables(codes, k, pairs, n_bins)
+    totals = np.bincount(codes, minlength=k)
+    square = np.bincount(codes, weights=(score - correct) ** 2, minlength=k)
+    out: list[tuple[float | None, float | None, float | None]] = []
+    for j in range(k):
+        if totals[j] == 0:
+            out.append((None, None, None))
+            continue
+        gap = np.abs(sum_y[j] - sum_s[j])
+        nonempty = count[j] > 0
+        out.append(
+            (
+                float(gap.sum() / float(totals[j])),
+                float((gap[nonempty] / count[j][nonempty]).max()),
+                float(square[j] / totals[j]),
+            )
         )
-    return by_domain, by_device
+    return out
+
+
+def _sliced_uniform(
+    t: ScoredTable,
+    hyp_code: NDArray[np.int64],
+    utt_code: NDArray[np.int64],
+    k: int,
+    *,
+    n_bins: int,
+    strategy: Strategy,
+    population: Population,
+) -> list[dict[str, Any]]:
+    """:func:`_slice_metrics` of slices ``0 .. k-1`` with equal-width bins, all in one pass."""
+    if t.correct is None or t.semer is None:
+        raise DataError(references_needed("evaluation"))
+    hyp_code, utt_code = hyp_code.astype(np.intp), utt_code.astype(np.intp)
+    y_top, s_top = t.correct[t.top], t.score[t.top]
+    n_utt = np.bincount(utt_code, minlength=k)
+    semer_sum = np.bincount(utt_code, weights=t.semer[t.top], minlength=k)
+    correct_sum = np.bincount(utt_code, weights=y_top, minlength=k)
+    top = _calibration_of_slices(utt_code, k, y_top, s_top, n_bins)
+    if population == "all":
+        every = _calibration_of_slices(hyp_code, k, t.correct, t.score, n_bins)
+    else:
+        every = top
+    n_hyp = np.bincount(hyp_code, minlength=k)
+    out = []
+    for j in range(k):
+        has = n_utt[j] > 0
+        out.append(
+            {
+                "n_utterances": int(n_utt[j]),
+                "n_hypotheses": int(n_hyp[j]),
+                "top1_semer": float(semer_sum[j] / n_utt[j]) if has else None,
+                "top1_ie": float((n_utt[j] - correct_sum[j]) / n_utt[j]) if has else None,
+                "ece": every[j][0],
+                "mce": every[j][1],
+                "brier": every[j][2],
+                "ece_top1": top[j][0],
+            }
+        )
+    return out
 
 
 def _bootstrap(
