@@ -228,7 +228,7 @@ def _as_str_column(
     values = frame[column].reset_index(drop=True)
     missing = values.isna().to_numpy()
     if isinstance(values.dtype, pd.StringDtype):
-        as_str = values.fillna("").astype(str)
+        as_str = (values.fillna("") if missing.any() else values).astype(str)
     elif values.dtype == object:
         kind = pd.api.types.infer_dtype(values, skipna=True)
         if kind not in ("string", "empty", "integer", "mixed-integer"):
@@ -252,7 +252,9 @@ def _as_str_column(
     else:
         as_str = values.astype(str)
     if column != "text":
-        as_str = as_str.str.strip()
+        stripped = as_str.str.strip()
+        if not (stripped == as_str).all():  # else keep the column's own memory
+            as_str = stripped
     if not may_be_empty:
         empty = (as_str == "").to_numpy() | missing
         if empty.any():
@@ -353,7 +355,7 @@ def validate_hypotheses(
             f"but not column {absent[0]!r}"
         )
 
-    out = frame.reset_index(drop=True).copy()
+    out = frame.reset_index(drop=True)  # copy-on-write: the caller's frame is never modified
     for column in ("utterance_id", "domain", "intent", "slots"):
         out[column] = _as_str_column(out, column, loc, may_be_empty=column in _MAY_BE_EMPTY)
     for column, default in OPTIONAL_COLUMNS.items():
