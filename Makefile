@@ -44,6 +44,7 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_evaluate.py
 	$(BIN)/python benchmarks/bench_dashboard.py
 	$(BIN)/python benchmarks/bench_nlu.py
 	$(BIN)/python benchmarks/bench_serving.py
