@@ -17,6 +17,12 @@ What a user does, timed two ways:
 Usage: ``python benchmarks/bench_dashboard.py [--rows 1000000] [--keep DIR]``.
 The table is :func:`reranker.synthetic.synthetic_hypotheses` (devices, several domains, real
 SemER variety); R2 weights are trained on a 10% sample of it.
+
+With ``--dataset DIR`` (a partitioned Parquet dataset, e.g. written by ``reranker synth``; read
+only), the large-dataset mode instead (:func:`run_large`): the statistics are
+computed once by the partitioned engine in a child process, then the pages are timed in this
+process (the server) with their peak memory, and the pushed-down utterance search is compared
+with pandas filtering the same utterance rows in memory.
 """
 
 from __future__ import annotations
@@ -84,8 +90,9 @@ def function_level(path: Path) -> list[tuple[str, float, float, float]]:
     print(f"first load (read, validate, SemER of {len(prep.frame):,} hypotheses): {load_s:.2f} s")
     # The page as first opened: R0, unfiltered, default calibration view.
     cache.filtered_utterances(*r0, "", False, (), (), (0.0, math.inf), "top_semer", True, 500)
-    cache.curve(*r0, 10, "uniform", "all", None, None, N_BOOT)
-    cache.metrics(*r0, 10, "uniform", "all", None, None, N_BOOT)
+    view = cache.Slice(n_boot=N_BOOT)
+    cache.curve(*r0, view)
+    cache.metrics(*r0, view)
 
     rows = []
     flt = ("", True, (), ("fire_tv",), (0.5, math.inf), "top_score", True, 500)
@@ -106,8 +113,8 @@ def function_level(path: Path) -> list[tuple[str, float, float, float]]:
 
     def switch() -> Any:
         return (
-            cache.curve(*r2, 10, "uniform", "all", None, None, N_BOOT),
-            cache.metrics(*r2, 10, "uniform", "all", None, None, N_BOOT),
+            cache.curve(*r2, view),
+            cache.metrics(*r2, view),
         )
 
     cold, _ = timed(switch)
@@ -128,8 +135,8 @@ def function_level(path: Path) -> list[tuple[str, float, float, float]]:
     # Switching back to a loss seen before is a warm switch.
     back, _ = timed(
         lambda: (
-            cache.curve(*r0, 10, "uniform", "all", None, None, N_BOOT),
-            cache.metrics(*r0, 10, "uniform", "all", None, None, N_BOOT),
+            cache.curve(*r0, view),
+            cache.metrics(*r0, view),
         )
     )
     rows.append(("loss switch back R2 -> R0", back, back, float("nan")))
@@ -178,13 +185,154 @@ def page_level(root: Path) -> list[tuple[str, float, float]]:
     return out
 
 
+def large_folder(dataset: Path, root: Path) -> tuple[Path, Path]:
+    """``root/large/hypotheses/test`` -> ``dataset`` (a link: the data stay read-only) and R2
+    weights trained on the first 60,000 rows of its first part; returns (split, weights)."""
+    import pyarrow.parquet as pq
+
+    from reranker.hypotheses import validate_hypotheses
+    from reranker.partitioned import open_dataset
+    from reranker.training import train_domains
+
+    split = root / "large" / "hypotheses" / "test"
+    weights = root / "large" / "weights" / "r2"
+    split.parent.mkdir(parents=True, exist_ok=True)
+    if not split.exists():
+        split.symlink_to(dataset, target_is_directory=True)
+    if not weights.exists():
+        first = open_dataset(dataset).parts[0].path
+        batch = next(pq.ParquetFile(first).iter_batches(batch_size=60_000))
+        sample = validate_hypotheses(batch.to_pandas(), source=first)
+        last = sample["utterance_id"].iloc[-1]
+        sample = sample[sample["utterance_id"] != last]  # whole utterances only
+        train_domains(sample, loss="r2", out=weights, engine="serial")
+    return split, weights
+
+
+def compute_once(split: Path, weights: Path, jobs: int) -> tuple[float, float]:
+    """Compute the statistics of R0 and R2 in a child process: (seconds, its peak RSS in GB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys; from reranker.slice_statistics import compute_statistics, "
+        "entry_directory; s, w = sys.argv[1], sys.argv[2]; "
+        "compute_statistics(s, {'r0': entry_directory(s, None), w: entry_directory(s, w)}, "
+        f"jobs={jobs}); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(split), str(weights)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return time.perf_counter() - start, int(done.stdout.split()[-1]) / 1e6
+
+
+def page_level_large(root: Path) -> list[tuple[str, float]]:
+    """Each interaction's script rerun (the first time those widget values are seen)."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["RERANKER_DATA"] = str(root)
+    at = AppTest.from_file(str(REPO / "dashboard" / "streamlit_app.py"), default_timeout=900)
+    out = [("open the app (Data page)", timed(at.run)[0])]
+    out.append(("open Calibration (R0, R2)", timed(lambda: at.switch_page(CAL).run())[0]))
+    at.radio(key="loss").set_value("r2")
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("Calibration: loss R0 -> R2", lambda: None),
+        ("Calibration: 10 -> 20 bins", lambda: at.select_slider(key="cal_bins").set_value(20)),
+        ("Calibration: 100 -> 50 resamples", lambda: at.select_slider(key="cal_boot").set_value(50)),
+        ("Calibration: top-1 population", lambda: at.radio(key="cal_population").set_value("top1")),
+        ("Calibration: a domain slice", lambda: at.selectbox(key="cal_domain").set_value(DOMAIN)),
+        ("Calibration: and a device slice", lambda: at.selectbox(key="cal_device").set_value(DEVICE)),
+        ("Calibration: side by side", lambda: at.radio(key="cal_layout").set_value("side")),
+    ]  # fmt: skip
+    for name, change in steps:
+        change()
+        out.append((name, timed(at.run)[0]))
+    out.append(("open Utterances (R2)", timed(lambda: at.switch_page(UTT).run())[0]))
+    steps = [
+        ("Utterances: misranked only", lambda: at.toggle(key="utt_misranked").set_value(True)),
+        ("Utterances: a device", lambda: at.multiselect(key="utt_devices").set_value([DEVICE])),
+        ("Utterances: sort by top-1 score", lambda: at.selectbox(key="utt_sort").set_value("top_score")),
+        ("Utterances: search text", lambda: at.text_input(key="utt_search").set_value("play")),
+        ("Utterances: loss R2 -> R0", lambda: at.radio(key="loss").set_value("r0")),
+        ("open Devices (R0)", lambda: at.switch_page("app_pages/devices.py")),
+        ("open Data (R0)", lambda: at.switch_page("app_pages/data.py")),
+    ]  # fmt: skip
+    for name, change in steps:
+        change()
+        out.append((name, timed(at.run)[0]))
+    assert not at.exception, [e.value for e in at.exception]
+    return out
+
+
+CAL, UTT = "app_pages/calibration.py", "app_pages/utterances.py"
+DOMAIN, DEVICE = "Music", "echo_show"
+
+
+def search_against_pandas(split: Path, weights: Path) -> list[tuple[str, float, float]]:
+    """The pushed-down search against pandas filtering the same utterance rows in memory."""
+    import math
+
+    import pandas as pd
+
+    from reranker.slice_statistics import entry_directory
+    from reranker.utterance_search import search_utterances
+    from reranker.utterances import filter_utterances
+
+    rows = entry_directory(split, weights) / "utterances"
+    cases = {
+        "misranked, a device, SemER >= 0.5": dict(
+            misranked_only=True, devices=(DEVICE,), semer_range=(0.5, math.inf), sort_by="top_score"
+        ),
+        "text search 'play'": dict(search="play", sort_by="top_semer", descending=True),
+    }
+    out = []
+    load, table = timed(lambda: pd.read_parquet(rows))
+    for name, case in cases.items():
+        ours, _ = timed(lambda case=case: search_utterances(rows, limit=500, **case))
+        theirs, _ = timed(lambda case=case: filter_utterances(table, limit=500, **case))
+        out.append((name, ours, load + theirs))
+    return out
+
+
+def run_large(dataset: Path, root: Path, *, jobs: int) -> None:
+    import resource
+
+    from reranker.utterance_search import count_rows
+
+    os.environ["RERANKER_DASHBOARD_MAX_ROWS"] = "1000"  # served from statistics at any size
+    split, weights = large_folder(dataset, root)
+    print(f"dataset: {dataset} ({count_rows(split):,} hypotheses); data folder {root}")
+    seconds, peak = compute_once(split, weights, jobs)
+    print(f"statistics of R0 and R2, computed once ({jobs} workers): {seconds:.1f} s, "
+          f"driver peak {peak:.2f} GB (0 s when already cached)")  # fmt: skip
+    print("\nPage level (AppTest script rerun, no browser drawing), seconds:")
+    for name, t in page_level_large(root):
+        print(f"{name:40s} {t:8.3f}")
+    print(f"server peak memory (this process): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")  # fmt: skip
+    print("\nUtterance search, pushed down vs pandas on the loaded rows (load + filter), s:")
+    for name, ours, theirs in search_against_pandas(split, weights):
+        print(f"{name:40s} {ours:8.3f} {theirs:8.3f}  ({theirs / ours:.1f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="Directory to keep (and reuse) the data in.")
+    parser.add_argument("--dataset", type=Path, help="A partitioned dataset (large mode).")
+    parser.add_argument("--jobs", type=int, default=2, help="Workers computing statistics.")
     args = parser.parse_args()
     logging.getLogger("streamlit").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
+    if args.dataset is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_large(args.dataset.resolve(), args.keep or Path(tmp), jobs=args.jobs)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         t, path = timed(lambda: build(args.rows, root))

@@ -173,9 +173,11 @@ def search(
 @st.cache_data(max_entries=64, show_spinner=False)
 def one_utterance(token: str, utterance_id: str) -> pd.DataFrame:
     """The hypotheses of one utterance, read with a filter on its id."""
+    from reranker.partitioned import open_dataset
     from reranker.utterance_search import utterance_hypotheses
 
-    return utterance_hypotheses(_path(token), utterance_id)
+    n_buckets = len(open_dataset(_path(token)).parts)
+    return utterance_hypotheses(utterance_directory(token, None), utterance_id, n_buckets)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

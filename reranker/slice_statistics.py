@@ -59,7 +59,7 @@ BIN_CHOICES = tuple(n for n in range(2, 51) if BASE_BINS % n == 0)
 N_BOOT = 100
 """Bootstrap resamples stored; the first k of them are exactly a k-resample bootstrap."""
 BOOT_CHOICES = (0, 50, N_BOOT)
-FORMAT = 1
+FORMAT = 3
 _FIXED = 6
 WIDTH = _FIXED + 6 * BASE_BINS
 ALL = ""
@@ -85,7 +85,7 @@ def entry_key(data_fingerprint: str, documents: Mapping[str, Any] | None) -> str
 def cache_base(spec: str | os.PathLike[str]) -> Path:
     """Where a dataset's entries live: ``.reranker-cache/`` beside it when that is writable,
     else ``$RERANKER_CACHE`` (default ``~/.cache/reranker``)."""
-    beside = Path(os.fspath(spec)).resolve().parent / ".reranker-cache"
+    beside = Path(os.path.abspath(os.fspath(spec))).parent / ".reranker-cache"
     parent = beside if beside.is_dir() else beside.parent
     if os.access(parent, os.W_OK):
         return beside

@@ -8,19 +8,33 @@ per scoring, never the data.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from reranker._validation import require_references
 from reranker.executors import make_executor, run_all
 from reranker.partitioned import PartitionedDataset
-from reranker.regroup import gather_bucket, raise_first, scatter_dataset, scratch_directory
+from reranker.regroup import (
+    PART,
+    ROW,
+    gather_bucket,
+    raise_first,
+    scatter_dataset,
+    scratch_directory,
+)
 from reranker.slice_statistics import Progress, bucket_statistics, merge_buckets, write_entry
 
-__all__ = ["run_pass"]
+__all__ = ["ROW_GROUP", "run_pass"]
+
+ROW_GROUP = 2048
+"""Rows per row group of the utterance files: a search reads only the groups it shows."""
 
 UTTERANCE_COLUMNS = [
     "utterance_id", "text", "device", "reference_domain", "reference", "top_domain", "top_intent",
@@ -37,7 +51,6 @@ def score_bucket(
     utterance_dirs: Mapping[str, str],
 ) -> tuple[tuple[int, int, int, str] | None, dict[str, Any]]:
     """Sums and utterance rows of one bucket under every scoring (runs on a worker)."""
-    from reranker.dataset_output import write_parquet
     from reranker.scoring import score_with_documents
     from reranker.tables import score_table
     from reranker.utterances import utterance_table
@@ -53,10 +66,42 @@ def score_bucket(
         scoring = score_with_documents(frame, docs)
         t = r0 if docs is None else score_table(frame, scoring.score, errors=errors, codes=codes)
         rows = utterance_table(t, r0=r0)[UTTERANCE_COLUMNS]
-        path = Path(utterance_dirs[key]) / f"part-{bucket:05d}.parquet"
-        write_parquet(rows, path, sync=True)
+        write_bucket_rows(rows, frame, Path(utterance_dirs[key]), bucket)
         out[key] = (bucket_statistics(t), dict(scoring.source))
     return None, out
+
+
+def _write(table: Any, path: Path, *, ipc: bool = False) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with path.open("wb") as handle:
+        if ipc:  # uncompressed Arrow: memory-mapped, a row is read without decoding the rest
+            with pa.ipc.new_file(handle, table.schema) as writer:
+                writer.write_table(table)
+        else:
+            pq.write_table(table, handle, row_group_size=ROW_GROUP)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_bucket_rows(
+    rows: pd.DataFrame, hypotheses: pd.DataFrame, directory: Path, bucket: int
+) -> None:
+    """One bucket's utterance rows (Parquet for filtering, Arrow for reading rows by position)
+    and its hypotheses (Parquet in id order: one utterance is one row group's read)."""
+    import pyarrow as pa
+
+    rows = rows.sort_values("utterance_id", kind="stable").reset_index(drop=True)
+    rows["row"] = np.arange(len(rows), dtype=np.int64)
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    _write(table, directory / f"part-{bucket:05d}.parquet")
+    _write(table, directory / f"_rows-{bucket:05d}.arrow", ipc=True)
+    hyps = hypotheses.drop(columns=[PART, ROW]).sort_values("utterance_id", kind="stable")
+    _write(
+        pa.Table.from_pandas(hyps, preserve_index=False),
+        directory / f"_hypotheses-{bucket:05d}.parquet",
+    )
 
 
 def run_pass(

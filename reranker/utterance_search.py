@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from reranker.errors import DataError
 
@@ -88,44 +90,62 @@ def search_utterances(
     key = sort_by or "utterance_id"
     if key not in data.schema.names:
         raise DataError(f"cannot sort by {key!r}")
-    columns = list(dict.fromkeys([key, "utterance_id"]))
-    found = data.to_table(columns=columns, filter=expression)
-    count = found.num_rows
+    fragments = list(data.get_fragments())
+    found = []
+    for k, fragment in enumerate(fragments):
+        table = fragment.to_table(columns=list(dict.fromkeys([key, "row"])), filter=expression)
+        found.append(table.append_column("fragment", pa.array(np.full(table.num_rows, k))))
+    hits = pa.concat_tables(found) if found else pa.table({key: [], "row": [], "fragment": []})
+    count = hits.num_rows
     order = "descending" if descending else "ascending"
-    keys = [(key, order)] + ([("utterance_id", "ascending")] if key != "utterance_id" else [])
-    best = pc.select_k_unstable(found, k=min(limit, count), sort_keys=keys) if count else []
-    ids = found.column("utterance_id").take(best) if count else pa.array([], pa.string())
-    if not len(ids):
-        return data.schema.empty_table().to_pandas(), count
-    rows = data.to_table(filter=pc.field("utterance_id").isin(ids)).to_pandas()
-    rows = rows.sort_values(
-        [key, "utterance_id"] if key != "utterance_id" else [key],
-        ascending=[not descending, True] if key != "utterance_id" else [not descending],
-        kind="stable",
-    )
-    return rows.reset_index(drop=True), count
+    keys = [(key, order), ("fragment", "ascending"), ("row", "ascending")]
+    if not count or limit <= 0:
+        return data.schema.empty_table().drop_columns(["row"]).to_pandas(), count
+    best = hits.take(pc.select_k_unstable(hits, k=min(limit, count), sort_keys=keys))
+    rows = _read_rows(fragments, best.column("fragment").to_numpy(), best.column("row").to_numpy())
+    rows = rows.sort_values([key], ascending=[not descending], kind="stable")
+    return rows.drop(columns=["row"]).reset_index(drop=True), count
 
 
-def utterance_hypotheses(spec: str | os.PathLike[str], utterance_id: str) -> pd.DataFrame:
-    """The validated hypotheses of one utterance of a partitioned dataset (a filtered read)."""
-    import pyarrow.compute as pc
+def _read_rows(fragments: list[Any], which: NDArray[np.int64], rows: NDArray[np.int64]) -> Any:
+    """Rows ``rows[i]`` of files ``fragments[which[i]]``, in that order, taken from the
+    memory-mapped Arrow copy of each file (nothing else is read or decoded)."""
+
+    import pyarrow as pa
+
+    pieces = []
+    for k in np.unique(which):
+        part = Path(fragments[k].path)
+        arrow = part.with_name(part.name.replace("part-", "_rows-").replace(".parquet", ".arrow"))
+        with pa.memory_map(str(arrow)) as source:
+            table = pa.ipc.open_file(source).read_all()
+            pieces.append(table.take(pa.array(rows[which == k])).to_pandas())
+    position = {(int(k), int(r)): i for i, (k, r) in enumerate(zip(which, rows, strict=True))}
+    frame = pd.concat(pieces, ignore_index=True)
+    frame_which = np.concatenate([np.full(int((which == k).sum()), k) for k in np.unique(which)])
+    order = [position[(int(k), int(r))] for k, r in zip(frame_which, frame["row"], strict=True)]
+    return frame.iloc[np.argsort(order)].reset_index(drop=True)
+
+
+def utterance_hypotheses(
+    directory: str | os.PathLike[str], utterance_id: str, n_buckets: int
+) -> pd.DataFrame:
+    """The validated hypotheses of one utterance, from the bucket files beside its utterance rows
+    (the bucket comes from the id's hash; row-group statistics leave one group to read)."""
+    import pyarrow.parquet as pq
 
     from reranker.hypotheses import validate_hypotheses
-    from reranker.partitioned import open_dataset
+    from reranker.regroup import bucket_of
 
-    dataset = open_dataset(spec)
-    data = _dataset_of_parts([p.path for p in dataset.parts])
-    frame = data.to_table(filter=pc.field("utterance_id") == utterance_id).to_pandas()
+    bucket = int(bucket_of(pd.Series([utterance_id]), n_buckets)[0])
+    path = Path(directory) / f"_hypotheses-{bucket:05d}.parquet"
+    try:
+        frame = pq.read_table(path, filters=[("utterance_id", "=", utterance_id)]).to_pandas()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from e
     if frame.empty:
-        raise DataError(f"{spec}: no utterance {utterance_id!r}")
-    frame = validate_hypotheses(frame, source=os.fspath(spec))
-    return frame.reset_index(drop=True)
-
-
-def _dataset_of_parts(paths: list[str]) -> Any:
-    import pyarrow.dataset as ds
-
-    return ds.dataset(paths, format="parquet")
+        raise DataError(f"no utterance {utterance_id!r} in this dataset")
+    return validate_hypotheses(frame, source=str(path)).reset_index(drop=True)
 
 
 def sample_rows(spec: str | os.PathLike[str], n: int = 200) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from reranker.slice_statistics import (
 from reranker.synthetic_dataset import write_synthetic_dataset
 from reranker.tables import prepare, scored_view
 from reranker.training import train_domains
-from reranker.utterance_search import search_utterances
+from reranker.utterance_search import search_utterances, utterance_hypotheses
 from reranker.utterances import filter_utterances, utterance_table
 from tests.conftest import REPO
 
@@ -120,6 +120,13 @@ def test_pushed_down_search_equals_the_in_memory_filter(data_dir: Path) -> None:
         key = case["sort_by"]
         assert got[key].tolist() == ref[key].tolist()
         assert set(got["utterance_id"]) <= set(full["utterance_id"])
+        shown = got.set_index("utterance_id")
+        expected = full.set_index("utterance_id").loc[shown.index, shown.columns]
+        assert shown.equals(expected)  # each row read back by position is its utterance's row
+    uid = full["utterance_id"].iloc[11]
+    one = utterance_hypotheses(entry / "utterances", uid, n_buckets=3)
+    assert len(one) == int(full["n_hypotheses"].iloc[11])
+    assert set(one["utterance_id"]) == {uid}
 
 
 def test_every_page_works_served_from_statistics(
