@@ -28,7 +28,7 @@ from reranker.nlu import (
 )
 from reranker.nlu.classifiers import TextFeaturizer, fit_text_classifier
 from reranker.nlu.settings import settings_for
-from reranker.nlu.tagger import bio_spans, token_features
+from reranker.nlu.tagger import bio_spans
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_slot_score_is_the_crf_sequence_probability(models: NluModels) -> None:
     tagging = model.slot_tagger.tag(text)
     tagger = pycrfsuite.Tagger()
     tagger.open(str(model.slot_tagger.model_path))
-    tagger.set(token_features(text.split(), window=model.settings.crf_window))
+    tagger.set(model.slot_tagger.features(text.split()))
     labels = tagger.labels()
     # Brute force over every tag sequence: probabilities sum to one; the tagging is the argmax.
     probs = {seq: tagger.probability(list(seq)) for seq in itertools.product(labels, repeat=3)}

@@ -11,7 +11,13 @@ from reranker.errors import DataError
 from reranker.estimator import DomainReranker
 from reranker.hypotheses import validate_hypotheses
 from reranker.losses import make_problem, objective
-from reranker.regularization import L2_GRID, choose_l2
+from reranker.regularization import (
+    DEVICE_L2_GRID,
+    L2_GRID,
+    choose_l2,
+    fit_penalised,
+    fit_with_device_penalty,
+)
 from reranker.synthetic import synthetic_hypotheses
 from reranker.training import train_domains
 
@@ -86,3 +92,68 @@ def test_train_domains_auto_records_the_choice(tmp_path: Path) -> None:
     assert options["l2"] == L2_GRID[int(np.argmin(search["cv_loss"]))]
     with pytest.raises(DataError, match="l2"):
         train_domains(table, loss="r2", out=tmp_path / "x", engine="serial", l2="big")
+
+
+def _device_problem(
+    n_utt: int, effect: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Three rows per utterance; one device per utterance; ``effect`` adds to device c's logit."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_utt), 3).astype(object)
+    device = np.repeat(rng.integers(0, 3, size=n_utt), 3)
+    signal = rng.normal(size=groups.size)
+    logit = 1.5 * signal + effect * (device == 2) - 0.5
+    y = (rng.random(groups.size) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    X = np.column_stack([signal, np.eye(3)[device]])
+    return X, y, groups, ["signal", "device=a", "device=b", "device=c"]
+
+
+def test_the_device_penalty_is_exact() -> None:
+    X, y, groups, _ = _device_problem(150, 0.0, 7)
+    device = np.array([False, True, True, True])
+    model = fit_with_device_penalty(
+        DomainReranker("r2", l2=1e-3), X, y, groups, semer=None, competitors=None,
+        device=device, device_l2=0.5,
+    )  # fmt: skip
+    problem = make_problem(X, y, groups)
+    penalty = np.where(device, 0.5, 1e-3)
+    _, grad = objective(np.r_[model.coef_, model.intercept_], problem, loss="r2", l2=penalty)
+    assert np.max(np.abs(grad)) < 1e-5
+
+
+def test_the_device_penalty_shrinks_pure_noise_devices() -> None:
+    X, y, groups, names = _device_problem(90, 0.0, 11)
+    params = {"loss": "r2", "l2": 1e-3}
+    model, chosen = fit_penalised(
+        params, X, y, groups, semer=None, competitors=None, features=names
+    )
+    plain = DomainReranker("r2", l2=1e-3).fit(X, y, groups=groups)
+    search = chosen["device_l2_search"]
+    assert chosen["l2"] == 1e-3 and chosen["device_l2"] == max(search["grid"])
+    assert search["grid"] == [1e-3, *[g for g in DEVICE_L2_GRID if g > 1e-3]]
+    shrunk, free = np.max(np.abs(model.coef_[1:])), np.max(np.abs(plain.coef_[1:]))
+    assert shrunk < 0.15 and shrunk < free / 5
+    assert abs(model.coef_[0] - plain.coef_[0]) < 0.2  # the real feature keeps its weight
+
+
+def test_the_device_penalty_keeps_a_real_device_effect() -> None:
+    X, y, groups, names = _device_problem(300, 2.0, 12)
+    model, chosen = fit_penalised(
+        {"loss": "r2", "l2": 1e-3}, X, y, groups, semer=None, competitors=None, features=names
+    )
+    search = chosen["device_l2_search"]
+    cv, se = np.asarray(search["cv_loss"]), np.asarray(search["cv_se"])
+    best = int(np.argmin(cv))
+    within = [g for g, v in zip(search["grid"], cv, strict=True) if v <= cv[best] + se[best]]
+    assert chosen["device_l2"] == max(within) < max(DEVICE_L2_GRID)
+    assert model.coef_[3] - max(model.coef_[1], model.coef_[2]) > 1.0
+
+
+def test_no_device_feature_no_device_search() -> None:
+    X, y, groups = _noise_problem(60, 4)
+    _, chosen = fit_penalised(
+        {"loss": "r2", "l2": "auto"}, X, y, groups, semer=None, competitors=None,
+        features=[f"f{j}" for j in range(X.shape[1])],
+    )  # fmt: skip
+    assert "device_l2_search" not in chosen and chosen["device_l2"] == chosen["l2"]
+    assert chosen["l2"] in L2_GRID and len(chosen["l2_search"]["cv_loss"]) == len(L2_GRID)

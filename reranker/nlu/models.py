@@ -20,9 +20,9 @@ Model directory (format version :data:`FORMAT_VERSION`)::
     MODELS/<dir>/intent_classifier.npz
     MODELS/<dir>/slot_tagger.crfsuite         crfsuite's own format (absent: no slots)
 
-The n-best of an utterance takes the ``domains`` top domains by domain score and, within each, the
-``intents`` top intents by intent score, each with the domain's slot tagging; at most ``nbest``
-hypotheses, ordered by domain rank then intent rank.
+    MODELS/<dir>/slot_gazetteer.json          the tagger's slot values (absent: none)
+
+Loading and n-best prediction live in :mod:`reranker.nlu.store` (re-exported here).
 """
 
 from __future__ import annotations
@@ -34,19 +34,28 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from reranker._files import read_json_file
-from reranker.errors import DataError, ModelError, RerankerError, TrainingError
-from reranker.nlu.classifiers import TextClassifier, fit_text_classifier
+from reranker.errors import DataError, RerankerError, TrainingError
+from reranker.nlu.classifiers import fit_text_classifier
 from reranker.nlu.corpus import corpus_sha256, is_labelled
 from reranker.nlu.settings import DomainSettings, settings_for
-from reranker.nlu.tagger import SlotTagger, train_slot_tagger
+from reranker.nlu.store import (
+    CRF_FILE,
+    DOMAIN_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    INTENT_FILE,
+    SETTINGS_FILE,
+    DomainModel,
+    NluModels,
+    load_models,
+)
+from reranker.nlu.tagger import train_slot_tagger
 
 __all__ = [
     "FORMAT_NAME",
@@ -58,33 +67,7 @@ __all__ = [
     "train_models",
 ]
 
-FORMAT_NAME = "reranker-nlu-models"
-FORMAT_VERSION = 1
-"""Version of the model directory layout; a directory of another version is refused."""
-
-_DOMAIN_FILE = "domain_classifier.npz"
-_INTENT_FILE = "intent_classifier.npz"
-_CRF_FILE = "slot_tagger.crfsuite"
-_SETTINGS_FILE = "settings.json"
-
 Progress = Callable[[str, str, float], None]
-
-
-@dataclass
-class DomainModel:
-    """One domain's three models and its settings."""
-
-    name: str
-    settings: DomainSettings
-    domain_classifier: TextClassifier
-    intent_classifier: TextClassifier
-    slot_tagger: SlotTagger
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def intents(self) -> list[str]:
-        """The domain's intents (classes of its intent classifier)."""
-        return [str(c) for c in self.intent_classifier.classes]
 
 
 def _dir_names(domains: Sequence[str]) -> dict[str, str]:
@@ -141,14 +124,15 @@ def _train_domain(
     )
     tagger, tag_summary = train_slot_tagger(
         corpus["annotation"].to_numpy()[own].tolist(),
-        directory / _CRF_FILE,
+        directory / CRF_FILE,
         c1=settings.crf_c1,
         c2=settings.crf_c2,
         window=settings.crf_window,
         max_iterations=settings.crf_max_iterations,
+        gazetteer=settings.crf_gazetteer,
     )
-    domain_clf.save(directory / _DOMAIN_FILE)
-    intent_clf.save(directory / _INTENT_FILE)
+    domain_clf.save(directory / DOMAIN_FILE)
+    intent_clf.save(directory / INTENT_FILE)
     summary: dict[str, Any] = {
         "n_utterances": int(own.sum()),
         "n_negatives": int(negatives.size),
@@ -167,7 +151,7 @@ def _train_domain(
         "slot_tagger": tag_summary,
     }
     _write_json(
-        directory / _SETTINGS_FILE,
+        directory / SETTINGS_FILE,
         {"domain": name, "settings": settings.to_dict(), "training": summary},
     )
     return DomainModel(name, settings, domain_clf, intent_clf, tagger, summary)
@@ -227,6 +211,38 @@ def train_models(
     TrainingError
         A domain's models cannot be trained (the message names it).
     """
+    chosen, overrides, target = _check_training(corpus, out, settings, domains)
+    jobs_n = 1 if jobs is None else int(jobs)
+    if jobs_n < 1:
+        raise DataError(f"jobs must be >= 1, got {jobs}")
+    parent = target.parent if str(target.parent) else Path(".")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        dirs = _dir_names(chosen)
+        tasks = [
+            (name, corpus, settings_for(name, overrides), staging / dirs[name]) for name in chosen
+        ]
+        timings = _run_training(tasks, jobs_n, progress)
+        _write_json(staging / "manifest.json", _manifest(corpus, chosen, dirs))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # Reload from the final location so the tagger files point there.
+    loaded = load_models(target)
+    loaded.training_seconds = {name: timings[name] for name in chosen}
+    return loaded
+
+
+def _check_training(
+    corpus: pd.DataFrame,
+    out: str | os.PathLike[str],
+    settings: Mapping[str, Mapping[str, Any]] | None,
+    domains: Sequence[str] | None,
+) -> tuple[list[str], dict[str, Mapping[str, Any]], Path]:
+    """The domains to train, the settings overrides and the target directory, checked."""
     if len(corpus) == 0:
         raise DataError("corpus is empty")
     if not is_labelled(corpus):
@@ -257,268 +273,56 @@ def train_models(
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise DataError(f"{target}: directory {parent} does not exist")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    try:
-        dirs = _dir_names(chosen)
-        jobs_n = 1 if jobs is None else int(jobs)
-        if jobs_n < 1:
-            raise DataError(f"jobs must be >= 1, got {jobs}")
-        tasks = [
-            (name, corpus, settings_for(name, overrides), staging / dirs[name]) for name in chosen
-        ]
-        timings: dict[str, float] = {}
-        done = 0
+    return chosen, overrides, target
 
-        def finished(name: str, seconds: float) -> None:
-            nonlocal done
-            done += 1
-            timings[name] = seconds
+
+def _run_training(
+    tasks: list[tuple[str, pd.DataFrame, DomainSettings, Path]],
+    jobs: int,
+    progress: Progress | None,
+) -> dict[str, float]:
+    """Train every task's domain, in this process or in ``jobs`` worker processes; seconds each."""
+    timings: dict[str, float] = {}
+    total = len(tasks)
+
+    def finished(name: str, seconds: float) -> None:
+        timings[name] = seconds
+        if progress is not None:
+            progress(name, f"done in {seconds:.1f}s", len(timings) / total)
+
+    if jobs == 1 or total == 1:
+        for k, task in enumerate(tasks):
             if progress is not None:
-                progress(name, f"done in {seconds:.1f}s", done / len(chosen))
+                progress(task[0], "training", k / total)
+            finished(*_train_domain_job(task))
+        return timings
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        if jobs_n == 1 or len(tasks) == 1:
-            for k, task in enumerate(tasks):
-                if progress is not None:
-                    progress(task[0], "training", k / len(chosen))
-                finished(*_train_domain_job(task))
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(
-                max_workers=min(jobs_n, len(tasks)), mp_context=context
-            ) as pool:
-                futures = {pool.submit(_train_domain_job, task): task[0] for task in tasks}
-                if progress is not None:
-                    for name in chosen:
-                        progress(name, "training", 0.0)
-                for future in as_completed(futures):
-                    finished(*future.result())
-        timings = {name: timings[name] for name in chosen}
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "domains": [{"name": d, "path": dirs[d]} for d in chosen],
-            "corpus": {
-                "sha256": corpus_sha256(corpus),
-                "n_utterances": len(corpus),
-                "domains": {
-                    d: int(n) for d, n in corpus["domain"].value_counts().sort_index().items()
-                },
-            },
-        }
-        _write_json(staging / "manifest.json", manifest)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    # Reload from the final location so the tagger files point there.
-    loaded = load_models(target)
-    loaded.training_seconds = timings
-    return loaded
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=context) as pool:
+        futures = [pool.submit(_train_domain_job, task) for task in tasks]
+        if progress is not None:
+            for task in tasks:
+                progress(task[0], "training", 0.0)
+        for future in as_completed(futures):
+            finished(*future.result())
+    return timings
 
 
-class NluModels:
-    """A loaded set of per-domain NLU models (see :func:`load_models`)."""
-
-    def __init__(
-        self, path: Path, domains: Mapping[str, DomainModel], manifest: Mapping[str, Any]
-    ) -> None:
-        self.path = path
-        self.domains: dict[str, DomainModel] = dict(domains)
-        self.manifest = dict(manifest)
-        self.training_seconds: dict[str, float] = {}
-
-    @property
-    def domain_names(self) -> list[str]:
-        """Domain names, sorted."""
-        return sorted(self.domains)
-
-    def __repr__(self) -> str:
-        return f"NluModels({str(self.path)!r}, domains={self.domain_names})"
-
-    def domain_scores(self, texts: Sequence[str]) -> pd.DataFrame:
-        """Each domain's one-vs-all score for each text, shape ``(len(texts), n_domains)``."""
-        names = self.domain_names
-        cols = {d: self.domains[d].domain_classifier.predict_proba(list(texts)) for d in names}
-        return pd.DataFrame(cols, columns=names)
-
-    def predict(
-        self,
-        texts: Sequence[str],
-        *,
-        devices: Sequence[str] | str | None = None,
-        ids: Sequence[str] | None = None,
-        nbest: int = 6,
-        domains: int = 3,
-        intents: int = 2,
-    ) -> pd.DataFrame:
-        """The n-best hypotheses of each text, as hypothesis table rows without references.
-
-        The columns are those of docs/formats.md#hypothesis-table.
-
-        Parameters
-        ----------
-        texts : sequence of str
-        devices : str or sequence of str, optional
-            Each utterance's device (one string for all); default ``"unknown"``.
-        ids : sequence of str, optional
-            Utterance ids; default ``"u1"``, ``"u2"``, ...
-        nbest : int
-            At most this many hypotheses per utterance.
-        domains : int
-            Top domains (by domain score) that contribute hypotheses.
-        intents : int
-            Top intents (by intent score) per contributing domain.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``utterance_id, text, device, domain, intent, slots, domain_score,
-            intent_score, slot_score``; per utterance ordered by domain rank then intent rank.
-        """
-        for name, value in (("nbest", nbest), ("domains", domains), ("intents", intents)):
-            if int(value) < 1:
-                raise DataError(f"{name} must be >= 1, got {value}")
-        texts = [" ".join(str(t).split()) for t in texts]
-        n = len(texts)
-        empty = [k for k, t in enumerate(texts) if not t]
-        if empty:
-            raise DataError(f"utterance {empty[0] + 1}: text is empty")
-        if ids is None:
-            ids = [f"u{k + 1}" for k in range(n)]
-        if len(ids) != n:
-            raise DataError(f"got {len(ids)} ids for {n} texts")
-        if devices is None or isinstance(devices, str):
-            device_list = [devices or "unknown"] * n
-        else:
-            device_list = [str(d) if str(d).strip() else "unknown" for d in devices]
-            if len(device_list) != n:
-                raise DataError(f"got {len(device_list)} devices for {n} texts")
-        columns = [
-            "utterance_id", "text", "device", "domain", "intent", "slots",
-            "domain_score", "intent_score", "slot_score",
-        ]  # fmt: skip
-        if n == 0:
-            return pd.DataFrame(
-                {c: pd.Series([], dtype=object if "score" not in c else float) for c in columns}
-            )
-        names = self.domain_names
-        scores = self.domain_scores(texts).to_numpy()
-        k_dom = min(int(domains), len(names))
-        # Top domains per utterance: higher score first, then domain name (stable, deterministic).
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k_dom]
-        intent_probs = {d: self.domains[d].intent_classifier.predict_proba(texts) for d in names}
-        records: list[tuple[Any, ...]] = []
-        for u in range(n):
-            count = 0
-            for j in order[u]:
-                d = names[j]
-                model = self.domains[d]
-                probs = intent_probs[d][u]
-                classes = model.intent_classifier.classes
-                top = np.argsort(-probs, kind="stable")[: int(intents)]
-                tagging = model.slot_tagger.tag(texts[u])
-                for i in top:
-                    if count >= nbest:
-                        break
-                    records.append(
-                        (ids[u], texts[u], device_list[u], d, str(classes[i]), tagging.annotation,
-                         float(scores[u, j]), float(probs[i]), tagging.probability)
-                    )  # fmt: skip
-                    count += 1
-        return pd.DataFrame.from_records(records, columns=columns)
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    manifest_path = path / "manifest.json"
-    try:
-        if not path.exists():
-            raise ModelError(f"{path}: no such model directory")
-        if not path.is_dir():
-            raise ModelError(f"{path}: not a model directory")
-        if not os.path.lexists(manifest_path):
-            raise ModelError(f"{path}: not an NLU model directory (no manifest.json)")
-    except OSError as e:
-        raise ModelError(f"{path}: cannot open the model directory ({e.strerror})") from e
-    doc = read_json_file(manifest_path, what="model manifest", error=ModelError)
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
-        raise ModelError(
-            f"{manifest_path}: not an NLU model manifest (format is not {FORMAT_NAME!r})"
-        )
-    version = doc.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelError(
-            f"{path}: model format version {version!r}, but this reranker reads version "
-            f"{FORMAT_VERSION}; retrain with `reranker nlu train`"
-        )
-    entries = doc.get("domains")
-    if (
-        not isinstance(entries, list)
-        or not entries
-        or not all(
-            isinstance(e, dict)
-            and isinstance(e.get("name"), str)
-            and isinstance(e.get("path"), str)
-            for e in entries
-        )
-    ):
-        raise ModelError(f"{manifest_path}: 'domains' must be a non-empty list of {{name, path}}")
-    return doc
-
-
-def load_models(path: str | os.PathLike[str]) -> NluModels:
-    """Load and validate an NLU model directory written by :func:`train_models`.
-
-    Raises
-    ------
-    ModelError
-        Missing or malformed files, inconsistent arrays, or a directory of another format version.
-    """
-    root = Path(path)
-    manifest = _read_manifest(root)
-    models: dict[str, DomainModel] = {}
-    for entry in manifest["domains"]:
-        name, sub = entry["name"], entry["path"]
-        if "/" in sub or "\\" in sub or sub in ("", ".", ".."):
-            raise ModelError(f"{root}: bad domain directory {sub!r} in manifest.json")
-        directory = root / sub
-        settings_path = directory / _SETTINGS_FILE
-        if not os.path.lexists(settings_path):
-            raise ModelError(f"{directory}: missing {_SETTINGS_FILE} of domain {name!r}")
-        doc = read_json_file(settings_path, what="settings file", error=ModelError)
-        try:
-            settings = DomainSettings.from_dict(doc["settings"], source=str(settings_path))
-        except (KeyError, TypeError, DataError) as e:
-            raise ModelError(f"{settings_path}: malformed settings ({e})") from e
-        domain_clf = TextClassifier.load(directory / _DOMAIN_FILE)
-        intent_clf = TextClassifier.load(directory / _INTENT_FILE)
-        if domain_clf.kind != "binary" or str(domain_clf.classes[1]) != name:
-            raise ModelError(
-                f"{directory / _DOMAIN_FILE}: not the one-vs-all classifier of {name!r}"
-            )
-        if intent_clf.kind == "binary":
-            raise ModelError(
-                f"{directory / _INTENT_FILE}: an intent classifier cannot be one-vs-all"
-            )
-        crf = directory / _CRF_FILE
-        training = doc.get("training", {}) if isinstance(doc, dict) else {}
-        tagger_info = training.get("slot_tagger", {}) if isinstance(training, dict) else {}
-        if not isinstance(tagger_info, dict):
-            raise ModelError(
-                f"{settings_path}: malformed settings ('slot_tagger' is not an object)"
-            )
-        has_slots = bool(tagger_info.get("has_slots", os.path.lexists(crf)))
-        if has_slots and not crf.is_file():
-            raise ModelError(f"{directory}: missing {_CRF_FILE} of domain {name!r}")
-        tagger = SlotTagger(crf if has_slots else None, window=settings.crf_window)
-        models[name] = DomainModel(name, settings, domain_clf, intent_clf, tagger, training)
-    if len(models) != len(manifest["domains"]):
-        raise ModelError(f"{root}: a domain appears twice in manifest.json")
-    return NluModels(root, models, manifest)
+def _manifest(
+    corpus: pd.DataFrame, chosen: Sequence[str], dirs: Mapping[str, str]
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "domains": [{"name": d, "path": dirs[d]} for d in chosen],
+        "corpus": {
+            "sha256": corpus_sha256(corpus),
+            "n_utterances": len(corpus),
+            "domains": {d: int(n) for d, n in corpus["domain"].value_counts().sort_index().items()},
+        },
+    }
 
 
 def predict_corpus(

@@ -55,6 +55,9 @@ class DomainSettings:
         Context window (tokens either side) of the CRF features.
     crf_max_iterations : int
         L-BFGS iterations of the CRF.
+    crf_gazetteer : bool
+        Give the CRF gazetteer features: the slot values seen in the domain's training data
+        (:mod:`reranker.nlu.gazetteer`).
     seed : int
         Seed of the negative subsampling.
     """
@@ -71,6 +74,7 @@ class DomainSettings:
     crf_c2: float = 0.05
     crf_window: int = 2
     crf_max_iterations: int = 150
+    crf_gazetteer: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -95,6 +99,7 @@ class DomainSettings:
             (self.crf_c1 >= 0 and self.crf_c2 >= 0, "crf_c1 and crf_c2 must be >= 0"),
             (0 <= self.crf_window <= 3, "crf_window must be in 0..3"),
             (self.crf_max_iterations >= 1, "crf_max_iterations must be >= 1"),
+            (isinstance(self.crf_gazetteer, bool), "crf_gazetteer must be true or false"),
         ]
         for ok, message in checks:
             if not ok:
@@ -126,44 +131,37 @@ class DomainSettings:
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # Strong features, little regularisation, positives up-weighted: confident scores.
+    # Strong features, little regularisation: confident scores.
     "confident": {
         "domain_c": 20.0,
-        "domain_class_weight": "balanced",
-        "negative_fraction": 0.6,
         "word_ngrams": 2,
         "char_ngrams": (2, 5),
         "intent_c": 30.0,
         "crf_c1": 0.0,
-        "crf_c2": 0.005,
+        "crf_c2": 0.01,
         "crf_window": 2,
     },
     # A middle-of-the-road team.
     "standard": {},
-    # Heavy regularisation, words only, a subset of the negatives: hesitant scores.
+    # Heavy regularisation, no character n-grams: hesitant scores.
     "cautious": {
         "domain_c": 0.5,
-        "domain_class_weight": "none",
-        "negative_fraction": 0.35,
-        "word_ngrams": 1,
+        "word_ngrams": 2,
         "char_ngrams": (0, 0),
-        "min_df": 2,
-        "intent_c": 0.7,
-        "crf_c1": 0.2,
-        "crf_c2": 1.0,
-        "crf_window": 1,
+        "intent_c": 1.0,
+        "crf_c1": 0.1,
+        "crf_c2": 0.3,
+        "crf_window": 2,
     },
-    # Character n-grams only, medium regularisation.
+    # Character n-grams and single words, medium regularisation.
     "subword": {
         "domain_c": 5.0,
-        "domain_class_weight": "balanced",
-        "negative_fraction": 1.0,
         "word_ngrams": 1,
         "char_ngrams": (1, 4),
         "intent_c": 8.0,
         "crf_c1": 0.1,
         "crf_c2": 0.2,
-        "crf_window": 1,
+        "crf_window": 2,
     },
 }
 """Team profiles: the default settings a domain gets (by a hash of its name)."""

@@ -2,7 +2,8 @@
 
 The tagger is a linear-chain CRF trained with L-BFGS and elastic-net regularisation (``c1``,
 ``c2``) on token features (the token, its lower-case form, prefixes and suffixes, shape, and its
-neighbours within a window). It is saved in crfsuite's own model file. The slot score of a
+neighbours within a window) and, optionally, gazetteer features: the slot values of the domain's
+training annotations (:mod:`reranker.nlu.gazetteer`, leave-one-out on the training sentences). It is saved in crfsuite's own model file. The slot score of a
 tagging is the CRF's probability of the whole Viterbi tag sequence,
 :math:`p(y^* \\mid x) = \\exp(\\mathrm{score}(x, y^*)) / Z(x)` (crfsuite's ``probability``), a true
 probability in [0, 1].
@@ -16,7 +17,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,20 @@ import pycrfsuite
 
 from reranker.annotation import format_annotation, tokens_and_tags
 from reranker.errors import ModelError, TrainingError
+from reranker.nlu.gazetteer import Gazetteer, slot_values
 
-__all__ = ["SlotTagger", "Tagging", "bio_spans", "token_features", "train_slot_tagger"]
+__all__ = [
+    "GAZETTEER_FILE",
+    "SlotTagger",
+    "Tagging",
+    "bio_spans",
+    "token_features",
+    "train_slot_tagger",
+]
 
 _DIGIT = re.compile(r"\d")
+GAZETTEER_FILE = "slot_gazetteer.json"
+"""File of a tagger's gazetteer, beside its CRF model file."""
 
 
 def _shape(token: str) -> str:
@@ -88,6 +99,19 @@ def bio_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     return spans
 
 
+def _with_gazetteer(
+    tokens: Sequence[str],
+    window: int,
+    gazetteer: Gazetteer | None,
+    exclude: Mapping[tuple[str, str], int] | None,
+) -> list[list[str]]:
+    features = token_features(tokens, window=window)
+    if gazetteer is not None:
+        for own, extra in zip(features, gazetteer.features(tokens, exclude=exclude), strict=True):
+            own.extend(extra)
+    return features
+
+
 @dataclass(frozen=True)
 class Tagging:
     """One tagging: the bracket annotation, its slots' BIO tags and the sequence probability."""
@@ -106,10 +130,19 @@ class SlotTagger:
         crfsuite model file; ``None`` for the all-``O`` tagger.
     window : int
         Feature window the model was trained with.
+    gazetteer : Gazetteer, optional
+        The slot values the model was trained with as features (none: no gazetteer features).
     """
 
-    def __init__(self, model_path: str | os.PathLike[str] | None, *, window: int) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None,
+        *,
+        window: int,
+        gazetteer: Gazetteer | None = None,
+    ) -> None:
         self.window = window
+        self.gazetteer = gazetteer
         self.model_path = None if model_path is None else Path(model_path)
         self._tagger: pycrfsuite.Tagger | None = None
         self._lock = threading.Lock()  # a crfsuite tagger holds the current sequence: one at a time
@@ -137,6 +170,10 @@ class SlotTagger:
         """Slot types the tagger can produce."""
         return sorted({lab[2:] for lab in self.labels if lab != "O"})
 
+    def features(self, tokens: Sequence[str]) -> list[list[str]]:
+        """The CRF features of each token (token features, then gazetteer features)."""
+        return _with_gazetteer(tokens, self.window, self.gazetteer, None)
+
     def tag(self, text: str) -> Tagging:
         """Tag the white-space tokens of ``text``; probability of the Viterbi sequence."""
         tokens = text.split()
@@ -144,7 +181,7 @@ class SlotTagger:
             return Tagging("", (), 1.0)
         if self._tagger is None:
             return Tagging(" ".join(tokens), ("O",) * len(tokens), 1.0)
-        features = token_features(tokens, window=self.window)
+        features = self.features(tokens)
         with self._lock:
             tags = tuple(self._tagger.tag(features))
             probability = float(self._tagger.probability(list(tags)))
@@ -160,11 +197,15 @@ def train_slot_tagger(
     c2: float,
     window: int,
     max_iterations: int,
+    gazetteer: bool = False,
 ) -> tuple[SlotTagger, dict[str, object]]:
     """Train a CRF on bracket annotations and save it to ``path`` (crfsuite's format).
 
-    Returns the loaded tagger and a summary (``slot_types``, ``n_sequences``, ``has_slots``).
-    When no annotation has a slot, no file is written and the all-``O`` tagger is returned.
+    With ``gazetteer``, the slot values of ``annotations`` become features (leave-one-out on the
+    training sentences) and are saved beside the model, in :data:`GAZETTEER_FILE`.
+    Returns the loaded tagger and a summary (``slot_types``, ``n_sequences``, ``has_slots``,
+    ``gazetteer_values``). When no annotation has a slot, no file is written and the all-``O``
+    tagger is returned.
     """
     sequences = [tokens_and_tags(a) for a in annotations]
     sequences = [(t, g) for t, g in sequences if t]
@@ -178,9 +219,11 @@ def train_slot_tagger(
     }
     if not slot_types:
         return SlotTagger(None, window=window), summary
+    gaz = Gazetteer.from_annotations(annotations) if gazetteer else None
     trainer = pycrfsuite.Trainer(verbose=False)
     for tokens, tags in sequences:
-        trainer.append(token_features(tokens, window=window), tags)
+        own = slot_values(tokens, tags) if gaz is not None else None
+        trainer.append(_with_gazetteer(tokens, window, gaz, own), tags)
     trainer.set_params(
         {
             "c1": float(c1),
@@ -191,9 +234,12 @@ def train_slot_tagger(
     )
     target = Path(path)
     trainer.train(str(target))
+    if gaz is not None:
+        gaz.save(target.with_name(GAZETTEER_FILE))
+        summary["gazetteer_values"] = len(gaz)
     log = trainer.logparser
     last = log.last_iteration if log is not None else None
     if isinstance(last, dict):
         summary["n_iter"] = int(last.get("num", 0))
         summary["final_loss"] = float(last.get("loss", float("nan")))
-    return SlotTagger(target, window=window), summary
+    return SlotTagger(target, window=window, gazetteer=gaz), summary
