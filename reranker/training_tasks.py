@@ -21,8 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from reranker.errors import DataError
 from reranker.estimator import Competitors, DomainReranker
-from reranker.options import AUTO
-from reranker.regularization import choose_l2
+from reranker.regularization import fit_penalised
 from reranker.semer import table_errors
 
 __all__ = ["DomainResult", "DomainTask", "FitOutcome", "fit_domain"]
@@ -112,21 +111,8 @@ def fit_domain(task: DomainTask) -> FitOutcome:
     if materialize is not None:
         task = materialize()
     y, semer = _task_errors(task)
-    params = dict(task.params)
-    l2_search: dict[str, Any] | None = None
-    if params["l2"] == AUTO:
-        params["l2"], l2_search = choose_l2(
-            task.X,
-            np.asarray(y),
-            task.groups,
-            semer=None if semer is None else np.asarray(semer),
-            competitors=task.competitors,
-            params=params,
-        )
-    model, notes = _fit_model(task, params, y, semer)
+    model, params, notes = _fit_model(task, y, semer)
     document = _weights_document(task, model, params)
-    if l2_search is not None:
-        document["options"]["l2_search"] = l2_search
     return document, notes, time.perf_counter() - start
 
 
@@ -142,22 +128,29 @@ def _task_errors(task: DomainTask) -> tuple[NDArray[np.int64], NDArray[np.float6
 
 def _fit_model(
     task: DomainTask,
-    params: dict[str, Any],
     y: NDArray[np.int64],
     semer: NDArray[np.float64],
-) -> tuple[DomainReranker, list[str]]:
-    """Fit the domain's model; L-BFGS-B convergence warnings become notes."""
-    model = DomainReranker(**params)
+) -> tuple[DomainReranker, dict[str, Any], list[str]]:
+    """Fit the domain's model, its penalties chosen first (:func:`fit_penalised`); the options
+    to record, with the chosen penalties; L-BFGS-B convergence warnings become notes."""
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(task.X, y, groups=task.groups, semer=semer, competitors=task.competitors)
+        model, chosen = fit_penalised(
+            dict(task.params),
+            task.X,
+            np.asarray(y),
+            task.groups,
+            semer=None if semer is None else np.asarray(semer),
+            competitors=task.competitors,
+            features=task.features,
+        )
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
             notes.append(f"{task.domain}: {w.message}")
         else:  # pragma: no cover - re-emit anything unexpected
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return model, notes
+    return model, {**task.params, **chosen}, notes
 
 
 def _weights_document(

@@ -232,7 +232,9 @@ def _load_domain(root: Path, name: str, sub: str) -> DomainModel:
         raise ModelError(f"{directory}: missing {SETTINGS_FILE} of domain {name!r}")
     doc = read_json_file(settings_path, what="settings file", error=ModelError)
     try:
-        settings = DomainSettings.from_dict(doc["settings"], source=str(settings_path))
+        # Models saved before gazetteers existed have none.
+        saved = {"crf_gazetteer": False, **doc["settings"]}
+        settings = DomainSettings.from_dict(saved, source=str(settings_path))
     except (KeyError, TypeError, DataError) as e:
         raise ModelError(f"{settings_path}: malformed settings ({e})") from e
     domain_clf = TextClassifier.load(directory / DOMAIN_FILE)
