@@ -16,8 +16,8 @@ from scipy.special import expit
 
 from reranker.features import DEVICE_PREFIX
 from reranker.ranking import rank_within_utterance
-from reranker.weights_document import validate_weights_document
 from reranker.scoring import Documents, document_features, document_weights, score_with_documents
+from reranker.weights_document import validate_weights_document
 
 __all__ = ["contributions", "device_weights", "hypothesis_contributions", "rescore_utterance"]
 
