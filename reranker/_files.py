@@ -18,22 +18,28 @@ document, an NLU manifest or settings file, a domain map, a settings overrides f
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from reranker.errors import DataError, RerankerError
 
 __all__ = [
     "DOCUMENT_LIMIT",
     "POINTER_LIMIT",
+    "check_suffix",
     "decode_utf8",
     "default_file_mode",
+    "json_object_lines",
     "os_error",
     "parse_json",
+    "read_csv_text",
     "read_file_bytes",
     "read_json_file",
 ]
@@ -189,3 +195,46 @@ def read_json_file(
         raise error(f"{p}: unknown {what} format {p.suffix or '(no extension)'!r}; use {suffix}")
     data = read_file_bytes(p, what=what, limit=limit, error=error)
     return parse_json(decode_utf8(p, data, error=error), source=p, error=error)
+
+
+def check_suffix(
+    path: Path, suffixes: Sequence[str], *, what: str, no_suffix: str, advice: str
+) -> str:
+    """``path``'s lower-case suffix if it is one of ``suffixes``, else a :class:`DataError`.
+
+    The message reads ``"<path>: unknown <what> '<suffix or no_suffix>'; <advice>"``.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in suffixes:
+        raise DataError(f"{path}: unknown {what} {path.suffix or no_suffix!r}; {advice}")
+    return suffix
+
+
+def json_object_lines(path: object, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of every non-blank line of a JSONL text, in order.
+
+    A line that is not valid JSON or not a JSON object is a :class:`DataError` naming its line.
+    """
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = parse_json(line, source=path, line=lineno)
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {lineno}: expected a JSON object, got {line[:40]!r}")
+        yield lineno, record
+
+
+def read_csv_text(path: object, text: str, *, empty: str) -> pd.DataFrame:
+    """A CSV text as a frame of strings (nothing read as missing); ``empty`` names an empty one.
+
+    An empty text is the :class:`DataError` ``"<path>: <empty>"``; a malformed one names the
+    parser's complaint on one line.
+    """
+    try:
+        return pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c"
+        )
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{path}: {empty}") from e
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: malformed CSV: {' '.join(str(e).split())}") from e

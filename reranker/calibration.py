@@ -96,6 +96,26 @@ def _gaps(count: FloatArray, sum_s: FloatArray, sum_y: FloatArray) -> FloatArray
     return gap
 
 
+def _binned_sums(
+    correct: ArrayLike,
+    score: ArrayLike,
+    sample_weight: ArrayLike | None,
+    *,
+    n_bins: int,
+    strategy: Strategy,
+) -> tuple[FloatArray, FloatArray, FloatArray, float] | None:
+    """Checked pairs binned: per-bin weight, score sum, correct sum, and the total weight.
+
+    ``None`` for a sample of zero total weight.
+    """
+    pairs = check_pair(correct, score, sample_weight)
+    if pairs.total == 0:
+        return None
+    idx, _ = bin_indices(pairs.s, n_bins=n_bins, strategy=strategy)
+    count, sum_s, sum_y = bin_sums(pairs, idx, n_bins, overwrite=True)
+    return count, sum_s, sum_y, pairs.total
+
+
 def expected_calibration_error(
     correct: ArrayLike,
     score: ArrayLike,
@@ -123,12 +143,10 @@ def expected_calibration_error(
     float
         ECE in [0, 1]; ``nan`` for an empty sample.
     """
-    pairs = check_pair(correct, score, sample_weight)
-    total = pairs.total
-    if total == 0:
+    binned = _binned_sums(correct, score, sample_weight, n_bins=n_bins, strategy=strategy)
+    if binned is None:
         return float("nan")
-    idx, _ = bin_indices(pairs.s, n_bins=n_bins, strategy=strategy)
-    _count, sum_s, sum_y = bin_sums(pairs, idx, n_bins, overwrite=True)
+    _count, sum_s, sum_y, total = binned
     return float(np.abs(sum_y - sum_s).sum() / total)
 
 
@@ -141,12 +159,10 @@ def maximum_calibration_error(
     sample_weight: ArrayLike | None = None,
 ) -> float:
     """Maximum calibration error: ``max_b |mean(correct)_b - mean(score)_b|`` over non-empty bins."""
-    pairs = check_pair(correct, score, sample_weight)
-    if pairs.total == 0:
+    binned = _binned_sums(correct, score, sample_weight, n_bins=n_bins, strategy=strategy)
+    if binned is None:
         return float("nan")
-    idx, _ = bin_indices(pairs.s, n_bins=n_bins, strategy=strategy)
-    gap = _gaps(*bin_sums(pairs, idx, n_bins, overwrite=True))
-    return float(np.nanmax(gap))
+    return float(np.nanmax(_gaps(*binned[:3])))
 
 
 def brier_loss(

@@ -218,20 +218,9 @@ def calibration_metrics(
     s_top = scored.score[top_rows]
     semer_top = scored.semer[top_rows]
 
-    def nan_none(x: float) -> float | None:
-        return None if np.isnan(x) else float(x)
-
-    values: dict[str, float | None] = {
-        "ece": nan_none(expected_calibration_error(y, s, n_bins=n_bins, strategy=strategy)),
-        "mce": nan_none(maximum_calibration_error(y, s, n_bins=n_bins, strategy=strategy)),
-        "brier": nan_none(brier_loss(y, s)),
-        "smooth_ece": nan_none(smooth_ece(y, s)) if smooth and y.size else None,
-        "ece_top1": nan_none(
-            expected_calibration_error(y_top, s_top, n_bins=n_bins, strategy=strategy)
-        ),
-        "top1_semer": float(semer_top.mean()) if semer_top.size else None,
-        "top1_ie": float(1.0 - y_top.mean()) if y_top.size else None,
-    }
+    values = _point_metrics(
+        y, s, y_top, s_top, semer_top, n_bins=n_bins, strategy=strategy, smooth=smooth
+    )
     out: dict[str, dict[str, float | None]] = {
         k: {"value": v, "low": None, "high": None} for k, v in values.items()
     }
@@ -250,6 +239,35 @@ def calibration_metrics(
             if np.isfinite(lo):
                 out[key]["low"], out[key]["high"] = lo, hi
     return out
+
+
+def _point_metrics(
+    y: FloatArray,
+    s: FloatArray,
+    y_top: FloatArray,
+    s_top: FloatArray,
+    semer_top: FloatArray,
+    *,
+    n_bins: int,
+    strategy: Strategy,
+    smooth: bool,
+) -> dict[str, float | None]:
+    """The exact metrics of the slice (``None`` where undefined, as for an empty slice)."""
+
+    def nan_none(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
+    return {
+        "ece": nan_none(expected_calibration_error(y, s, n_bins=n_bins, strategy=strategy)),
+        "mce": nan_none(maximum_calibration_error(y, s, n_bins=n_bins, strategy=strategy)),
+        "brier": nan_none(brier_loss(y, s)),
+        "smooth_ece": nan_none(smooth_ece(y, s)) if smooth and y.size else None,
+        "ece_top1": nan_none(
+            expected_calibration_error(y_top, s_top, n_bins=n_bins, strategy=strategy)
+        ),
+        "top1_semer": float(semer_top.mean()) if semer_top.size else None,
+        "top1_ie": float(1.0 - y_top.mean()) if y_top.size else None,
+    }
 
 
 def _bootstrap_metrics(
@@ -273,8 +291,6 @@ def _bootstrap_metrics(
     gu, gt = inverse[: g.size], inverse[g.size :]
     idx, _ = bin_indices(s, n_bins=n_bins, strategy=strategy)
     idx_top, _ = bin_indices(s_top, n_bins=n_bins, strategy=strategy)
-    grid = 200
-    fine = np.minimum((s * grid).astype(np.int64), grid - 1)
     per_bin = [_group_bin_matrix(gu, idx, v, n_groups, n_bins) for v in (np.ones_like(s), s, y)]
     per_bin_top = [
         _group_bin_matrix(gt, idx_top, v, n_groups, n_bins)
@@ -285,7 +301,7 @@ def _bootstrap_metrics(
     top_semer = np.bincount(gt, weights=semer_top, minlength=n_groups)
     top_wrong = np.bincount(gt, weights=1.0 - y_top, minlength=n_groups)
     top_n = np.bincount(gt, minlength=n_groups).astype(np.float64)
-    resid_m = _group_bin_matrix(gu, fine, y - s, n_groups, grid) if smooth else None
+    resid_m = _fine_residuals(gu, y, s, n_groups) if smooth else None
     keys = ("ece", "mce", "brier", "ece_top1", "top1_semer", "top1_ie", "smooth_ece")
     out = {k: np.full(n_boot, np.nan) for k in keys}
     for start, w in weight_chunks(utt_keys, n_boot, seed=seed):
@@ -303,9 +319,30 @@ def _bootstrap_metrics(
             out["top1_semer"][sl] = (w @ top_semer) / (w @ top_n)
             out["top1_ie"][sl] = (w @ top_wrong) / (w @ top_n)
             if resid_m is not None:
-                resid = np.asarray((resid_m.T @ w.T).T) / total[:, None]
-                out["smooth_ece"][sl] = _smooth_ece_on_grid(resid, grid, 48)
+                out["smooth_ece"][sl] = _smooth_replicates(resid_m, w, total)
     return out
+
+
+_FINE_BINS = 200
+"""Fine bins of the scores on which bootstrap resamples of smooth ECE are evaluated."""
+_BANDWIDTHS = 48
+"""Log-spaced bandwidths of that evaluation."""
+
+
+def _fine_residuals(
+    groups: NDArray[np.int64], y: FloatArray, s: FloatArray, n_groups: int
+) -> sparse.csr_matrix:
+    """Per utterance and fine score bin, the summed residuals ``y - s``."""
+    fine = np.minimum((s * _FINE_BINS).astype(np.int64), _FINE_BINS - 1)
+    return _group_bin_matrix(groups, fine, y - s, n_groups, _FINE_BINS)
+
+
+def _smooth_replicates(
+    residuals: sparse.csr_matrix, w: FloatArray, totals: FloatArray
+) -> FloatArray:
+    """Smooth ECE of each resample (rows of utterance weights ``w``; ``totals`` its hypotheses)."""
+    resid = np.asarray((residuals.T @ w.T).T) / totals[:, None]
+    return _smooth_ece_on_grid(resid, _FINE_BINS, _BANDWIDTHS)
 
 
 def smooth_calibration(
@@ -332,16 +369,13 @@ def smooth_calibration(
     out["value"] = value
     if n_boot <= 0:
         return out
-    grid = 200
     gu, utt_keys = _compact(g)
     n_groups = utt_keys.size
-    fine = np.minimum((s * grid).astype(np.int64), grid - 1)
-    resid_m = _group_bin_matrix(gu, fine, y - s, n_groups, grid)
+    resid_m = _fine_residuals(gu, y, s, n_groups)
     n_u = np.bincount(gu, minlength=n_groups).astype(np.float64)
     values = np.empty(n_boot)
     for start, w in weight_chunks(utt_keys, n_boot, seed=seed):
-        resid = np.asarray((resid_m.T @ w.T).T) / (w @ n_u)[:, None]
-        values[start : start + len(w)] = _smooth_ece_on_grid(resid, grid, 48)
+        values[start : start + len(w)] = _smooth_replicates(resid_m, w, w @ n_u)
     out["low"], out["high"] = bootstrap_interval(value, values, confidence=confidence)
     return out
 

@@ -23,8 +23,9 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from reranker._validation import in_unit_interval
 from reranker.bootstrap import bootstrap_interval, poisson_weights, utterance_keys
-from reranker.errors import DataError
+from reranker.errors import DataError, ParameterError
 from reranker.ranking import rank_and_top, utterance_codes
 from reranker.semer import table_errors
 
@@ -160,18 +161,7 @@ def compare_scorings(
     -------
     Comparison
     """
-    a = np.asarray(score_a, dtype=np.float64)
-    b = np.asarray(score_b, dtype=np.float64)
-    n = len(hypotheses)
-    if a.shape != (n,) or b.shape != (n,):
-        raise DataError(
-            f"each scoring needs one score per hypothesis ({n}), got {a.size} and {b.size}"
-        )
-    for name, s in (("A", a), ("B", b)):
-        if not (np.isfinite(s).all() and ((s >= 0) & (s <= 1)).all()):
-            raise DataError(f"scoring {name} has scores outside [0, 1] or NaN")
-    if n_boot < 1 or n_bins < 1:
-        raise DataError(f"n_boot and n_bins must be >= 1, got {n_boot} and {n_bins}")
+    a, b = _check_scorings(len(hypotheses), score_a, score_b, n_boot=n_boot, n_bins=n_bins)
     semer, correct_int = table_errors(hypotheses)
     correct = correct_int.astype(np.float64)
     codes = utterance_codes(hypotheses["utterance_id"])
@@ -179,30 +169,71 @@ def compare_scorings(
     top_a = rank_and_top(codes, a, domain_score)[1]
     top_b = rank_and_top(codes, b, domain_score)[1]
     ids = hypotheses["utterance_id"].to_numpy(dtype=object)[top_a]
-    keys = utterance_keys(ids)
+
+    def statistics(
+        w: NDArray[np.float64], s: NDArray[np.float64], top: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
+        return _statistics(w, codes, s, semer, correct, top, n_bins)
+
     ones = np.ones((1, ids.size))
-    est_a = _statistics(ones, codes, a, semer, correct, top_a, n_bins)[0]
-    est_b = _statistics(ones, codes, b, semer, correct, top_b, n_bins)[0]
+    est_a, est_b = statistics(ones, a, top_a)[0], statistics(ones, b, top_b)[0]
     reps = []
+    keys = utterance_keys(ids)
     for start in range(0, n_boot, chunk):
         w = poisson_weights(keys, min(chunk, n_boot - start), seed=seed, start=start)
-        reps.append(
-            _statistics(w, codes, b, semer, correct, top_b, n_bins)
-            - _statistics(w, codes, a, semer, correct, top_a, n_bins)
+        reps.append(statistics(w, b, top_b) - statistics(w, a, top_a))
+    metrics = _metric_table(est_a, est_b, np.vstack(reps), confidence)
+    changed = _changed_utterances(hypotheses, ids, top_a, top_b, correct)
+    return Comparison(metrics.set_index("metric"), changed, int(ids.size), int(n_boot), confidence)
+
+
+def _check_scorings(
+    n: int, score_a: ArrayLike, score_b: ArrayLike, *, n_boot: int, n_bins: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Both scorings as float arrays of ``n`` scores in [0, 1]; the options at least 1."""
+    a = np.asarray(score_a, dtype=np.float64)
+    b = np.asarray(score_b, dtype=np.float64)
+    if a.shape != (n,) or b.shape != (n,):
+        raise DataError(
+            f"each scoring needs one score per hypothesis ({n}), got {a.size} and {b.size}"
         )
-    diffs = np.vstack(reps)
+    for name, s in (("A", a), ("B", b)):
+        if not in_unit_interval(s):
+            raise DataError(f"scoring {name} has scores outside [0, 1] or NaN")
+    if n_boot < 1 or n_bins < 1:
+        raise ParameterError(f"n_boot and n_bins must be >= 1, got {n_boot} and {n_bins}")
+    return a, b
+
+
+def _metric_table(
+    est_a: NDArray[np.float64],
+    est_b: NDArray[np.float64],
+    diffs: NDArray[np.float64],
+    confidence: float,
+) -> pd.DataFrame:
+    """One row per compared metric: both estimates, B - A and its bootstrap interval."""
     rows = []
     for k, name in enumerate(COMPARED_METRICS):
         low, high = bootstrap_interval(est_b[k] - est_a[k], diffs[:, k], confidence=confidence)
         rows.append((name, est_a[k], est_b[k], est_b[k] - est_a[k], low, high))
-    metrics = pd.DataFrame(rows, columns=["metric", "a", "b", "difference", "low", "high"])
+    return pd.DataFrame(rows, columns=["metric", "a", "b", "difference", "low", "high"])
+
+
+def _changed_utterances(
+    hypotheses: pd.DataFrame,
+    ids: NDArray[np.object_],
+    top_a: NDArray[np.int64],
+    top_b: NDArray[np.int64],
+    correct: NDArray[np.float64],
+) -> pd.DataFrame:
+    """The utterances whose top-1 turns from right to wrong or wrong to right."""
     flip = correct[top_a] != correct[top_b]
     text = (
         hypotheses["text"].to_numpy(dtype=object)[top_a]
         if "text" in hypotheses.columns
         else np.full(ids.size, "", dtype=object)
     )
-    changed = pd.DataFrame(
+    return pd.DataFrame(
         {
             "utterance_id": ids[flip],
             "text": text[flip],
@@ -211,4 +242,3 @@ def compare_scorings(
             "top_b": _describe(hypotheses, top_b[flip]),
         }
     )
-    return Comparison(metrics.set_index("metric"), changed, int(ids.size), int(n_boot), confidence)

@@ -182,14 +182,7 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        self._validate_params_()
-        if self.loss in ("r1", "r3") and semer is None:
-            raise DataError(f"loss {self.loss} needs the SemER of each row (semer=...)")
-        if competitors is not None and self.scope != "utterance":
-            raise DataError("competitors only apply with scope='utterance'")
-        Xa = np.asarray(X, dtype=np.float64)
-        if Xa.ndim != 2:
-            raise DataError(f"X must be 2-dimensional, got shape {Xa.shape}")
+        Xa = self._check_fit_arguments(X, semer, competitors)
         mean, scale = self._standardisation(Xa)
         standardised = np.subtract(Xa, mean)
         standardised /= scale
@@ -213,6 +206,20 @@ class DomainReranker(ClassifierMixin, BaseEstimator):
         )
         self._store(solution, problem, mean, scale)
         return self
+
+    def _check_fit_arguments(
+        self, X: ArrayLike, semer: ArrayLike | None, competitors: Competitors | None
+    ) -> NDArray[np.float64]:
+        """Validate the options and what :meth:`fit` was given; ``X`` as a float matrix."""
+        self._validate_params_()
+        if self.loss in ("r1", "r3") and semer is None:
+            raise DataError(f"loss {self.loss} needs the SemER of each row (semer=...)")
+        if competitors is not None and self.scope != "utterance":
+            raise DataError("competitors only apply with scope='utterance'")
+        Xa = np.asarray(X, dtype=np.float64)
+        if Xa.ndim != 2:
+            raise DataError(f"X must be 2-dimensional, got shape {Xa.shape}")
+        return Xa
 
     def _standardisation(self, X: NDArray[np.float64]) -> tuple[FloatArray, FloatArray]:
         """Per-feature centre and scale of the optimisation's coordinates (identity if off).

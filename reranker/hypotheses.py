@@ -25,7 +25,15 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from reranker._files import decode_utf8, default_file_mode, os_error, parse_json, read_file_bytes
+from reranker._files import (
+    check_suffix,
+    decode_utf8,
+    default_file_mode,
+    json_object_lines,
+    os_error,
+    read_csv_text,
+    read_file_bytes,
+)
 from reranker.errors import DataError
 from reranker.label_sequences import first_malformed
 
@@ -54,27 +62,20 @@ SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
 
 
 def _suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DataError(
-            f"{path}: unknown file extension {path.suffix or '(none)'!r}; "
-            "use .parquet, .csv or .jsonl"
-        )
-    return suffix
+    return check_suffix(
+        path,
+        SUFFIXES,
+        what="file extension",
+        no_suffix="(none)",
+        advice="use .parquet, .csv or .jsonl",
+    )
 
 
 def _read_csv(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
     text = decode_utf8(path, data)
     if not text.strip():
         raise DataError(f"{path}: file is empty")
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c"
-        )
-    except pd.errors.EmptyDataError as e:
-        raise DataError(f"{path}: file is empty") from e
-    except pd.errors.ParserError as e:
-        raise DataError(f"{path}: malformed CSV: {' '.join(str(e).split())}") from e
+    frame = read_csv_text(path, text, empty="file is empty")
     _check_csv_header(path, text)
     return frame, 2  # data row 1 is on line 2
 
@@ -94,12 +95,7 @@ def _read_jsonl(path: Path, data: bytes) -> tuple[pd.DataFrame, int]:
         raise DataError(f"{path}: file is empty")
     records: list[dict[str, object]] = []
     first_line = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = parse_json(line, source=path, line=lineno)
-        if not isinstance(record, dict):
-            raise DataError(f"{path}: line {lineno}: expected a JSON object, got {line[:40]!r}")
+    for lineno, record in json_object_lines(path, text):
         if not first_line:
             first_line = lineno
         elif lineno != first_line + len(records):
@@ -331,7 +327,39 @@ def validate_hypotheses(
     first_line : int
         Line number of the first data row in a text file (0 if the format has no lines).
     """
+    frame, has_refs = _check_columns(frame, source)
     loc = _Locator(source, first_line)
+    out = frame.reset_index(drop=True)  # copy-on-write: the caller's frame is never modified
+    for column in ("utterance_id", "domain", "intent", "slots"):
+        out[column] = _as_str_column(out, column, loc, may_be_empty=column in _MAY_BE_EMPTY)
+    for column, default in OPTIONAL_COLUMNS.items():
+        if column in out.columns:
+            col = _as_str_column(out, column, loc, may_be_empty=True)
+            out[column] = col.where(col != "", default) if default else col
+        else:
+            out[column] = default
+    for column in SCORE_COLUMNS:
+        out[column] = _as_score_column(out, column, loc)
+    if has_refs:
+        for column in REFERENCE_COLUMNS:
+            out[column] = _as_str_column(out, column, loc, may_be_empty=column in _MAY_BE_EMPTY)
+
+    _check_annotations(out["slots"], "slots", loc)
+    if has_refs:
+        _check_annotations(out["ref_slots"], "ref_slots", loc)
+
+    for problem in (duplicate_problem(out, loc), reference_problem(out, loc)):
+        if problem is not None:
+            raise DataError(problem[-1])
+    return out
+
+
+def _check_columns(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, bool]:
+    """The frame with string column names, and whether it has references; else raise.
+
+    Refuses an empty table, a column named twice, a missing required column, a header without
+    rows and an incomplete set of reference columns.
+    """
     if len(frame.columns) == 0 and len(frame) == 0:
         raise DataError(f"{source}: file is empty")
     columns = [str(c) for c in frame.columns]
@@ -354,30 +382,7 @@ def validate_hypotheses(
             f"{source}: reference columns come together: has {', '.join(present_refs)} "
             f"but not column {absent[0]!r}"
         )
-
-    out = frame.reset_index(drop=True)  # copy-on-write: the caller's frame is never modified
-    for column in ("utterance_id", "domain", "intent", "slots"):
-        out[column] = _as_str_column(out, column, loc, may_be_empty=column in _MAY_BE_EMPTY)
-    for column, default in OPTIONAL_COLUMNS.items():
-        if column in out.columns:
-            col = _as_str_column(out, column, loc, may_be_empty=True)
-            out[column] = col.where(col != "", default) if default else col
-        else:
-            out[column] = default
-    for column in SCORE_COLUMNS:
-        out[column] = _as_score_column(out, column, loc)
-    if present_refs:
-        for column in REFERENCE_COLUMNS:
-            out[column] = _as_str_column(out, column, loc, may_be_empty=column in _MAY_BE_EMPTY)
-
-    _check_annotations(out["slots"], "slots", loc)
-    if present_refs:
-        _check_annotations(out["ref_slots"], "ref_slots", loc)
-
-    for problem in (duplicate_problem(out, loc), reference_problem(out, loc)):
-        if problem is not None:
-            raise DataError(problem[-1])
-    return out
+    return frame, bool(present_refs)
 
 
 def duplicate_problem(frame: pd.DataFrame, loc: RowLocator) -> tuple[int, str] | None:

@@ -64,16 +64,7 @@ def probe_text(
     WeightsError
         A weights directory that cannot be read.
     """
-    if not isinstance(text, str) or not text.split():
-        raise DataError("probe text is empty")
-    if isinstance(devices, str):
-        devices = [devices]
-    wanted = [str(d).strip() for d in devices]
-    if not wanted or any(not d for d in wanted):
-        raise DataError("give at least one non-empty device to probe")
-    wanted = list(dict.fromkeys(wanted))
-    if nbest is not None and int(nbest) < 1:
-        raise DataError(f"nbest must be >= 1, got {nbest}")
+    wanted = _check_probe(text, devices, nbest)
     base = models.predict([text])
     n = len(base)
     table = pd.concat(
@@ -93,3 +84,18 @@ def probe_text(
             rows = rows.head(int(nbest))
         out[device] = rows[list(PROBE_COLUMNS)].reset_index(drop=True)
     return out
+
+
+def _check_probe(text: str, devices: Sequence[str], nbest: int | None) -> list[str]:
+    """The distinct devices to probe, in order; raise on empty text, no device or bad ``nbest``."""
+    if not isinstance(text, str) or not text.split():
+        raise DataError("probe text is empty")
+    if isinstance(devices, str):
+        devices = [devices]
+    wanted = [str(d).strip() for d in devices]
+    if not wanted or any(not d for d in wanted):
+        raise DataError("give at least one non-empty device to probe")
+    wanted = list(dict.fromkeys(wanted))
+    if nbest is not None and int(nbest) < 1:
+        raise DataError(f"nbest must be >= 1, got {nbest}")
+    return wanted

@@ -21,6 +21,7 @@ The result passes :func:`reranker.hypotheses.validate_hypotheses` unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -181,13 +182,10 @@ def _confidences(
     pair_q = rng.normal(0.0, 0.7, int(rows["pair"].max()) + 1 if n else 0)[rows["pair"]]
     dom_q = pair_q + np.where(is_ref_dom, 1.0, -0.5)
 
-    def sig(v: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.round(1.0 / (1.0 + np.exp(-v)), 6)
-
     return (
-        sig(slope * dom_q + shift),
-        sig(slope * (quality + rng.normal(0.0, 0.5, n)) + shift),
-        sig(0.8 * quality + rng.normal(0.0, 0.8, n) + 0.5),
+        _sigmoid6(slope * dom_q + shift),
+        _sigmoid6(slope * (quality + rng.normal(0.0, 0.5, n)) + shift),
+        _sigmoid6(0.8 * quality + rng.normal(0.0, 0.8, n) + 0.5),
     )
 
 
@@ -222,25 +220,17 @@ def realistic_hypotheses(
     taggings, texts = _utterance_annotations(int(n_utterances), rng)
     _make_references_distinct(taggings, texts)
     rows = _nbest_rows(int(n_utterances), doms.size, rng)
-    utt, dom = rows["utt"], rows["dom"]
-    is_ref_dom = dom == rows["ref_dom"][utt]
-    ref_intent = rng.integers(0, _INTENTS_PER_DOMAIN, n_utterances)
-    n_pairs = int(rows["pair"][-1]) + 1 if utt.size else 0
-    pair_base = np.where(
-        rng.random(n_pairs) < 0.8, -1, rng.integers(0, _INTENTS_PER_DOMAIN, n_pairs)
-    )[rows["pair"]]
-    base = np.where(is_ref_dom & (pair_base < 0), ref_intent[utt], np.maximum(pair_base, 0))
-    intent = (base + rows["pos"]) % _INTENTS_PER_DOMAIN  # distinct within a domain's n-best
-    variant = rng.choice(3, utt.size, p=_VARIANT_P)
-    correct = is_ref_dom & (intent == ref_intent[utt]) & (variant == 0)
+    is_ref_dom = rows["dom"] == rows["ref_dom"][rows["utt"]]
+    ref_intent, intent, variant = _realistic_intents(rows, is_ref_dom, n_utterances, rng)
+    correct = is_ref_dom & (intent == ref_intent[rows["utt"]]) & (variant == 0)
     scores = _confidences(correct, is_ref_dom, rows, doms.size, rng)
+    device = devs[rng.integers(0, devs.size, n_utterances)]
+    utt, dom, ref_dom = rows["utt"], rows["dom"], rows["ref_dom"]
     intent_names = np.array(
         [f"{d}.Intent{k}" for d in doms for k in range(_INTENTS_PER_DOMAIN)], dtype=object
     )
-    device = devs[rng.integers(0, devs.size, n_utterances)]
-    uid = np.array([f"utt{u:08d}" for u in range(n_utterances)], dtype=object)
-    ref_dom = rows["ref_dom"]
     ref_intent_code = ref_dom * _INTENTS_PER_DOMAIN + ref_intent
+    uid = np.array([f"utt{u:08d}" for u in range(n_utterances)], dtype=object)
     return pd.DataFrame(
         {
             "utterance_id": _spread(uid, utt),
@@ -257,6 +247,29 @@ def realistic_hypotheses(
             "ref_slots": _spread(taggings[:, 0], utt),
         }
     )
+
+
+def _realistic_intents(
+    rows: dict[str, NDArray[np.int64]],
+    is_ref_dom: NDArray[np.bool_],
+    n_utterances: int,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Reference intents per utterance; each row's intent and slot variant (0: the reference's).
+
+    A domain's n-best holds distinct intents; in the reference domain it starts, 80% of the
+    time, at the reference intent.
+    """
+    utt = rows["utt"]
+    ref_intent = rng.integers(0, _INTENTS_PER_DOMAIN, n_utterances)
+    n_pairs = int(rows["pair"][-1]) + 1 if utt.size else 0
+    pair_base = np.where(
+        rng.random(n_pairs) < 0.8, -1, rng.integers(0, _INTENTS_PER_DOMAIN, n_pairs)
+    )[rows["pair"]]
+    base = np.where(is_ref_dom & (pair_base < 0), ref_intent[utt], np.maximum(pair_base, 0))
+    intent = (base + rows["pos"]) % _INTENTS_PER_DOMAIN  # distinct within a domain's n-best
+    variant = rng.choice(3, utt.size, p=_VARIANT_P)
+    return ref_intent, intent, variant
 
 
 def _spread(values: NDArray[np.object_], index: NDArray[np.int64]) -> pd.Series:
@@ -297,26 +310,98 @@ def synthetic_hypotheses(
         A table that :func:`reranker.hypotheses.validate_hypotheses` accepts unchanged.
     """
     rng = np.random.default_rng(seed)
-    u = int(n_utterances)
     doms = np.asarray(domains, dtype=object)
-    n_dom = doms.size
     devs = np.asarray(devices, dtype=object)
-    device_idx = rng.integers(0, devs.size, u)
-    pref = np.ones((devs.size, n_dom))
+    refs = _simple_references(int(n_utterances), doms, devs, rng)
+    rows = _simple_rows(refs, doms.size, rng)
+    intent, slots, ref_slots = _simple_interpretations(refs, rows, doms, rng)
+    domain_score, intent_score, slot_score = _simple_confidences(refs, rows, doms, devs, rng)
+    row_u, n = rows.utt, rows.utt.size
+    uid = pd.Series(np.arange(refs.n)).map("u{:07d}".format).to_numpy(dtype=object)
+    ref_intent = (
+        pd.Series(doms[refs.domain]).astype(str) + ".Intent" + pd.Series(refs.intent).astype(str)
+    )
+    return pd.DataFrame(
+        {
+            "utterance_id": uid[row_u],
+            "text": np.full(n, "play something", dtype=object),
+            "device": devs[refs.device[row_u]],
+            "domain": doms[rows.domain],
+            "intent": intent.to_numpy(dtype=object),
+            "slots": slots.to_numpy(dtype=object),
+            "domain_score": domain_score,
+            "intent_score": intent_score,
+            "slot_score": slot_score,
+            "ref_domain": doms[refs.domain][row_u],
+            "ref_intent": ref_intent.to_numpy(dtype=object)[row_u],
+            "ref_slots": ref_slots.to_numpy(dtype=object)[row_u],
+        }
+    )
+
+
+def _sigmoid6(v: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The logistic function rounded to 6 decimals, as NLU logs print confidences."""
+    return np.round(1.0 / (1.0 + np.exp(-v)), 6)
+
+
+def _video_on_tv(doms: NDArray[np.object_], devs: NDArray[np.object_]) -> int | None:
+    """Index of the Video domain when there is one and a ``fire_tv`` device, else ``None``."""
     video = [i for i, d in enumerate(doms) if d == "Video"]
-    if video and "fire_tv" in set(devs):
-        pref[list(devs).index("fire_tv"), video[0]] = 4.0
-    cum = np.cumsum(pref / pref.sum(axis=1, keepdims=True), axis=1)[device_idx]
-    ref_dom = np.minimum((rng.random(u)[:, None] > cum).sum(axis=1), n_dom - 1)
-    ref_intent_k = rng.integers(0, 3, u)
-    ref_value = rng.integers(0, 50, u)
-    ref_has_slot = rng.random(u) < 0.8
-    # candidate domains: reference first, then a random subset
+    return video[0] if video and "fire_tv" in set(devs) else None
+
+
+@dataclass(frozen=True)
+class _SimpleReferences:
+    """Per utterance: device, reference domain and intent, reference slot value and presence."""
+
+    device: NDArray[np.int64]
+    domain: NDArray[np.int64]
+    intent: NDArray[np.int64]
+    value: NDArray[np.int64]
+    has_slot: NDArray[np.bool_]
+
+    @property
+    def n(self) -> int:
+        return int(self.device.size)
+
+
+def _simple_references(
+    u: int, doms: NDArray[np.object_], devs: NDArray[np.object_], rng: np.random.Generator
+) -> _SimpleReferences:
+    """Draw each utterance's device and reference (Video four times as likely on fire_tv)."""
+    device = rng.integers(0, devs.size, u)
+    pref = np.ones((devs.size, doms.size))
+    video = _video_on_tv(doms, devs)
+    if video is not None:
+        pref[list(devs).index("fire_tv"), video] = 4.0
+    cum = np.cumsum(pref / pref.sum(axis=1, keepdims=True), axis=1)[device]
+    ref_dom = np.minimum((rng.random(u)[:, None] > cum).sum(axis=1), doms.size - 1)
+    intent = rng.integers(0, 3, u)
+    value = rng.integers(0, 50, u)
+    has_slot = rng.random(u) < 0.8
+    return _SimpleReferences(device, ref_dom, intent, value, has_slot)
+
+
+@dataclass(frozen=True)
+class _SimpleRows:
+    """Per row: utterance, domain, rank within its domain, and the (utterance, domain) pair."""
+
+    utt: NDArray[np.int64]
+    domain: NDArray[np.int64]
+    rank: NDArray[np.int64]
+    pair: NDArray[np.int64]
+    n_pairs: int
+    is_ref_domain: NDArray[np.bool_]
+    correct: NDArray[np.bool_]
+
+
+def _simple_rows(refs: _SimpleReferences, n_dom: int, rng: np.random.Generator) -> _SimpleRows:
+    """2 to 4 candidate domains per utterance (the reference first), 1 to 3 rows each."""
+    u = refs.n
     keys = rng.random((u, n_dom))
-    keys[np.arange(u), ref_dom] = -1.0
+    keys[np.arange(u), refs.domain] = -1.0
     cand = np.argsort(keys, axis=1)
     k_dom = rng.integers(2, min(4, n_dom) + 1, u)
-    # (utterance, domain slot) pairs
     pair_u = np.repeat(np.arange(u), k_dom)
     pair_j = np.arange(pair_u.size) - np.repeat(np.cumsum(k_dom) - k_dom, k_dom)
     pair_dom = cand[pair_u, pair_j]
@@ -325,27 +410,33 @@ def synthetic_hypotheses(
     row_i = np.arange(row_pair.size) - np.repeat(np.cumsum(n_h) - n_h, n_h)
     row_u = pair_u[row_pair]
     row_dom = pair_dom[row_pair]
-    is_ref_dom = row_dom == ref_dom[row_u]
+    is_ref_dom = row_dom == refs.domain[row_u]
     which = rng.choice(3, u, p=[0.7, 0.15, 0.15])  # index of the correct hyp (2: none)
     correct = is_ref_dom & (row_i == which[row_u])
-    n = row_u.size
-    # interpretations
-    dom_name = doms[row_dom]
-    intent_k = np.where(is_ref_dom, ref_intent_k[row_u], row_i)
+    return _SimpleRows(row_u, row_dom, row_i, row_pair, pair_u.size, is_ref_dom, correct)
+
+
+def _simple_interpretations(
+    refs: _SimpleReferences, rows: _SimpleRows, doms: NDArray[np.object_], rng: np.random.Generator
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Each row's intent and slots, and each utterance's reference slots.
+
+    An incorrect reference-domain row has a wrong intent, a wrong slot value, a missing or an
+    extra slot, and differs from the reference and from the domain's other rows.
+    """
+    row_u, row_i, n = rows.utt, rows.rank, rows.utt.size
+    wrong = rows.is_ref_domain & ~rows.correct
+    intent_k = np.where(rows.is_ref_domain, refs.intent[row_u], row_i)
     error_kind = rng.integers(0, 4, n)  # 0 wrong intent, 1 wrong value, 2 drop slot, 3 extra slot
-    wrong_intent = is_ref_dom & ~correct & (error_kind == 0)
-    intent_k = np.where(wrong_intent, (intent_k + 1 + row_i) % 3 + 3, intent_k)
-    intent = pd.Series(dom_name).astype(str) + ".Intent" + pd.Series(intent_k).astype(str)
-    value = ref_value[row_u]
-    slot_val = np.where(is_ref_dom & ~correct & (error_kind == 1), 100 + row_i, value)
-    has_slot = ref_has_slot[row_u].copy()
-    has_slot = np.where(is_ref_dom & ~correct & (error_kind == 2), False, has_slot)
-    extra = is_ref_dom & ~correct & (error_kind == 3)
-    # make every incorrect ref-domain hypothesis differ from the reference and from each other
-    unique_fix = is_ref_dom & ~correct & (error_kind == 2) & (row_i > 0)
+    intent_k = np.where(wrong & (error_kind == 0), (intent_k + 1 + row_i) % 3 + 3, intent_k)
+    intent = pd.Series(doms[rows.domain]).astype(str) + ".Intent" + pd.Series(intent_k).astype(str)
+    slot_val = np.where(wrong & (error_kind == 1), 100 + row_i, refs.value[row_u])
+    has_slot = np.where(wrong & (error_kind == 2), False, refs.has_slot[row_u].copy())
+    extra = wrong & (error_kind == 3)
+    unique_fix = wrong & (error_kind == 2) & (row_i > 0)
     slot_val = np.where(unique_fix, 200 + row_i, slot_val)
     has_slot = has_slot | unique_fix
-    extra = extra | (is_ref_dom & ~correct & ~ref_has_slot[row_u] & (error_kind >= 1))
+    extra = extra | (wrong & ~refs.has_slot[row_u] & (error_kind >= 1))
     slot_text = np.where(
         has_slot, np.char.add(np.char.add("[item : v", slot_val.astype(str)), "]"), ""
     )
@@ -354,38 +445,35 @@ def synthetic_hypotheses(
     )
     slots = pd.Series(np.char.add(np.char.add("play ", slot_text), extra_text), dtype=object)
     ref_slots = pd.Series(
-        np.where(ref_has_slot, "play [item : v" + pd.Series(ref_value).astype(str) + "]", "play ")
+        np.where(refs.has_slot, "play [item : v" + pd.Series(refs.value).astype(str) + "]", "play ")
     )
-    # confidences: correctness + noise, miscalibrated per domain, device effect for Video
-    quality = np.where(correct, 1.2, -0.6) + np.where(is_ref_dom, 0.6, -0.4)
-    quality = quality - 0.5 * row_i + rng.normal(0, 1.0, n)
-    slope = np.linspace(0.6, 2.0, n_dom)[row_dom]
-    shift = np.linspace(1.0, -0.5, n_dom)[row_dom]
-    dom_q = np.repeat(rng.normal(0, 0.7, pair_u.size), n_h) + np.where(is_ref_dom, 1.0, -0.5)
-    if video and "fire_tv" in set(devs):
-        on_tv = devs[device_idx[row_u]] == "fire_tv"
-        dom_q = dom_q - np.where((row_dom == video[0]) & ~on_tv, 0.8, 0.0)
-    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
-    domain_score = np.round(sig(slope * dom_q + shift), 6)
-    intent_score = np.round(sig(slope * (quality + rng.normal(0, 0.5, n)) + shift), 6)
-    slot_score = np.round(sig(0.8 * quality + rng.normal(0, 0.8, n) + 0.5), 6)
-    uid = pd.Series(np.arange(u)).map("u{:07d}".format).to_numpy(dtype=object)
-    ref_intent = (
-        pd.Series(doms[ref_dom]).astype(str) + ".Intent" + pd.Series(ref_intent_k).astype(str)
-    )
-    return pd.DataFrame(
-        {
-            "utterance_id": uid[row_u],
-            "text": np.full(n, "play something", dtype=object),
-            "device": devs[device_idx[row_u]],
-            "domain": dom_name,
-            "intent": intent.to_numpy(dtype=object),
-            "slots": slots.to_numpy(dtype=object),
-            "domain_score": domain_score,
-            "intent_score": intent_score,
-            "slot_score": slot_score,
-            "ref_domain": doms[ref_dom][row_u],
-            "ref_intent": ref_intent.to_numpy(dtype=object)[row_u],
-            "ref_slots": ref_slots.to_numpy(dtype=object)[row_u],
-        }
+    return intent, slots, ref_slots
+
+
+def _simple_confidences(
+    refs: _SimpleReferences,
+    rows: _SimpleRows,
+    doms: NDArray[np.object_],
+    devs: NDArray[np.object_],
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Domain, intent and slot confidences: correctness plus noise, miscalibrated per domain.
+
+    Video is less confident off ``fire_tv`` (the device effect the device features can learn).
+    """
+    n, is_ref_dom = rows.utt.size, rows.is_ref_domain
+    quality = np.where(rows.correct, 1.2, -0.6) + np.where(is_ref_dom, 0.6, -0.4)
+    quality = quality - 0.5 * rows.rank + rng.normal(0, 1.0, n)
+    slope = np.linspace(0.6, 2.0, doms.size)[rows.domain]
+    shift = np.linspace(1.0, -0.5, doms.size)[rows.domain]
+    pair_q = rng.normal(0, 0.7, rows.n_pairs)[rows.pair]
+    dom_q = pair_q + np.where(is_ref_dom, 1.0, -0.5)
+    video = _video_on_tv(doms, devs)
+    if video is not None:
+        on_tv = devs[refs.device[rows.utt]] == "fire_tv"
+        dom_q = dom_q - np.where((rows.domain == video) & ~on_tv, 0.8, 0.0)
+    return (
+        _sigmoid6(slope * dom_q + shift),
+        _sigmoid6(slope * (quality + rng.normal(0, 0.5, n)) + shift),
+        _sigmoid6(0.8 * quality + rng.normal(0, 0.8, n) + 0.5),
     )

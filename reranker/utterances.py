@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from reranker.errors import DataError
 from reranker.semer import align_interpretations
@@ -103,6 +104,35 @@ def filter_utterances(
     limit : int, optional
         Return at most this many rows (the count still covers all matches).
     """
+    keep = _matching(
+        table,
+        search=search,
+        misranked_only=misranked_only,
+        domains=domains,
+        devices=devices,
+        semer_range=semer_range,
+    )
+    out = table.loc[keep]
+    if sort_by:
+        if sort_by not in out.columns:
+            raise DataError(f"cannot sort by unknown column {sort_by!r}")
+        out = out.sort_values(sort_by, ascending=not descending, kind="stable")
+    count = len(out)
+    if limit is not None:
+        out = out.head(limit)
+    return out, count
+
+
+def _matching(
+    table: pd.DataFrame,
+    *,
+    search: str,
+    misranked_only: bool,
+    domains: Sequence[str],
+    devices: Sequence[str],
+    semer_range: tuple[float, float] | None,
+) -> NDArray[np.bool_]:
+    """The rows of ``table`` that pass every filter of :func:`filter_utterances`."""
     keep = np.ones(len(table), dtype=bool)
     if search.strip():
         needle = search.strip().lower()
@@ -123,15 +153,7 @@ def filter_utterances(
         lo, hi = semer_range
         semer = table["top_semer"].to_numpy()
         keep &= (semer >= lo) & (semer <= hi)
-    out = table.loc[keep]
-    if sort_by:
-        if sort_by not in out.columns:
-            raise DataError(f"cannot sort by unknown column {sort_by!r}")
-        out = out.sort_values(sort_by, ascending=not descending, kind="stable")
-    count = len(out)
-    if limit is not None:
-        out = out.head(limit)
-    return out, count
+    return keep
 
 
 def utterance_detail(

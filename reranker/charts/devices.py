@@ -43,42 +43,7 @@ def probe_figure(
     colors = series_colors(domains) or dict.fromkeys(domains, NEUTRAL)
     for col, device in enumerate(devices, start=1):
         frame = results[device].head(top).reset_index(drop=True)
-        ranks = [f"#{k + 1}" for k in range(len(frame))]
-        intents = [
-            str(i)[len(str(d)) + 1 :] if str(i).startswith(f"{d}.") else str(i)
-            for d, i in zip(frame["domain"], frame["intent"], strict=True)
-        ]
-        labels = [
-            f"{inert(d)} · {inert(i)}  {s:.2f}"
-            for d, i, s in zip(frame["domain"], intents, frame["score"], strict=True)
-        ]
-        fig.add_trace(
-            go.Bar(
-                x=frame["score"],
-                y=ranks,
-                orientation="h",
-                marker={"color": [colors[str(d)] for d in frame["domain"]]},
-                customdata=np.array(
-                    [
-                        [inert(d), inert(i), inert(s)]
-                        for d, i, s in zip(
-                            frame["domain"], frame["intent"], frame["slots"], strict=True
-                        )
-                    ],
-                    dtype=object,
-                ),
-                text=labels,
-                textposition="outside",
-                cliponaxis=False,
-                hovertemplate=(
-                    "%{y} %{customdata[0]} · %{customdata[1]}<br>slots: %{customdata[2]}"
-                    "<br>score %{x:.3f}<extra></extra>"
-                ),
-                showlegend=False,
-            ),
-            row=1,
-            col=col,
-        )
+        fig.add_trace(_ranking_bars(frame, colors), row=1, col=col)
         fig.update_yaxes(autorange="reversed", row=1, col=col)
         fig.update_xaxes(range=[0, 1.9], tickvals=[0, 0.25, 0.5, 0.75, 1], row=1, col=col)
         fig.update_xaxes(title_text=inert(x_title), row=1, col=col)
@@ -88,6 +53,38 @@ def probe_figure(
         margin={"l": 20, "r": 20, "t": 80 if title else 40, "b": 40},
     )
     return fig
+
+
+def _ranking_bars(frame: pd.DataFrame, colors: Mapping[str, str]) -> go.Bar:
+    """One device's ranked hypotheses as horizontal bars labelled with domain, intent and score."""
+    ranks = [f"#{k + 1}" for k in range(len(frame))]
+    intents = [
+        str(i)[len(str(d)) + 1 :] if str(i).startswith(f"{d}.") else str(i)
+        for d, i in zip(frame["domain"], frame["intent"], strict=True)
+    ]
+    labels = [
+        f"{inert(d)} · {inert(i)}  {s:.2f}"
+        for d, i, s in zip(frame["domain"], intents, frame["score"], strict=True)
+    ]
+    hover = [
+        [inert(d), inert(i), inert(s)]
+        for d, i, s in zip(frame["domain"], frame["intent"], frame["slots"], strict=True)
+    ]
+    return go.Bar(
+        x=frame["score"],
+        y=ranks,
+        orientation="h",
+        marker={"color": [colors[str(d)] for d in frame["domain"]]},
+        customdata=np.array(hover, dtype=object),
+        text=labels,
+        textposition="outside",
+        cliponaxis=False,
+        hovertemplate=(
+            "%{y} %{customdata[0]} · %{customdata[1]}<br>slots: %{customdata[2]}"
+            "<br>score %{x:.3f}<extra></extra>"
+        ),
+        showlegend=False,
+    )
 
 
 def domain_distribution_figure(distribution: pd.DataFrame) -> go.Figure:

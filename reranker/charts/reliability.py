@@ -225,8 +225,33 @@ def reliability_figure(
         subplot_titles=None if overlay else _panel_titles(names, panel_rows, n_cols),
     )
     frames = [curves[n] for n in names]
-    steps = overlay and len(names) > 1 and not _same_bins(frames)
     density = _varying_widths(frames)
+    _add_curves(fig, curves, colors, overlay=overlay, n_cols=n_cols, bands=bands, density=density)
+    _style_reliability_axes(fig, panels, panel_rows, n_cols, _count_axis(frames, density), x_title)
+    fig.update_layout(
+        title=title or None,
+        barmode="overlay",
+        height=560 if panel_rows == 1 else 120 + 430 * panel_rows,
+        margin={"l": 60, "r": 20, "b": 50},
+        hovermode="closest",
+    )
+    legend_on_top(fig, 60 if overlay and not title else 90)
+    return fig
+
+
+def _add_curves(
+    fig: go.Figure,
+    curves: Mapping[str, pd.DataFrame],
+    colors: Mapping[str, str] | None,
+    *,
+    overlay: bool,
+    n_cols: int,
+    bands: bool,
+    density: bool,
+) -> None:
+    """Each curve's traces in its panel (all in the first when overlaid), counts below."""
+    names = list(curves)
+    steps = overlay and len(names) > 1 and not _same_bins([curves[n] for n in names])
     for i, name in enumerate(names):
         color = colors[name] if colors is not None else NEUTRAL
         row, col = (1, 1) if overlay else (2 * (i // n_cols) + 1, i % n_cols + 1)
@@ -239,16 +264,6 @@ def reliability_figure(
             name, curves[name], color, slot=slot, n_slots=n_slots, steps=steps, density=density
         )
         fig.add_trace(count, row=row + 1, col=col)
-    _style_reliability_axes(fig, panels, panel_rows, n_cols, _count_axis(frames, density), x_title)
-    fig.update_layout(
-        title=title or None,
-        barmode="overlay",
-        height=560 if panel_rows == 1 else 120 + 430 * panel_rows,
-        margin={"l": 60, "r": 20, "b": 50},
-        hovermode="closest",
-    )
-    legend_on_top(fig, 60 if overlay and not title else 90)
-    return fig
 
 
 def _panel_titles(names: Sequence[str], panel_rows: int, n_cols: int) -> list[str]:

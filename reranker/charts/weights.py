@@ -32,8 +32,7 @@ def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str])
     hyps += [h for h in dict.fromkeys(frame["hypothesis"]) if h not in hyps]
     used = frame.groupby("feature", sort=False)["contribution"].apply(lambda c: (c != 0).any())
     features = [f for f in dict.fromkeys(frame["feature"]) if used.get(f, False) or f == "bias"]
-    total_label = "logit z (sum)"
-    axis_labels = [inert(f) for f in features] + [total_label]
+    axis_labels = [inert(f) for f in features] + [_TOTAL_LABEL]
     totals = frame.groupby("hypothesis")["contribution"].sum()
     n_cols = max(1, min(len(hyps), 3))
     panel_rows = max(1, math.ceil(len(hyps) / n_cols))
@@ -47,43 +46,9 @@ def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str])
         subplot_titles=[inert(labels.get(h, str(h))) for h in hyps] or None,
     )
     for i, h in enumerate(hyps):
-        row, col = i // n_cols + 1, i % n_cols + 1
         part = frame[frame["hypothesis"] == h].set_index("feature").reindex(features)
-        for sign, color, name in ((1, POSITIVE, "raises the score"), (-1, NEGATIVE, "lowers it")):
-            keep = (part["contribution"] * sign > 0).to_numpy()
-            fig.add_trace(
-                go.Bar(
-                    x=part["contribution"][keep],
-                    y=[axis_labels[k] for k in np.flatnonzero(keep)],
-                    orientation="h",
-                    marker={"color": color},
-                    name=name,
-                    legendgroup=name,
-                    showlegend=i == 0,
-                    customdata=np.column_stack([part["value"][keep], part["weight"][keep]]),
-                    hovertemplate=(
-                        "<b>%{y}</b><br>value %{customdata[0]:.4g}<br>weight %{customdata[1]:.4g}"
-                        "<br>contribution %{x:+.4g}<extra></extra>"
-                    ),
-                ),
-                row=row,
-                col=col,
-            )
-        fig.add_trace(
-            go.Bar(
-                x=[float(totals[h])],
-                y=[total_label],
-                orientation="h",
-                marker={"color": "#000000"},
-                name=total_label,
-                legendgroup=total_label,
-                showlegend=i == 0,
-                hovertemplate="logit z = %{x:+.4g}<extra></extra>",
-            ),
-            row=row,
-            col=col,
-        )
-        fig.add_vline(x=0, line={"color": REFERENCE, "width": 1}, row=row, col=col)
+        cell = {"row": i // n_cols + 1, "col": i % n_cols + 1}
+        _add_contribution_panel(fig, part, float(totals[h]), axis_labels, first=i == 0, **cell)
     fig.update_yaxes(categoryorder="array", categoryarray=axis_labels, autorange="reversed")
     for row in range(1, panel_rows + 1):
         in_row = hyps[(row - 1) * n_cols : row * n_cols]
@@ -101,6 +66,57 @@ def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str])
     )
     legend_on_top(fig, 70)
     return fig
+
+
+_TOTAL_LABEL = "logit z (sum)"
+
+
+def _add_contribution_panel(
+    fig: go.Figure,
+    part: pd.DataFrame,
+    total: float,
+    axis_labels: Sequence[str],
+    *,
+    first: bool,
+    row: int,
+    col: int,
+) -> None:
+    """One hypothesis's panel: raising and lowering bars, the logit bar and the zero line."""
+    for sign, color, name in ((1, POSITIVE, "raises the score"), (-1, NEGATIVE, "lowers it")):
+        keep = (part["contribution"] * sign > 0).to_numpy()
+        fig.add_trace(
+            go.Bar(
+                x=part["contribution"][keep],
+                y=[axis_labels[int(k)] for k in np.flatnonzero(keep)],
+                orientation="h",
+                marker={"color": color},
+                name=name,
+                legendgroup=name,
+                showlegend=first,
+                customdata=np.column_stack([part["value"][keep], part["weight"][keep]]),
+                hovertemplate=(
+                    "<b>%{y}</b><br>value %{customdata[0]:.4g}<br>weight %{customdata[1]:.4g}"
+                    "<br>contribution %{x:+.4g}<extra></extra>"
+                ),
+            ),
+            row=row,
+            col=col,
+        )
+    fig.add_trace(
+        go.Bar(
+            x=[total],
+            y=[_TOTAL_LABEL],
+            orientation="h",
+            marker={"color": "#000000"},
+            name=_TOTAL_LABEL,
+            legendgroup=_TOTAL_LABEL,
+            showlegend=first,
+            hovertemplate="logit z = %{x:+.4g}<extra></extra>",
+        ),
+        row=row,
+        col=col,
+    )
+    fig.add_vline(x=0, line={"color": REFERENCE, "width": 1}, row=row, col=col)
 
 
 def device_weights_figure(weights: pd.DataFrame) -> go.Figure:

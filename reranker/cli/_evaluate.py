@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -157,35 +157,40 @@ def _print_report(report: dict[str, object]) -> None:
             out_console.print(f"{k}: {_fmt(report[k])} [{lo:.4f}, {hi:.4f}]", highlight=False)
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+BinsOpt = Annotated[int, typer.Option("--bins", min=1, max=MAX_BINS, help="Calibration bins.")]
+StrategyOpt = Annotated[
+    str, typer.Option("--strategy", help="uniform (equal width) or quantile (equal mass).")
+]
+PopulationOpt = Annotated[
+    str, typer.Option("--population", help="Hypotheses in ece/mce/brier: all or top1.")
+]
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        "--bootstrap",
+        min=0,
+        max=MAX_BOOTSTRAP,
+        help="Bootstrap resamples of utterances for intervals (0: none).",
+    ),
+]
+ConfidenceOpt = Annotated[
+    float, typer.Option("--confidence", min=0.5, max=0.999, help="Bootstrap interval level.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Bootstrap seed.")]
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     hypotheses: HypothesesOpt,
     weights: WeightsOpt,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout.")
-    ] = False,
-    bins: Annotated[
-        int, typer.Option("--bins", min=1, max=MAX_BINS, help="Calibration bins.")
-    ] = 10,
-    strategy: Annotated[
-        str, typer.Option("--strategy", help="uniform (equal width) or quantile (equal mass).")
-    ] = "uniform",
-    population: Annotated[
-        str, typer.Option("--population", help="Hypotheses in ece/mce/brier: all or top1.")
-    ] = "all",
-    bootstrap: Annotated[
-        int,
-        typer.Option(
-            "--bootstrap",
-            min=0,
-            max=MAX_BOOTSTRAP,
-            help="Bootstrap resamples of utterances for intervals (0: none).",
-        ),
-    ] = 0,
-    confidence: Annotated[
-        float, typer.Option("--confidence", min=0.5, max=0.999, help="Bootstrap interval level.")
-    ] = 0.9,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Bootstrap seed.")] = 0,
+    as_json: JsonOpt = False,
+    bins: BinsOpt = 10,
+    strategy: StrategyOpt = "uniform",
+    population: PopulationOpt = "all",
+    bootstrap: BootstrapOpt = 0,
+    confidence: ConfidenceOpt = 0.9,
+    seed: SeedOpt = 0,
     engine: EngineOpt = None,
     scheduler: SchedulerOpt = None,
     jobs: JobsOpt = None,
@@ -200,6 +205,8 @@ def evaluate_cmd(
         raise typer.BadParameter("must be 'uniform' or 'quantile'", param_hint="--strategy")
     if population not in ("all", "top1"):
         raise typer.BadParameter("must be 'all' or 'top1'", param_hint="--population")
+    options: dict[str, Any] = {"n_bins": bins, "strategy": strategy, "population": population}
+    options |= {"n_boot": bootstrap, "confidence": confidence, "seed": seed}
     if engine is not None or is_dataset_path(hypotheses):
         from reranker.streaming import evaluate_dataset
 
@@ -208,37 +215,25 @@ def evaluate_cmd(
             partition_progress() as bar,
         ):
             report, source = evaluate_dataset(
-                hypotheses,
-                weights,
-                executor=executor,
-                n_bins=bins,
-                strategy=strategy,
-                population=population,
-                n_boot=bootstrap,
-                confidence=confidence,
-                seed=seed,
-                scratch=scratch,
-                progress=bar,
+                hypotheses, weights, executor=executor, scratch=scratch, progress=bar, **options
             )
-        _print_evaluation(report, source, as_json)
-        return
+    else:
+        report, source = _evaluate_table(hypotheses, weights, options)
+    _print_evaluation(report, source, as_json)
+
+
+def _evaluate_table(
+    hypotheses: str, weights: str, options: dict[str, Any]
+) -> tuple[dict[str, object], dict[str, str]]:
+    """Read, score and evaluate a table in memory: the report and each domain's scoring."""
     with status(f"reading {hypotheses}"):
         table = read_hypotheses(hypotheses)
     if not has_references(table):
         require_references(False, "evaluation", source=str(hypotheses))
     with status("scoring and evaluating"):
         scoring = score_hypotheses(table, weights)
-        report = evaluate(
-            table,
-            scoring.score,
-            n_bins=bins,
-            strategy=strategy,  # type: ignore[arg-type]
-            population=population,  # type: ignore[arg-type]
-            n_boot=bootstrap,
-            confidence=confidence,
-            seed=seed,
-        )
-    _print_evaluation(report, scoring.source, as_json)
+        report = evaluate(table, scoring.score, **options)
+    return report, scoring.source
 
 
 def _print_evaluation(report: dict[str, object], source: dict[str, str], as_json: bool) -> None:

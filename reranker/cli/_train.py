@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,144 +135,155 @@ def _summary(results: dict[str, DomainResult], out: Path) -> Table:
     return table
 
 
+HypothesesOpt = Annotated[
+    str,
+    typer.Option(
+        "--hypotheses",
+        "-H",
+        help="Hypothesis table with references (.parquet, .csv, .jsonl), or a partitioned "
+        "Parquet dataset (directory, glob or fsspec URL): each worker reads its domain's rows.",
+    ),
+]
+LossOpt = Annotated[
+    str,
+    typer.Option("--loss", help="r1 (expected SemER), r2 (cross-entropy) or r3 (r1 + alpha*r2)."),
+]
+OutOpt = Annotated[
+    Path, typer.Option("--out", "-o", help="Weights registry directory (created if needed).")
+]
+DomainsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--domain", "-d", help="Train only this domain (repeatable; default all)."),
+]
+ScopeOpt = Annotated[
+    str,
+    typer.Option(
+        "--scope",
+        help="R1 softmax over the whole n-best (other domains frozen at their current "
+        "weights) or over the domain's own hypotheses.",
+    ),
+]
+AlphaOpt = Annotated[
+    float,
+    typer.Option("--alpha", min=PENALTY_RANGE[0], max=PENALTY_RANGE[1], help="Weight of R2 in R3."),
+]
+L2Opt = Annotated[
+    str,
+    typer.Option(
+        "--l2",
+        help="L2 penalty on the weights (bias unpenalised; 0 to 1e6), or 'auto': each "
+        "domain picks its own by 3-fold cross-validation grouped by utterance.",
+    ),
+]
+TemperatureOpt = Annotated[
+    float,
+    typer.Option(
+        "--temperature",
+        min=TEMPERATURE_RANGE[0],
+        max=TEMPERATURE_RANGE[1],
+        help="Softmax temperature of R1.",
+    ),
+]
+TrainJobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", "-j", min=1, max=MAX_JOBS, help="Worker processes (default: all cores)."
+    ),
+]
+TrainEngineOpt = Annotated[
+    str, typer.Option("--engine", help="local (process pool), serial or dask.")
+]
+TrainSchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Dask scheduler address (default: start a local cluster)."),
+]
+MaxIterOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-iter", min=1, help="Solver iteration limit (Newton for r2, L-BFGS-B for r1/r3)."
+    ),
+]
+
+
 @app.command()
 def train(
-    hypotheses: Annotated[
-        str,
-        typer.Option(
-            "--hypotheses",
-            "-H",
-            help="Hypothesis table with references (.parquet, .csv, .jsonl), or a partitioned "
-            "Parquet dataset (directory, glob or fsspec URL): each worker reads its domain's rows.",
-        ),
-    ],
-    loss: Annotated[
-        str,
-        typer.Option(
-            "--loss", help="r1 (expected SemER), r2 (cross-entropy) or r3 (r1 + alpha*r2)."
-        ),
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Weights registry directory (created if needed).")
-    ],
-    domain: Annotated[
-        list[str] | None,
-        typer.Option("--domain", "-d", help="Train only this domain (repeatable; default all)."),
-    ] = None,
-    scope: Annotated[
-        str,
-        typer.Option(
-            "--scope",
-            help="R1 softmax over the whole n-best (other domains frozen at their current "
-            "weights) or over the domain's own hypotheses.",
-        ),
-    ] = "utterance",
-    alpha: Annotated[
-        float,
-        typer.Option(
-            "--alpha", min=PENALTY_RANGE[0], max=PENALTY_RANGE[1], help="Weight of R2 in R3."
-        ),
-    ] = 1.0,
-    l2: Annotated[
-        str,
-        typer.Option(
-            "--l2",
-            help="L2 penalty on the weights (bias unpenalised; 0 to 1e6), or 'auto': each "
-            "domain picks its own by 3-fold cross-validation grouped by utterance.",
-        ),
-    ] = "1e-3",
-    temperature: Annotated[
-        float,
-        typer.Option(
-            "--temperature",
-            min=TEMPERATURE_RANGE[0],
-            max=TEMPERATURE_RANGE[1],
-            help="Softmax temperature of R1.",
-        ),
-    ] = 1.0,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            "--jobs", "-j", min=1, max=MAX_JOBS, help="Worker processes (default: all cores)."
-        ),
-    ] = None,
-    engine: Annotated[
-        str, typer.Option("--engine", help="local (process pool), serial or dask.")
-    ] = "local",
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler", help="Dask scheduler address (default: start a local cluster)."
-        ),
-    ] = None,
-    max_iter: Annotated[
-        int,
-        typer.Option(
-            "--max-iter", min=1, help="Solver iteration limit (Newton for r2, L-BFGS-B for r1/r3)."
-        ),
-    ] = 1000,
+    hypotheses: HypothesesOpt,
+    loss: LossOpt,
+    out: OutOpt,
+    domain: DomainsOpt = None,
+    scope: ScopeOpt = "utterance",
+    alpha: AlphaOpt = 1.0,
+    l2: L2Opt = "1e-3",
+    temperature: TemperatureOpt = 1.0,
+    jobs: TrainJobsOpt = None,
+    engine: TrainEngineOpt = "local",
+    scheduler: TrainSchedulerOpt = None,
+    max_iter: MaxIterOpt = 1000,
 ) -> None:
     """Train each domain's re-ranker in parallel and publish a new version per domain."""
     l2_value = _parse_l2(l2)
     _check_train_options(loss, scope, engine, scheduler, alpha, l2_value, temperature, jobs, out)
     refuse_input_as_output(out, [Path(hypotheses)])
-    if is_dataset_path(hypotheses):
-        options = {"domains": domain or None, "scope": scope, "alpha": alpha, "l2": l2_value}
-        options |= {"temperature": temperature, "max_iter": max_iter}
-        results = _train_dataset(hypotheses, loss, out, engine, scheduler, jobs, options)
-        _report_results(results, out)
-        return
-    with status(f"reading {hypotheses}"):
-        table = read_hypotheses(hypotheses)
-    with _Display() as display, warnings.catch_warnings():
-        # non-convergence is reported below, once per domain, as a one-line warning
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        results = train_domains(
-            table,
-            loss=loss,
-            out=out,
-            domains=domain or None,
-            scope=scope,
-            alpha=alpha,
-            l2=l2_value,
-            temperature=temperature,
-            jobs=jobs,
-            engine=engine,
-            scheduler=scheduler,
-            progress=display,
-            max_iter=max_iter,
-        )
+    options = {"domains": domain or None, "scope": scope, "alpha": alpha, "l2": l2_value}
+    options |= {"temperature": temperature, "max_iter": max_iter}
+    run = _Run(hypotheses, loss, out, engine, scheduler, jobs, options)
+    results = _train_dataset(run) if is_dataset_path(hypotheses) else _train_table(run)
     _report_results(results, out)
 
 
-def _train_dataset(
-    hypotheses: str,
-    loss: str,
-    out: Path,
-    engine: str,
-    scheduler: str | None,
-    jobs: int | None,
-    options: dict[str, Any],
-) -> dict[str, DomainResult]:
+@dataclass(frozen=True)
+class _Run:
+    """One ``reranker train`` run: the input, loss, registry, executor and training options."""
+
+    hypotheses: str
+    loss: str
+    out: Path
+    engine: str
+    scheduler: str | None
+    jobs: int | None
+    options: dict[str, Any]
+
+
+def _train_table(run: _Run) -> dict[str, DomainResult]:
+    """Read the table and train its domains (:func:`reranker.training.train_domains`)."""
+    with status(f"reading {run.hypotheses}"):
+        table = read_hypotheses(run.hypotheses)
+    with _Display() as display, warnings.catch_warnings():
+        # non-convergence is reported after the run, once per domain, as a one-line warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return train_domains(
+            table,
+            loss=run.loss,
+            out=run.out,
+            jobs=run.jobs,
+            engine=run.engine,
+            scheduler=run.scheduler,
+            progress=display,
+            **run.options,
+        )
+
+
+def _train_dataset(run: _Run) -> dict[str, DomainResult]:
+    """Train the domains of a partitioned dataset, each worker reading its domain's rows."""
     from reranker.cli._datasets import open_executor, partition_progress
     from reranker.dataset_training import train_dataset_domains
 
-    kind, workers = ("local", 1) if engine == "serial" else (engine, jobs)
+    kind, workers = ("local", 1) if run.engine == "serial" else (run.engine, run.jobs)
     with (
-        open_executor(kind, scheduler=scheduler, jobs=workers) as executor,
+        open_executor(kind, scheduler=run.scheduler, jobs=workers) as executor,
         partition_progress() as bar,
         _Display() as display,
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore", ConvergenceWarning)
         return train_dataset_domains(
-            hypotheses,
-            loss=loss,
-            out=out,
+            run.hypotheses,
+            loss=run.loss,
+            out=run.out,
             executor=executor,
             progress=display,
             part_progress=bar,
-            **options,
+            **run.options,
         )
 
 
