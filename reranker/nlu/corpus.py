@@ -23,7 +23,6 @@ An intent entry wins over its domain's entry; unmapped domains keep their corpus
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from reranker._files import decode_utf8, parse_json, read_file_bytes, read_json_file
+from reranker._files import (
+    check_suffix,
+    decode_utf8,
+    json_object_lines,
+    read_csv_text,
+    read_file_bytes,
+    read_json_file,
+)
 from reranker.annotation import parse_annotation
 from reranker.errors import DataError
 
@@ -57,36 +63,22 @@ CORPUS_SUFFIXES: tuple[str, ...] = (".jsonl", ".ndjson", ".csv")
 
 
 def _suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in CORPUS_SUFFIXES:
-        raise DataError(
-            f"{path}: unknown corpus format {path.suffix or '(no extension)'!r}; "
-            "use .jsonl (one JSON object per line) or .csv"
-        )
-    return suffix
+    return check_suffix(
+        path,
+        CORPUS_SUFFIXES,
+        what="corpus format",
+        no_suffix="(no extension)",
+        advice="use .jsonl (one JSON object per line) or .csv",
+    )
 
 
 def _records_jsonl(path: Path, text: str) -> tuple[list[dict[str, object]], list[int]]:
-    records: list[dict[str, object]] = []
-    lines: list[int] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = parse_json(line, source=path, line=lineno)
-        if not isinstance(record, dict):
-            raise DataError(f"{path}: line {lineno}: expected a JSON object, got {line[:40]!r}")
-        records.append(record)
-        lines.append(lineno)
-    return records, lines
+    numbered = list(json_object_lines(path, text))
+    return [record for _, record in numbered], [lineno for lineno, _ in numbered]
 
 
 def _records_csv(path: Path, text: str) -> tuple[list[dict[str, object]], list[int]]:
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
-    except pd.errors.EmptyDataError as e:
-        raise DataError(f"{path}: corpus is empty") from e
-    except pd.errors.ParserError as e:
-        raise DataError(f"{path}: malformed CSV: {' '.join(str(e).split())}") from e
+    frame = read_csv_text(path, text, empty="corpus is empty")
     records = frame.to_dict(orient="records")
     return [{str(k): v for k, v in r.items()} for r in records], list(range(2, len(records) + 2))
 
