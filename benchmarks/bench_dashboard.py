@@ -89,15 +89,19 @@ def function_level(path: Path) -> list[tuple[str, float, float, float]]:
     load_s, prep = timed(lambda: cache.prepared(token))
     print(f"first load (read, validate, SemER of {len(prep.frame):,} hypotheses): {load_s:.2f} s")
     # The page as first opened: R0, unfiltered, default calibration view.
-    cache.filtered_utterances(*r0, "", False, (), (), (0.0, math.inf), "top_semer", True, 500)
+    first = cache.UtteranceQuery(semer_range=(0.0, math.inf), sort_by="top_semer", descending=True)
+    cache.filtered_utterances(*r0, first)
     view = cache.Slice(n_boot=N_BOOT)
     cache.curve(*r0, view)
     cache.metrics(*r0, view)
 
     rows = []
-    flt = ("", True, (), ("fire_tv",), (0.5, math.inf), "top_score", True, 500)
-    cold, (_, count) = timed(lambda: cache.filtered_utterances(*r0, *flt))
-    warm, _ = timed(lambda: cache.filtered_utterances(*r0, *flt))
+    flt = cache.UtteranceQuery(
+        misranked_only=True, devices=("fire_tv",), semer_range=(0.5, math.inf),
+        sort_by="top_score", descending=True,
+    )  # fmt: skip
+    cold, (_, count) = timed(lambda: cache.filtered_utterances(*r0, flt))
+    warm, _ = timed(lambda: cache.filtered_utterances(*r0, flt))
 
     def naive_filter() -> Any:
         table = read_hypotheses(path)

@@ -22,6 +22,7 @@ from dashboard.large_data import (
     large_summary,
     preview,
     statistics,
+    utterance_directory,
 )
 from reranker.calibration_slices import (
     calibration_metrics,
@@ -34,9 +35,10 @@ from reranker.datasets import DatasetInfo, discover_datasets
 from reranker.hypotheses import read_hypotheses
 from reranker.scoring import score_hypotheses
 from reranker.tables import PreparedTable, ScoredTable, dataset_summary, prepare, scored_view
+from reranker.utterance_search import UtteranceQuery, search_utterances
 from reranker.utterances import filter_utterances, top_domain_distribution, utterance_table
 
-__all__ = ["Slice", "large", "preview"]
+__all__ = ["Slice", "UtteranceQuery", "large", "preview"]
 
 
 def _path(token: str) -> str:
@@ -102,31 +104,13 @@ def utterances(token: str, loss: str, weights: str | None, fingerprint: str) -> 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def filtered_utterances(
-    token: str,
-    loss: str,
-    weights: str | None,
-    fingerprint: str,
-    search: str,
-    misranked_only: bool,
-    domains: tuple[str, ...],
-    devices: tuple[str, ...],
-    semer_range: tuple[float, float] | None,
-    sort_by: str | None,
-    descending: bool,
-    limit: int,
+    token: str, loss: str, weights: str | None, fingerprint: str, query: UtteranceQuery
 ) -> tuple[pd.DataFrame, int]:
-    """Filtered, sorted utterances (at most ``limit`` rows) and the number of matches."""
-    return filter_utterances(
-        utterances(token, loss, weights, fingerprint),
-        search=search,
-        misranked_only=misranked_only,
-        domains=domains,
-        devices=devices,
-        semer_range=semer_range,
-        sort_by=sort_by,
-        descending=descending,
-        limit=limit,
-    )
+    """Filtered, sorted utterances (at most ``query.limit`` rows) and the number of matches;
+    on a large dataset, searched with the filters pushed down to its utterance rows."""
+    if large(token):
+        return search_utterances(utterance_directory(token, weights), **query.kwargs())
+    return filter_utterances(utterances(token, loss, weights, fingerprint), **query.kwargs())
 
 
 @dataclass(frozen=True)

@@ -147,30 +147,6 @@ def large_metrics(stats: SliceStatistics, sl: Slice) -> dict[str, dict[str, floa
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def search(
-    token: str,
-    weights: str | None,
-    fingerprint: str,
-    filters: tuple[Any, ...],
-) -> tuple[pd.DataFrame, int]:
-    """Utterance rows matching ``filters`` (the arguments of ``search_utterances``, in order)."""
-    from reranker.utterance_search import search_utterances
-
-    search_text, misranked, domains, devices, semer_range, sort_by, descending, limit = filters
-    return search_utterances(
-        utterance_directory(token, weights),
-        search=search_text,
-        misranked_only=misranked,
-        domains=domains,
-        devices=devices,
-        semer_range=semer_range,
-        sort_by=sort_by,
-        descending=descending,
-        limit=limit,
-    )
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
 def one_utterance(token: str, utterance_id: str) -> pd.DataFrame:
     """The hypotheses of one utterance, read with a filter on its id."""
     from reranker.partitioned import open_dataset

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -151,85 +152,102 @@ def writable_registry(ctx: Context, loss: str) -> Path:
     return target
 
 
+def _dataset_label(key: str, by_key: dict[str, DatasetInfo]) -> str:
+    if key.startswith(UPLOAD_PREFIX):
+        return f"Uploaded: {key[len(UPLOAD_PREFIX) :]}"
+    return by_key[key].name if key in by_key else (key or "no data")
+
+
+def _pick_dataset(root: Path, by_key: dict[str, DatasetInfo], uploaded: dict[str, str]) -> str:
+    """The dataset selector (bound to ``?dataset=``); ``""`` when there is none."""
+    options = [*by_key, *(UPLOAD_PREFIX + name for name in uploaded)]
+    st.markdown("**Data**")
+    if not options:
+        st.warning(
+            f"No dataset found under {md(root)}. Upload a hypothesis table on the Data page, "
+            "or start with `--data DIR` / `RERANKER_DATA=DIR`."
+        )
+        return ""
+    key = st.selectbox(
+        "Dataset",
+        options,
+        format_func=lambda k: _dataset_label(k, by_key),
+        key="dataset",
+        bind="query-params",
+    )
+    return key or ""
+
+
+def _pick_split(
+    key: str, info: DatasetInfo | None, uploaded: dict[str, str]
+) -> tuple[str | None, Path | None]:
+    """The split selector when a dataset has several; ``(split, table path)``."""
+    if info is None:
+        if key.startswith(UPLOAD_PREFIX):
+            return None, Path(uploaded[key[len(UPLOAD_PREFIX) :]])
+        return None, None
+    splits = list(info.splits)
+    split = splits[0]
+    if len(splits) > 1:
+        split = st.selectbox(
+            "Split",
+            splits,
+            index=splits.index(info.default_split),
+            key="split",
+            bind="query-params",
+            help="Analyses use the test split by default; the weights were trained on dev.",
+        )
+    return split, info.splits[split or info.default_split]
+
+
+def _pick_loss(weights: dict[str, str], info: DatasetInfo | None) -> str:
+    """The loss selector (bound to ``?loss=``) and what a reader must know about the choice."""
+    st.markdown("**Re-ranker**")
+    loss = st.radio(
+        "Loss",
+        list(SCORERS),
+        format_func=LOSS_LABELS.get,
+        captions=[
+            "baseline" if x == "r0" else ("trained" if x in weights else "no weights")
+            for x in SCORERS
+        ],
+        key="loss",
+        horizontal=True,
+        bind="query-params",
+        help="\n\n".join(LOSS_HELP.values()),
+    )
+    if loss != "r0" and loss not in weights:
+        st.info(
+            f"{LOSS_LABELS[loss]} has no weights for this dataset yet: pages use R0. "
+            "Train or load weights on the Weights page."
+        )
+    if loss == "r1":
+        st.warning(R1_CAUTION, icon=":material/warning:")
+    if info is not None and info.devices_simulated:
+        st.caption("Devices in this dataset are simulated.")
+    return loss or "r0"
+
+
 def sidebar() -> Context:
     """Render the shared sidebar (dataset, split, loss) and return the current context."""
     init_state()
     root = data_root()
-    found = cache.datasets(str(root))
-    by_key = {d.key: d for d in found}
-    uploads: dict[str, str] = st.session_state["uploads"]
-    options = [*by_key, *(UPLOAD_PREFIX + name for name in uploads)]
+    by_key = {d.key: d for d in cache.datasets(str(root))}
+    uploaded: dict[str, str] = st.session_state["uploads"]
     with st.sidebar:
-        st.markdown("**Data**")
-        if not options:
-            st.warning(
-                f"No dataset found under {md(root)}. Upload a hypothesis table on the Data page, "
-                "or start with `--data DIR` / `RERANKER_DATA=DIR`."
-            )
-            key = None
-        else:
-            key = st.selectbox(
-                "Dataset",
-                options,
-                format_func=lambda k: (
-                    f"Uploaded: {k[len(UPLOAD_PREFIX) :]}"
-                    if k.startswith(UPLOAD_PREFIX)
-                    else by_key[k].name
-                ),
-                key="dataset",
-                bind="query-params",
-            )
-        info = by_key.get(key) if key else None
-        split = None
-        table_path: Path | None = None
-        if info is not None:
-            splits = list(info.splits)
-            if len(splits) > 1:
-                split = st.selectbox(
-                    "Split",
-                    splits,
-                    index=splits.index(info.default_split),
-                    key="split",
-                    bind="query-params",
-                    help="Analyses use the test split by default; the weights were trained on dev.",
-                )
-            else:
-                split = splits[0]
-            table_path = info.splits[split or info.default_split]
-        elif key is not None and key.startswith(UPLOAD_PREFIX):
-            table_path = Path(uploads[key[len(UPLOAD_PREFIX) :]])
-        dataset_key = key or ""
-        weights = _weights_for(dataset_key, info)
+        key = _pick_dataset(root, by_key, uploaded)
+        info = by_key.get(key)
+        split, table_path = _pick_split(key, info, uploaded)
+        weights = _weights_for(key, info)
         fingerprints = {loss: registry_fingerprint(p) for loss, p in weights.items()}
-        st.markdown("**Re-ranker**")
-        loss = st.radio(
-            "Loss",
-            list(SCORERS),
-            format_func=LOSS_LABELS.get,
-            captions=[
-                "baseline" if x == "r0" else ("trained" if x in weights else "no weights")
-                for x in SCORERS
-            ],
-            key="loss",
-            horizontal=True,
-            bind="query-params",
-            help="\n\n".join(LOSS_HELP.values()),
-        )
-        if loss != "r0" and loss not in weights:
-            st.info(
-                f"{LOSS_LABELS[loss]} has no weights for this dataset yet: pages use R0. "
-                "Train or load weights on the Weights page."
-            )
-        if loss == "r1":
-            st.warning(R1_CAUTION, icon=":material/warning:")
-        if info is not None and info.devices_simulated:
-            st.caption("Devices in this dataset are simulated.")
-    label = (
-        info.name
-        if info is not None
-        else (f"Uploaded: {dataset_key[len(UPLOAD_PREFIX) :]}" if dataset_key else "no data")
-    )
-    return Context(dataset_key, label, info, table_path, split, loss or "r0", weights, fingerprints)
+        loss = _pick_loss(weights, info)
+    label = _dataset_label(key, by_key)
+    return Context(key, label, info, table_path, split, loss, weights, fingerprints)
+
+
+def bound(widget: Any, label: str, *args: Any, key: str, **kwargs: Any) -> Any:
+    """A widget whose value is kept in the URL and across page switches."""
+    return widget(label, *args, key=key, bind="query-params", persist_state="session", **kwargs)
 
 
 def current() -> Context:

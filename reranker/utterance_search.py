@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,25 @@ from numpy.typing import NDArray
 
 from reranker.errors import DataError
 
-__all__ = ["search_utterances", "utterance_hypotheses"]
+__all__ = ["UtteranceQuery", "search_utterances", "utterance_hypotheses"]
+
+
+@dataclass(frozen=True)
+class UtteranceQuery:
+    """A search of the utterance list: the keyword arguments of
+    :func:`reranker.utterances.filter_utterances` and :func:`search_utterances`."""
+
+    search: str = ""
+    misranked_only: bool = False
+    domains: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    semer_range: tuple[float, float] | None = None
+    sort_by: str | None = None
+    descending: bool = False
+    limit: int = 500
+
+    def kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _dataset(directory: str | os.PathLike[str]) -> Any:

@@ -122,7 +122,11 @@ def test_pushed_down_search_equals_the_in_memory_filter(data_dir: Path) -> None:
         assert set(got["utterance_id"]) <= set(full["utterance_id"])
         shown = got.set_index("utterance_id")
         expected = full.set_index("utterance_id").loc[shown.index, shown.columns]
-        assert shown.equals(expected)  # each row read back by position is its utterance's row
+        # each row read back by position is its utterance's row (scores to rounding: a bucket is
+        # scored apart from the rest of the table)
+        floats = [c for c in shown.columns if shown[c].dtype.kind == "f"]
+        assert shown.drop(columns=floats).equals(expected.drop(columns=floats))
+        np.testing.assert_allclose(shown[floats], expected[floats].astype(float), rtol=1e-12)
     uid = full["utterance_id"].iloc[11]
     one = utterance_hypotheses(entry / "utterances", uid, n_buckets=3)
     assert len(one) == int(full["n_hypotheses"].iloc[11])

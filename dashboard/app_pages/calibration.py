@@ -55,14 +55,13 @@ ui.drop_stale_choice("cal_domain", [ALL, *summary["domains"]])
 ui.drop_stale_choice("cal_device", [ALL, *summary["devices"]])
 with st.container(border=True, key="cal_controls"):
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
-    losses = c1.multiselect(
+    losses = ui.bound(
+        c1.multiselect,
         "Losses",
         available,
         default=available,
         format_func=ui.LOSS_LABELS.get,
         key="cal_losses",
-        bind="query-params",
-        persist_state="session",
     )
     layout = c2.radio(
         "Layout",
@@ -114,40 +113,36 @@ with st.container(border=True, key="cal_controls"):
             bind="query-params",
             persist_state="session",
         )
-    n_boot = c6.select_slider(
+    n_boot = ui.bound(
+        c6.select_slider,
         "Bootstrap resamples",
         list(BOOT_CHOICES) if large else [0, 50, 100, 200, 500],
         value=100,
         key="cal_boot",
-        bind="query-params",
-        persist_state="session",
         help=INTERVAL_HELP,
     )
-    domain = c7.selectbox(
+    domain = ui.bound(
+        c7.selectbox,
         "Domain slice",
         [ALL, *summary["domains"]],
         key="cal_domain",
-        bind="query-params",
-        persist_state="session",
         help="Calibration of the hypotheses this domain produced; top-1 metrics of the utterances "
         "whose reference is this domain.",
     )
-    device = c8.selectbox(
+    device = ui.bound(
+        c8.selectbox,
         "Device slice",
         [ALL, *summary["devices"]],
         key="cal_device",
-        bind="query-params",
-        persist_state="session",
     )
     if large:
         st.session_state["cal_calibrators"] = []
-    calibrators = c9.multiselect(
+    calibrators = ui.bound(
+        c9.multiselect,
         f"Post-hoc calibrators of {ui.LOSS_LABELS[ctx.effective_loss]}",
         list(CALIBRATORS),
         format_func=CALIBRATORS.get,
         key="cal_calibrators",
-        bind="query-params",
-        persist_state="session",
         disabled=large,
         help="Not available on a dataset served from statistics (they need every score). "
         if large

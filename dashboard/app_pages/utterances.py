@@ -10,9 +10,10 @@ from dashboard import data_cache as cache
 from dashboard import large_data, ui
 from dashboard.names import safe_file_name
 from reranker import charts
-from reranker.contributions import hypothesis_contributions, rescore_utterance
+from reranker.contributions import hypothesis_contributions
 from reranker.errors import RerankerError
 from reranker.utterances import alignment_frame, utterance_detail
+from reranker.weights_edits import what_if
 
 LIMIT = 500
 SEMER_MAX = 2.0
@@ -50,72 +51,58 @@ ui.drop_stale_choice("utt_domains", summary["domains"])
 ui.drop_stale_choice("utt_devices", summary["devices"])
 with st.container(border=True, key="utt_filters"):
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
-    search = c1.text_input(
+    search = ui.bound(
+        c1.text_input,
         "Search text or id",
         key="utt_search",
-        bind="query-params",
-        persist_state="session",
         placeholder="e.g. mary poppins",
     )
-    domains = c2.multiselect(
+    domains = ui.bound(
+        c2.multiselect,
         "Reference domain",
         summary["domains"],
         key="utt_domains",
-        bind="query-params",
-        persist_state="session",
     )
-    devices = c3.multiselect(
+    devices = ui.bound(
+        c3.multiselect,
         "Device",
         summary["devices"],
         key="utt_devices",
-        bind="query-params",
-        persist_state="session",
     )
-    semer_lo, semer_hi = c4.slider(
+    semer_lo, semer_hi = ui.bound(
+        c4.slider,
         "Top-1 SemER",
         0.0,
         SEMER_MAX,
         (0.0, SEMER_MAX),
         step=0.05,
         key="utt_semer",
-        bind="query-params",
-        persist_state="session",
         help=f"The right end ({SEMER_MAX:g}) includes everything above it (SemER can exceed 1).",
     )
     c5, c6, c7 = st.columns([2, 3, 2])
     misranked = c5.toggle(
         "Misranked only", key="utt_misranked", bind="query-params", persist_state="session"
     )
-    sort_by = c6.selectbox(
+    sort_by = ui.bound(
+        c6.selectbox,
         "Sort by",
         list(SORTS),
         format_func=SORTS.get,
         key="utt_sort",
-        bind="query-params",
-        persist_state="session",
     )
     descending = c7.toggle(
         "Descending", value=True, key="utt_desc", bind="query-params", persist_state="session"
     )
 
 semer_range = (semer_lo, math.inf if semer_hi >= SEMER_MAX else semer_hi)
-filters = (
-    search,
-    misranked,
-    tuple(domains),
-    tuple(devices),
-    semer_range,
-    sort_by,
-    descending,
-    LIMIT,
+query = cache.UtteranceQuery(
+    search, misranked, tuple(domains), tuple(devices), semer_range, sort_by, descending, LIMIT
 )
+rows, count = cache.filtered_utterances(*args, query)
 if ctx.large:
-    token, _, weights_path, fingerprint = args
-    rows, count = large_data.search(token, weights_path, fingerprint, filters)
-    everything = ("", True, (), (), None, "utterance_id", False, 1)
-    n_misranked = large_data.search(token, weights_path, fingerprint, everything)[1]
+    every_misranked = cache.UtteranceQuery(misranked_only=True, limit=0)
+    n_misranked = cache.filtered_utterances(*args, every_misranked)[1]
 else:
-    rows, count = cache.filtered_utterances(*args, *filters)
     n_misranked = int(cache.utterances(*args)["misranked"].sum())
 st.caption(
     f"{count:,} of {summary['n_utterances']:,} utterances match"
@@ -379,24 +366,10 @@ with st.form("whatif_form", border=True):
     submitted = st.form_submit_button(
         "Re-rank with these weights", key="whatif_submit", type="primary"
     )
-new_docs = dict(docs)
-new_docs[wdomain] = {**doc, "weights": edited, "bias": bias}
-before = rescore_utterance(utt_rows, docs)
-after = rescore_utterance(utt_rows, new_docs)
-merged = after[["domain", "intent", "slots", "score", "rank"]].rename(
-    columns={"score": "what-if score", "rank": "what-if rank"}
-)
-merged["current rank"] = (
-    before.set_index(["domain", "intent", "slots"])
-    .loc[list(zip(after["domain"], after["intent"], after["slots"], strict=True)), "rank"]
-    .to_numpy()
-)
+semer_of = None
 if "semer" in detail.columns:
     semer_of = {(r["domain"], r["intent"], r["slots"]): r["semer"] for _, r in detail.iterrows()}
-    merged["semer"] = [
-        semer_of[k] for k in zip(merged["domain"], merged["intent"], merged["slots"], strict=True)
-    ]
-changed = (merged["what-if rank"] != merged["current rank"]).any()
+merged, changed = what_if(utt_rows, docs, wdomain, edited, bias, semer_of)
 st.dataframe(
     merged,
     key="whatif_result",

@@ -11,9 +11,9 @@ from dashboard import data_cache as cache
 from dashboard import ui
 from dashboard.names import registry_fingerprint, table_token
 from reranker import charts
-from reranker._files import DOCUMENT_LIMIT, decode_utf8, parse_json
 from reranker.errors import RerankerError, WeightsError
 from reranker.registry import compare_documents, registry_table
+from reranker.weights_edits import parse_documents, publish_documents
 
 TRAINABLE = ["r1", "r2", "r3"]
 
@@ -34,7 +34,7 @@ st.write(
 if not ui.need_table(ctx):
     st.stop()
 try:
-    from reranker.registry import WeightsRegistry, validate_weights_document
+    from reranker.registry import WeightsRegistry
     from reranker.training import train_domains
 except ImportError:
     st.info("Training is not available in this installation.")
@@ -68,93 +68,94 @@ with tab_train:
             "This dataset is too large to train in the dashboard: train with "
             "`reranker train --hypotheses DIR` and load the weights on the Load tab."
         )
-        st.stop()
-    preferred = next((k for k in data_choices if k.startswith("dev")), next(iter(data_choices)))
-    try:
-        domains_all = cache.summary(ctx.token)["domains"]
-    except RerankerError as e:
-        ui.show_error(e)
-        st.stop()
-    with st.form("train_form"):
-        st.markdown(f"**Train {ui.LOSS_LABELS[loss]} weights, each domain independently**")
-        c1, c2 = st.columns(2)
-        train_on = c1.selectbox(
-            "Training data",
-            list(data_choices),
-            index=list(data_choices).index(preferred),
-            key="train_data",
-            help="The shipped weights were trained on the dev split; analyses use the test split.",
-        )
-        domains = c2.multiselect("Domains (empty: all)", domains_all, key="train_domains")
-        c3, c4, c5, c6 = st.columns(4)
-        scope = c3.selectbox(
-            "R1 softmax scope",
-            ["utterance", "domain"],
-            disabled=loss == "r2",
-            key="train_scope",
-            help="utterance: over the whole n-best, other domains frozen at their current "
-            "weights; domain: over the domain's own hypotheses (cannot learn the domain's level "
-            "against the others).",
-        )
-        alpha = c4.number_input(
-            "α (R3)", 0.0, 100.0, 1.0, 0.1, key="train_alpha", disabled=loss != "r3"
-        )
-        l2_fixed = c5.number_input("L2 λ", 0.0, 10.0, 1e-3, 1e-3, format="%.4f", key="train_l2")
-        l2_auto = c5.checkbox(
-            "λ per domain by cross-validation",
-            key="train_l2_auto",
-            help="Each domain picks its own λ from a log grid by 3-fold cross-validation grouped "
-            "by utterance (the fixed λ above is then ignored); the choice and the CV scores go "
-            "into the weights file.",
-        )
-        tau = c6.number_input(
-            "Temperature τ (R1)", 0.01, 100.0, 1.0, 0.1, key="train_tau", disabled=loss == "r2"
-        )
-        submitted = st.form_submit_button("Train", key="train_submit", type="primary")
-    if submitted:
+    else:
+        preferred = next((k for k in data_choices if k.startswith("dev")), next(iter(data_choices)))
         try:
-            frame = cache.prepared(table_token(data_choices[train_on])).frame
-            todo = list(domains) or sorted(frame["domain"].unique())
-            ui.check_quota(add_files=2 * len(todo), add_bytes=0)
-            target = ui.writable_registry(ctx, loss)
-            bars = {}
-            box = st.container(border=True)
-            for d in todo:
-                bars[d] = box.progress(0.0, text=ui.md(f"{d}: queued"))
-
-            def progress(domain: str, message: str, fraction: float) -> None:
-                if domain in bars:
-                    bars[domain].progress(float(fraction), text=ui.md(f"{domain}: {message}"))
-
-            results = train_domains(
-                frame,
-                loss=loss,
-                out=target,
-                domains=todo,
-                scope=scope,
-                alpha=alpha,
-                l2="auto" if l2_auto else l2_fixed,
-                temperature=tau,
-                jobs=min(len(todo), os.cpu_count() or 1),
-                progress=progress,
-            )
+            domains_all = cache.summary(ctx.token)["domains"]
         except RerankerError as e:
             ui.show_error(e)
-        else:
-            failed = {d: r.error for d, r in results.items() if not r.ok}
-            done = [f"{d} v{r.version}" for d, r in results.items() if r.ok]
-            for d, err in failed.items():
-                st.error(ui.md(f"{d} was not trained: {err}"))
-            if done and not failed:
-                st.session_state["_trained"] = (
-                    f"Published {ui.LOSS_LABELS[loss]} weights {', '.join(done)}; every page now uses them."
+            st.stop()
+        with st.form("train_form"):
+            st.markdown(f"**Train {ui.LOSS_LABELS[loss]} weights, each domain independently**")
+            c1, c2 = st.columns(2)
+            train_on = c1.selectbox(
+                "Training data",
+                list(data_choices),
+                index=list(data_choices).index(preferred),
+                key="train_data",
+                help="The shipped weights were trained on the dev split; analyses use the test split.",
+            )
+            domains = c2.multiselect("Domains (empty: all)", domains_all, key="train_domains")
+            c3, c4, c5, c6 = st.columns(4)
+            scope = c3.selectbox(
+                "R1 softmax scope",
+                ["utterance", "domain"],
+                disabled=loss == "r2",
+                key="train_scope",
+                help="utterance: over the whole n-best, other domains frozen at their current "
+                "weights; domain: over the domain's own hypotheses (cannot learn the domain's level "
+                "against the others).",
+            )
+            alpha = c4.number_input(
+                "α (R3)", 0.0, 100.0, 1.0, 0.1, key="train_alpha", disabled=loss != "r3"
+            )
+            l2_fixed = c5.number_input("L2 λ", 0.0, 10.0, 1e-3, 1e-3, format="%.4f", key="train_l2")
+            l2_auto = c5.checkbox(
+                "λ per domain by cross-validation",
+                key="train_l2_auto",
+                help="Each domain picks its own λ from a log grid by 3-fold cross-validation grouped "
+                "by utterance (the fixed λ above is then ignored); the choice and the CV scores go "
+                "into the weights file.",
+            )
+            tau = c6.number_input(
+                "Temperature τ (R1)", 0.01, 100.0, 1.0, 0.1, key="train_tau", disabled=loss == "r2"
+            )
+            submitted = st.form_submit_button("Train", key="train_submit", type="primary")
+        if submitted:
+            try:
+                frame = cache.prepared(table_token(data_choices[train_on])).frame
+                todo = list(domains) or sorted(frame["domain"].unique())
+                ui.check_quota(add_files=2 * len(todo), add_bytes=0)
+                target = ui.writable_registry(ctx, loss)
+                bars = {}
+                box = st.container(border=True)
+                for d in todo:
+                    bars[d] = box.progress(0.0, text=ui.md(f"{d}: queued"))
+
+                def progress(domain: str, message: str, fraction: float) -> None:
+                    if domain in bars:
+                        bars[domain].progress(float(fraction), text=ui.md(f"{domain}: {message}"))
+
+                results = train_domains(
+                    frame,
+                    loss=loss,
+                    out=target,
+                    domains=todo,
+                    scope=scope,
+                    alpha=alpha,
+                    l2="auto" if l2_auto else l2_fixed,
+                    temperature=tau,
+                    jobs=min(len(todo), os.cpu_count() or 1),
+                    progress=progress,
                 )
-                _reset_versions()
-                st.rerun()
-            elif done:
-                st.success(ui.md(f"Published {', '.join(done)}."))
-    if "_trained" in st.session_state:
-        st.success(ui.md(st.session_state.pop("_trained")), icon=":material/check:")
+            except RerankerError as e:
+                ui.show_error(e)
+            else:
+                failed = {d: r.error for d, r in results.items() if not r.ok}
+                done = [f"{d} v{r.version}" for d, r in results.items() if r.ok]
+                for d, err in failed.items():
+                    st.error(ui.md(f"{d} was not trained: {err}"))
+                if done and not failed:
+                    st.session_state["_trained"] = (
+                        f"Published {ui.LOSS_LABELS[loss]} weights {', '.join(done)}; every page now uses them."
+                    )
+                    _reset_versions()
+                    st.rerun()
+                elif done:
+                    st.success(ui.md(f"Published {', '.join(done)}."))
+        if "_trained" in st.session_state:
+            st.success(ui.md(st.session_state.pop("_trained")), icon=":material/check:")
+
 
 with tab_load:
     st.markdown("**Use a weights registry directory**")
@@ -190,21 +191,13 @@ with tab_load:
         "Weights JSON", type=["json"], accept_multiple_files=True, key="weights_upload"
     )
     if files and st.button("Publish the uploaded weights", key="weights_upload_publish"):
-        published = []
+        published: list[str] = []
         try:
-            documents = []
-            for f in files:
-                if f.size > DOCUMENT_LIMIT:
-                    raise WeightsError(f"{f.name}: too large for a weights document")
-                text = decode_utf8(f.name, f.getvalue(), error=WeightsError)
-                raw = parse_json(text, source=f.name, error=WeightsError)
-                documents.append(validate_weights_document(raw, source=f.name))
+            documents = parse_documents([(f.name, f.getvalue()) for f in files])
             ui.check_quota(add_files=2 * len(documents), add_bytes=sum(f.size for f in files))
-            for d in documents:
-                # Each document goes to the registry of its own loss.
-                target = WeightsRegistry(ui.writable_registry(ctx, d["loss"]))
-                version = target.publish(d["domain"], d)
-                published.append(f"{ui.LOSS_LABELS[d['loss']]} {d['domain']} v{version}")
+            # Each document goes to the registry of its own loss.
+            for x, d, v in publish_documents(documents, lambda x: ui.writable_registry(ctx, x)):
+                published.append(f"{ui.LOSS_LABELS[x]} {d} v{v}")
         except RerankerError as e:
             ui.show_error(e)
             if published:
