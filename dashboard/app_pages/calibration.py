@@ -225,6 +225,10 @@ display = pd.DataFrame(
         for curve, m in metric_rows.items()
     }
 )
+if large:
+    st.caption(
+        "Smooth ECE needs every score: it is not computed on a dataset served from statistics."
+    )
 st.table(display.set_index("metric"))  # plain HTML: every column visible, whatever the width
 st.download_button(
     "Download metrics (CSV)",
