@@ -121,6 +121,7 @@ with right:
         ],
         columns=["metric", "value"],
     )
+    table = table[table["value"].notna()]  # smooth ECE is not computed from statistics
     st.dataframe(
         table,
         key="data_metrics",
