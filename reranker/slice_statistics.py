@@ -202,15 +202,18 @@ def _per_utterance(t: Any) -> tuple[list[tuple[str, str]], sparse.csr_matrix]:
     top_cols += [t0 + tb, t0 + BASE_BINS + tb, t0 + 2 * BASE_BINS + tb]
     top_vals = [np.ones(n_utt), t.semer[top], 1.0 - yt, (st - yt) ** 2, np.ones(n_utt), st, yt]
     shape = (n_utt, len(names) * WIDTH)
-    total = sparse.csr_matrix(shape)
     utt = np.arange(n_utt)
-    for hv, tv in zip(hyp_views, top_views, strict=True):
-        rows = np.concatenate([np.tile(t.codes, len(hyp_cols)), np.tile(utt, len(top_cols))])
-        cols = np.concatenate(
-            [hv * WIDTH + c for c in hyp_cols] + [tv * WIDTH + c for c in top_cols]
-        )
-        vals = np.concatenate(hyp_vals + top_vals)
-        total = total + sparse.csr_matrix((vals, (rows, cols)), shape=shape)
+    rows = np.tile(
+        np.concatenate([np.tile(t.codes, len(hyp_cols)), np.tile(utt, len(top_cols))]), 4
+    )
+    cols = np.concatenate(
+        [
+            np.concatenate([hv * WIDTH + c for c in hyp_cols] + [tv * WIDTH + c for c in top_cols])
+            for hv, tv in zip(hyp_views, top_views, strict=True)
+        ]
+    )
+    vals = np.tile(np.concatenate(hyp_vals + top_vals), 4)
+    total = sparse.csr_matrix((vals, (rows, cols)), shape=shape)
     return names, total
 
 
@@ -232,8 +235,8 @@ def bucket_statistics(t: Any, *, seed: int = 0) -> dict[str, Any]:
         "sums": sums,
         "replicates": reps.reshape(N_BOOT, len(names), WIDTH),
         "oracle": int(any_correct.sum()),
-        "domains": set(frame["domain"].astype(str)),
-        "devices": set(frame["device"].astype(str)),
+        "domains": {str(d) for d in frame["domain"].unique()},
+        "devices": {str(d) for d in frame["device"].unique()},
         "top_domains": top_domain_distribution(t)[["device", "domain", "count"]],
     }
 
