@@ -18,10 +18,13 @@ document, an NLU manifest or settings file, a domain map, a settings overrides f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ __all__ = [
     "read_csv_text",
     "read_file_bytes",
     "read_json_file",
+    "staged_directory",
 ]
 
 POINTER_LIMIT = 64
@@ -238,3 +242,23 @@ def read_csv_text(path: object, text: str, *, empty: str) -> pd.DataFrame:
         raise DataError(f"{path}: {empty}") from e
     except pd.errors.ParserError as e:
         raise DataError(f"{path}: malformed CSV: {' '.join(str(e).split())}") from e
+
+
+@contextlib.contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A fresh hidden folder beside ``target`` that replaces ``target`` when the block succeeds.
+
+    Build the folder's content inside the block. When it ends without an error the previous
+    ``target`` (if any) is removed and the new folder renamed into place; on any error,
+    interrupts included, the new folder is removed and ``target`` is left as it was.
+    """
+    parent = target.parent if str(target.parent) else Path(".")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

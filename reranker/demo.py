@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from reranker._files import staged_directory
 from reranker._validation import check_choice
 from reranker.demo_sources import (
     DemoSplits,
@@ -225,17 +224,8 @@ def _build_dataset(name: str, target: Path, sources: Path, build: _Build) -> dic
 
 def _build_in_place(name: str, root: Path, sources: Path, build: _Build) -> dict[str, Any]:
     """Build ``root/<name>`` in a staging folder and move it into place when complete."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
-        summary = _build_dataset(name, staging, sources, build)
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return summary
+    with staged_directory(root / name) as staging:
+        return _build_dataset(name, staging, sources, build)
 
 
 def _write_sample(root: Path, n_utterances: int, report: Progress) -> None:

@@ -1,8 +1,9 @@
-"""The executors that run :func:`~reranker.training_tasks.fit_domain` over the domains of a run.
+"""The training engines: how :func:`~reranker.training_tasks.fit_domain` runs over a run's domains.
 
 ``"serial"`` (in process), ``"local"`` (a process pool, default all cores) or ``"dask"`` (a Dask
-cluster: ``scheduler="tcp://host:8786"`` or, with no scheduler, a local cluster). Any object with
-an :meth:`Engine.run` method can stand in for them. Each yields ``(task, outcome)`` in completion
+cluster: ``scheduler="tcp://host:8786"`` or, with no scheduler, a local cluster); the last two
+run on the partition executors of :mod:`reranker.executors`. Any object with an
+:meth:`Engine.run` method can stand in for them. Each yields ``(task, outcome)`` in completion
 order, the outcome being :func:`fit_domain`'s result or the exception it raised.
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
-from reranker.errors import DataError, TrainingError
+from reranker.errors import DataError, RerankerError, TrainingError
+from reranker.executors import DaskExecutor, LocalExecutor
 from reranker.training_tasks import DomainTask, FitOutcome, fit_domain
 
 __all__ = ["ENGINES", "DaskEngine", "Engine", "LocalEngine", "SerialEngine", "make_engine"]
@@ -45,15 +46,8 @@ class SerialEngine:
             yield task, outcome
 
 
-def _single_threaded_worker() -> None:
-    """Keep each worker's BLAS on one thread: the pool already uses every core."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
 class LocalEngine:
-    """Train domains in a pool of worker processes.
+    """Train domains in a pool of worker processes (:class:`reranker.executors.LocalExecutor`).
 
     Workers start from a ``forkserver`` (``spawn`` where that does not exist), never by forking
     the caller, so training is safe from threaded callers such as the dashboard.
@@ -70,35 +64,14 @@ class LocalEngine:
     def run(
         self, tasks: Sequence[DomainTask]
     ) -> Iterator[tuple[DomainTask, FitOutcome | BaseException]]:
-        import multiprocessing.context
-
         if not tasks:
             return
-        workers = max(1, min(self.jobs or os.cpu_count() or 1, len(tasks)))
-        if workers == 1:
-            yield from SerialEngine().run(tasks)
-            return
-        context: multiprocessing.context.BaseContext
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            # workers fork from a clean server that has imported the package once
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["reranker.training_tasks"])
-        else:  # pragma: no cover
-            context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_single_threaded_worker
-        ) as pool:
-            pending: dict[Future[Any], DomainTask] = {pool.submit(fit_domain, t): t for t in tasks}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: pending[f].domain):
-                    task = pending.pop(future)
-                    error = future.exception()
-                    yield task, (error if error is not None else future.result())
+        with LocalExecutor(_workers(self.jobs, tasks)) as executor:
+            yield from executor.run(tasks)
 
 
 class DaskEngine:
-    """Train domains on a Dask cluster.
+    """Train domains on a Dask cluster (:class:`reranker.executors.DaskExecutor`).
 
     Parameters
     ----------
@@ -106,7 +79,7 @@ class DaskEngine:
         Address of a running scheduler (``tcp://host:8786``). Without one a local cluster of
         ``jobs`` single-threaded worker processes is started for the run and closed after it.
     jobs : int, optional
-        Workers of the local cluster (default all cores).
+        Workers of the local cluster (default all cores, never more than there are domains).
     """
 
     def __init__(self, scheduler: str | None = None, jobs: int | None = None) -> None:
@@ -116,47 +89,19 @@ class DaskEngine:
     def run(
         self, tasks: Sequence[DomainTask]
     ) -> Iterator[tuple[DomainTask, FitOutcome | BaseException]]:
-        try:
-            from dask.distributed import Client, LocalCluster, as_completed
-        except ImportError as e:  # pragma: no cover
-            raise TrainingError(
-                "the dask engine needs dask[distributed]: pip install 'reranker[dask]'"
-            ) from e
         if not tasks:
             return
-        cluster = None
         try:
-            if self.scheduler:
-                client = Client(self.scheduler, timeout="10s")
-            else:
-                cluster = LocalCluster(
-                    n_workers=max(1, min(self.jobs or os.cpu_count() or 1, len(tasks))),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                )
-                client = Client(cluster)
-        except (OSError, TimeoutError, ValueError) as e:
-            if cluster is not None:
-                cluster.close()
-            raise TrainingError(
-                f"cannot connect to the dask scheduler {self.scheduler!r}: {e}"
-            ) from e
-        try:
-            futures = {
-                client.submit(fit_domain, t, key=f"reranker-train-{t.domain}-{i}", pure=False): t
-                for i, t in enumerate(tasks)
-            }
-            for future in as_completed(list(futures)):
-                task = futures[future]
-                if future.status == "error":
-                    yield task, future.exception()
-                else:
-                    yield task, future.result()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            executor = DaskExecutor(self.scheduler, _workers(self.jobs, tasks))
+        except RerankerError as e:  # no dask installed, or no scheduler at that address
+            raise TrainingError(str(e)) from e
+        with executor:
+            yield from executor.run(tasks)
+
+
+def _workers(jobs: int | None, tasks: Sequence[DomainTask]) -> int:
+    """Worker processes of a run: ``jobs`` (default all cores), at most one per domain."""
+    return max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
 
 
 def make_engine(engine: str, *, jobs: int | None = None, scheduler: str | None = None) -> Engine:

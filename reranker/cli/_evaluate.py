@@ -138,22 +138,18 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _print_report(report: dict[str, object]) -> None:
+def _print_report(report: dict[str, Any]) -> None:
     columns = ["slice", *METRIC_KEYS]
     table = Table(title="Evaluation", show_lines=False)
     for c in columns:
         table.add_column(c, justify="left" if c == "slice" else "right")
     table.add_row("all", *(_fmt(report[k]) for k in METRIC_KEYS))
     for group in ("by_domain", "by_device"):
-        slices = report[group]
-        assert isinstance(slices, dict)
-        for name, metrics in slices.items():
+        for name, metrics in report[group].items():
             table.add_row(f"{group[3:]}={name}", *(_fmt(metrics[k]) for k in METRIC_KEYS))
     print_table(out_console, table)
     if "intervals" in report:
-        intervals = report["intervals"]
-        assert isinstance(intervals, dict)
-        for k, (lo, hi) in intervals.items():
+        for k, (lo, hi) in report["intervals"].items():
             out_console.print(f"{k}: {_fmt(report[k])} [{lo:.4f}, {hi:.4f}]", highlight=False)
 
 
@@ -224,7 +220,7 @@ def evaluate_cmd(
 
 def _evaluate_table(
     hypotheses: str, weights: str, options: dict[str, Any]
-) -> tuple[dict[str, object], dict[str, str]]:
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Read, score and evaluate a table in memory: the report and each domain's scoring."""
     with status(f"reading {hypotheses}"):
         table = read_hypotheses(hypotheses)
@@ -236,7 +232,7 @@ def _evaluate_table(
     return report, scoring.source
 
 
-def _print_evaluation(report: dict[str, object], source: dict[str, str], as_json: bool) -> None:
+def _print_evaluation(report: dict[str, Any], source: dict[str, str], as_json: bool) -> None:
     report["weights"] = {d: s for d, s in sorted(source.items())}
     if as_json:
         print(json.dumps(report, indent=1, sort_keys=True, default=_json_default))

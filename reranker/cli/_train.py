@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -379,16 +380,18 @@ def show_cmd(
 @weights_app.command("rollback")
 def rollback_cmd(weights: RegistryArg, domain: DomainOpt) -> None:
     """Make the previous version of one domain current again (other domains are untouched)."""
-    reg = _registry(weights)
-    current = reg.current_version(domain)
-    target = reg.rollback(domain)
-    err_console.print(f"{domain}: v{current} -> v{target}", highlight=False)
+    _move_current(weights, domain, WeightsRegistry.rollback)
 
 
 @weights_app.command("rollforward")
 def rollforward_cmd(weights: RegistryArg, domain: DomainOpt) -> None:
     """Undo a rollback: make the next newer version of one domain current (others untouched)."""
+    _move_current(weights, domain, WeightsRegistry.roll_forward)
+
+
+def _move_current(weights: Path, domain: str, move: Callable[[WeightsRegistry, str], int]) -> None:
+    """Move one domain's current version with ``move`` and print ``<domain>: vA -> vB``."""
     reg = _registry(weights)
     current = reg.current_version(domain)
-    target = reg.roll_forward(domain)
+    target = move(reg, domain)
     err_console.print(f"{domain}: v{current} -> v{target}", highlight=False)
