@@ -59,6 +59,9 @@ class TrainingOptions:
         Weight of R2 in R3.
     l2 : float in :data:`PENALTY_RANGE`, or ``"auto"``
         L2 penalty on the weights (not the bias); ``"auto"`` chooses it per domain.
+    device_l2 : float in :data:`PENALTY_RANGE`, ``"auto"`` or None
+        Penalty on the device weights; ``None`` (default): ``l2``; ``"auto"``: chosen per domain
+        by cross-validation with the one-standard-error rule (:mod:`reranker.regularization`).
     temperature : float in :data:`TEMPERATURE_RANGE`
         Softmax temperature of R1.
     max_iter : int, >= 1
@@ -76,15 +79,24 @@ class TrainingOptions:
     l2: float | str = 1e-3
     temperature: float = 1.0
     max_iter: int = 1000
+    device_l2: float | str | None = None
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
         check_choice("scope", self.scope, SCOPES)
         if isinstance(self.l2, str) and self.l2 != AUTO:
             raise ParameterError(f"l2 must be a number or {AUTO!r}, got {self.l2!r}")
-        for name in ("alpha", "l2"):
+        if isinstance(self.device_l2, str) and self.device_l2 != AUTO:
+            raise ParameterError(f"device_l2 must be a number or {AUTO!r}, got {self.device_l2!r}")
+        if (
+            self.device_l2 is not None
+            and self.device_l2 != AUTO
+            and not _number(self.device_l2) > 0
+        ):
+            raise ParameterError(f"device_l2 must be > 0, got {self.device_l2!r}")
+        for name in ("alpha", "l2", "device_l2"):
             value = getattr(self, name)
-            if value != AUTO:
+            if value != AUTO and value is not None:
                 _at_least(name, value, PENALTY_RANGE[0])
                 _within(name, value, PENALTY_RANGE)
         _within("temperature", self.temperature, TEMPERATURE_RANGE)
@@ -101,4 +113,8 @@ class TrainingOptions:
             "scope": self.scope,
             "temperature": float(self.temperature),
             "max_iter": int(self.max_iter),
-        }
+        } | (
+            {}
+            if self.device_l2 is None
+            else {"device_l2": AUTO if self.device_l2 == AUTO else float(self.device_l2)}
+        )

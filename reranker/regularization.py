@@ -11,7 +11,7 @@ utterances; competitors (``scope="utterance"``) follow their utterance into its 
 
 - ``l2="auto"`` (:func:`choose_l2`): λ of every weight from :data:`L2_GRID`; the λ with the
   lowest mean held-out loss wins, the larger λ on a tie.
-- The **device penalty** (:func:`choose_device_l2`, on by default, ``device_l2="auto"``): with λ
+- The **device penalty** (:func:`choose_device_l2`, with ``device_l2="auto"``): with λ
   fixed, the device one-hot weights get their own penalty λ_dev ≥ λ from :data:`DEVICE_L2_GRID`.
   The held-out utterances are cut into :data:`BLOCKS` blocks per fold; the standard error of a
   candidate's mean loss is that of its block losses. By the one-standard-error rule the
@@ -313,13 +313,14 @@ def fit_penalised(
 ) -> tuple[DomainReranker, dict[str, Any]]:
     """Fit one domain's re-ranker, choosing its penalties first where they are ``"auto"``.
 
-    ``params`` are :class:`DomainReranker` options plus ``device_l2`` (a number, or ``"auto"``,
-    the default); ``features`` names the columns of ``X`` (device columns start with
-    ``device=``). Returns the fitted model and the options to record: ``l2``, ``device_l2`` and,
-    for each penalty chosen by cross-validation, its search (``l2_search``, ``device_l2_search``).
+    ``params`` are :class:`DomainReranker` options plus, optionally, ``device_l2`` (a number,
+    ``"auto"``, or absent or None: the same as ``l2``); ``features`` names the columns of ``X``
+    (device columns start with ``device=``). Returns the fitted model and the options to record:
+    ``l2``, ``device_l2`` (when given) and, for each penalty chosen by cross-validation, its
+    search (``l2_search``, ``device_l2_search``).
     """
     options = dict(params)
-    device_l2 = options.pop("device_l2", AUTO)
+    device_l2 = options.pop("device_l2", None)
     record: dict[str, Any] = {}
     if options["l2"] == AUTO:
         options["l2"], record["l2_search"] = choose_l2(
@@ -333,7 +334,9 @@ def fit_penalised(
                 X, y, groups, semer=semer, competitors=competitors, params=options, device=device
             )
     record["l2"] = float(options["l2"])
-    record["device_l2"] = float(device_l2)
+    if device_l2 is not None:
+        record["device_l2"] = float(device_l2)
+    device_l2 = options["l2"] if device_l2 is None else device_l2
     model = fit_with_device_penalty(
         DomainReranker(**options),
         X,

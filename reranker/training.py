@@ -99,10 +99,17 @@ def _check_options(
     temperature: float,
     jobs: int | None,
     max_iter: int = 1000,
+    device_l2: float | str | None = None,
 ) -> TrainingOptions:
     """The run's :class:`TrainingOptions` (validated once), after checking ``jobs``."""
     options = TrainingOptions(
-        loss=loss, scope=scope, alpha=alpha, l2=l2, temperature=temperature, max_iter=max_iter
+        loss=loss,
+        scope=scope,
+        alpha=alpha,
+        l2=l2,
+        temperature=temperature,
+        max_iter=max_iter,
+        device_l2=device_l2,
     )
     if jobs is not None and jobs < 1:
         raise ParameterError(f"jobs must be >= 1, got {jobs!r}")
@@ -225,6 +232,7 @@ def train_domains(
     scope: str = "utterance",
     alpha: float = 1.0,
     l2: float | str = 1e-3,
+    device_l2: float | str | None = None,
     temperature: float = 1.0,
     jobs: int | None = None,
     engine: str | Engine = "local",
@@ -245,6 +253,9 @@ def train_domains(
     domains : iterable of str, optional
         Domains to train (default: every domain of the table).
     scope, alpha, l2, temperature : options of :class:`~reranker.estimator.DomainReranker`.
+    device_l2 : float, "auto" or None
+        Penalty on the device weights (default: ``l2``); ``"auto"`` chooses it per domain by
+        cross-validation (:mod:`reranker.regularization`).
     jobs : int, optional
         Worker processes (default all cores).
     engine : {"local", "serial", "dask"} or Engine
@@ -269,7 +280,7 @@ def train_domains(
     DataError
         On bad options or data, before anything is trained or written.
     """
-    options = _check_options(loss, scope, alpha, l2, temperature, jobs, max_iter)
+    options = _check_options(loss, scope, alpha, l2, temperature, jobs, max_iter, device_l2)
     executor = (
         make_engine(engine, jobs=jobs, scheduler=scheduler) if isinstance(engine, str) else engine
     )

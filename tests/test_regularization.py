@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reranker.errors import DataError
+from reranker.errors import DataError, ParameterError
 from reranker.estimator import DomainReranker
 from reranker.hypotheses import validate_hypotheses
 from reranker.losses import make_problem, objective
@@ -123,7 +123,7 @@ def test_the_device_penalty_is_exact() -> None:
 
 def test_the_device_penalty_shrinks_pure_noise_devices() -> None:
     X, y, groups, names = _device_problem(90, 0.0, 11)
-    params = {"loss": "r2", "l2": 1e-3}
+    params = {"loss": "r2", "l2": 1e-3, "device_l2": "auto"}
     model, chosen = fit_penalised(
         params, X, y, groups, semer=None, competitors=None, features=names
     )
@@ -139,7 +139,13 @@ def test_the_device_penalty_shrinks_pure_noise_devices() -> None:
 def test_the_device_penalty_keeps_a_real_device_effect() -> None:
     X, y, groups, names = _device_problem(300, 2.0, 12)
     model, chosen = fit_penalised(
-        {"loss": "r2", "l2": 1e-3}, X, y, groups, semer=None, competitors=None, features=names
+        {"loss": "r2", "l2": 1e-3, "device_l2": "auto"},
+        X,
+        y,
+        groups,
+        semer=None,
+        competitors=None,
+        features=names,
     )
     search = chosen["device_l2_search"]
     cv, se = np.asarray(search["cv_loss"]), np.asarray(search["cv_se"])
@@ -152,8 +158,21 @@ def test_the_device_penalty_keeps_a_real_device_effect() -> None:
 def test_no_device_feature_no_device_search() -> None:
     X, y, groups = _noise_problem(60, 4)
     _, chosen = fit_penalised(
-        {"loss": "r2", "l2": "auto"}, X, y, groups, semer=None, competitors=None,
+        {"loss": "r2", "l2": "auto", "device_l2": "auto"}, X, y, groups, semer=None, competitors=None,
         features=[f"f{j}" for j in range(X.shape[1])],
     )  # fmt: skip
     assert "device_l2_search" not in chosen and chosen["device_l2"] == chosen["l2"]
     assert chosen["l2"] in L2_GRID and len(chosen["l2_search"]["cv_loss"]) == len(L2_GRID)
+
+
+def test_train_domains_device_penalty_is_opt_in(tmp_path: Path) -> None:
+    table = validate_hypotheses(synthetic_hypotheses(240, seed=4))
+    plain = train_domains(table, loss="r2", out=tmp_path / "a", engine="serial", domains=["Music"])
+    assert "device_l2" not in plain["Music"].document["options"]
+    auto = train_domains(
+        table, loss="r2", out=tmp_path / "b", engine="serial", domains=["Music"], device_l2="auto"
+    )
+    options = auto["Music"].document["options"]
+    assert options["device_l2"] in options["device_l2_search"]["grid"]
+    with pytest.raises(ParameterError, match="device_l2"):
+        train_domains(table, loss="r2", out=tmp_path / "c", engine="serial", device_l2=0.0)
