@@ -197,7 +197,8 @@ class _TrainingRows:
         groups = self.groups[idx]
         competitors = None
         if self.errors is not None and self.z_frozen is not None:
-            others = ~mask & np.isin(self.groups, pd.unique(groups))
+            # a hash look-up: np.isin on strings compares every row with every utterance
+            others = ~mask & pd.Series(self.groups).isin(pd.unique(groups)).to_numpy()
             competitors = Competitors(
                 self.groups[others], self.z_frozen[others], self.errors[0][others]
             )
