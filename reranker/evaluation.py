@@ -27,13 +27,15 @@ from reranker.calibration import (
     brier_loss,
     expected_calibration_error,
     maximum_calibration_error,
+    reliability_curve,
 )
 from reranker.errors import DataError
 from reranker.hypotheses import has_references
+from reranker.kernel_calibration import smooth_ece
 from reranker.scored_pairs import ScoredPairs, check_pair
 from reranker.tables import ScoredTable, score_table
 
-__all__ = ["METRIC_KEYS", "Population", "evaluate"]
+__all__ = ["METRIC_KEYS", "Population", "evaluate", "reliability_json"]
 
 METRIC_KEYS = (
     "n_utterances",
@@ -59,6 +61,7 @@ def _slice_metrics(
     population: Population,
     hyp_weight: NDArray[np.float64] | None = None,
     utt_weight: NDArray[np.float64] | None = None,
+    smooth: bool = True,
 ) -> dict[str, Any]:
     if t.correct is None or t.semer is None:
         raise DataError(references_needed("evaluation"))
@@ -77,7 +80,7 @@ def _slice_metrics(
     def nan_to_none(x: float) -> float | None:
         return None if np.isnan(x) else float(x)
 
-    return {
+    metrics = {
         "n_utterances": int(top_rows.size),
         "n_hypotheses": int(hyp_mask.sum()),
         "top1_semer": mean(t.semer[top_rows], uw),
@@ -99,6 +102,9 @@ def _slice_metrics(
             )
         ),
     }
+    if smooth:  # not in the bootstrap: it has no interval
+        metrics["smooth_ece"] = nan_to_none(smooth_ece(y_cal, s_cal, sample_weight=w_cal))
+    return metrics
 
 
 def evaluate(
@@ -133,7 +139,10 @@ def evaluate(
     -------
     dict
         ``n_utterances``, ``n_hypotheses``, ``top1_semer``, ``top1_ie``, ``ece``, ``mce``,
-        ``brier``, ``ece_top1``, and ``by_domain`` / ``by_device`` objects with the same keys.
+        ``brier``, ``ece_top1``, ``smooth_ece`` (of the ``population``), and ``by_domain`` /
+        ``by_device`` objects with the same keys; ``reliability``, the overall reliability curve
+        of the ``population`` (``edges``, and per bin ``count``, ``mean_score``,
+        ``frac_correct``, with ``frac_correct_low``/``frac_correct_high`` when bootstrapped).
         Rates of an empty slice are ``None``.
     """
     if isinstance(hypotheses, ScoredTable):
@@ -150,12 +159,57 @@ def evaluate(
     all_utt = np.ones(int(t.top.size), dtype=bool)
     result = _slice_metrics(t, all_hyp, all_utt, **opts)
     result["by_domain"], result["by_device"] = _by_domain_and_device(t, opts)
+    result["reliability"] = _reliability(t, opts, n_boot=n_boot, confidence=confidence, seed=seed)
     if n_boot > 0:
         result["intervals"] = _bootstrap(
             t, result, opts, n_boot=n_boot, confidence=confidence, seed=seed
         )
         result["confidence"] = confidence
     return result
+
+
+def _reliability(
+    t: ScoredTable, opts: dict[str, Any], *, n_boot: int, confidence: float, seed: int
+) -> dict[str, list[float | None]]:
+    """The overall reliability curve of the calibration population (``None`` for empty bins);
+    with ``n_boot > 0`` the utterance-bootstrap interval of each bin's fraction correct."""
+    assert t.correct is not None
+    rows = t.top if opts["population"] == "top1" else np.arange(len(t.hypotheses))
+    ids = t.hypotheses["utterance_id"].to_numpy()[rows]
+    curve = reliability_curve(
+        t.correct[rows],
+        t.score[rows],
+        n_bins=opts["n_bins"],
+        strategy=opts["strategy"],
+        groups=ids,
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+    )
+    return reliability_json(
+        curve.edges, curve.count, curve.mean_score, curve.frac_correct, curve.low, curve.high
+    )
+
+
+def reliability_json(*columns: NDArray[np.float64]) -> dict[str, list[float | None]]:
+    """The ``reliability`` object of the report: edges, count, mean score and fraction correct
+    per bin (and the interval of the fraction when it was bootstrapped); ``None`` for nan."""
+    names = (
+        "edges",
+        "count",
+        "mean_score",
+        "frac_correct",
+        "frac_correct_low",
+        "frac_correct_high",
+    )
+    out = {
+        name: [None if np.isnan(v) else float(v) for v in values]
+        for name, values in zip(names, columns, strict=False)
+    }
+    if all(v is None for v in out.get("frac_correct_low", [])):
+        out.pop("frac_correct_low", None)
+        out.pop("frac_correct_high", None)
+    return out
 
 
 def _by_domain_and_device(
@@ -255,9 +309,13 @@ def _sliced_uniform(
     else:
         every = top
     n_hyp = np.bincount(hyp_code, minlength=k)
+    cal_code, y_cal, s_cal = (
+        (hyp_code, t.correct, t.score) if population == "all" else (utt_code, y_top, s_top)
+    )
     out = []
     for j in range(k):
         has = n_utt[j] > 0
+        in_slice = cal_code == j
         out.append(
             {
                 "n_utterances": int(n_utt[j]),
@@ -268,6 +326,9 @@ def _sliced_uniform(
                 "mce": every[j][1],
                 "brier": every[j][2],
                 "ece_top1": top[j][0],
+                "smooth_ece": (
+                    float(smooth_ece(y_cal[in_slice], s_cal[in_slice])) if in_slice.any() else None
+                ),
             }
         )
     return out
@@ -290,7 +351,13 @@ def _bootstrap(
     for start, weights in weight_chunks(t.utterance_keys, n_boot, seed=seed):
         for b, w_utt in enumerate(weights, start=start):
             sample = _slice_metrics(
-                t, all_hyp, all_utt, hyp_weight=w_utt[t.codes], utt_weight=w_utt, **opts
+                t,
+                all_hyp,
+                all_utt,
+                hyp_weight=w_utt[t.codes],
+                utt_weight=w_utt,
+                smooth=False,
+                **opts,
             )
             replicates[b] = [np.nan if sample[k] is None else sample[k] for k in keys]
     estimates = [np.nan if result[k] is None else result[k] for k in keys]

@@ -22,6 +22,8 @@ Computation, in one or two passes over the scores whatever N is:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.fft
 from numpy.typing import ArrayLike, NDArray
@@ -30,7 +32,7 @@ from scipy.optimize import brentq
 from reranker.errors import DataError
 from reranker.scored_pairs import check_pair
 
-__all__ = ["reflected_kernel", "smooth_ece"]
+__all__ = ["first_grid", "linear_binning", "reflected_kernel", "smooth_ece", "smooth_ece_of_masses"]
 
 FloatArray = NDArray[np.float64]
 _POINTS_PER_SIGMA = 16
@@ -60,7 +62,14 @@ def _grid_for(sigma: float, at_least: int) -> int:
     return int(min(_MAX_GRID, 1 << int(np.ceil(np.log2(need)))))
 
 
-def _linear_binning(s: FloatArray, r: FloatArray, m: int) -> FloatArray:
+def first_grid(n: int, grid_size: int | None = None) -> int:
+    """Intervals of the first grid the fixed-point search uses for ``n`` scores."""
+    at_least = int(grid_size) if grid_size else 256
+    # smECE of n scores is rarely below 1/sqrt(n): start on a grid fine enough for that
+    return _grid_for(1.0 / np.sqrt(max(n, 1)), max(_FIRST_GRID, at_least))
+
+
+def linear_binning(s: FloatArray, r: FloatArray, m: int) -> FloatArray:
     """Residual mass at the grid points ``j / m``, ``j = 0 .. m``."""
     pos = s * m
     j = pos.astype(np.intp)
@@ -76,9 +85,8 @@ def _linear_binning(s: FloatArray, r: FloatArray, m: int) -> FloatArray:
 class _Grid:
     """Residual masses on a grid of ``m`` intervals, ready for any bandwidth."""
 
-    def __init__(self, s: FloatArray, r: FloatArray, m: int) -> None:
+    def __init__(self, mass: FloatArray, m: int) -> None:
         self.m = m
-        mass = _linear_binning(s, r, m)
         circle = np.concatenate([mass, mass[-2:0:-1]])  # even extension to [0, 2)
         circle[0] *= 2.0  # a mass on an end coincides with its own image
         circle[m] *= 2.0
@@ -142,18 +150,34 @@ def smooth_ece(
     if pairs.w is not None:
         r *= pairs.w
     r /= total
-    at_least = int(grid_size) if grid_size else 256
     if bandwidth is not None:
         if not bandwidth > 0:
             raise DataError(f"bandwidth must be positive, got {bandwidth!r}")
-        return _Grid(pairs.s, r, _grid_for(bandwidth, at_least)).smece(bandwidth)
-    # smECE of n scores is rarely below 1/sqrt(n): start on a grid fine enough for that
-    first = _grid_for(1.0 / np.sqrt(pairs.s.size), max(_FIRST_GRID, at_least))
-    grid = _Grid(pairs.s, r, first)
+        m = _grid_for(bandwidth, int(grid_size) if grid_size else 256)
+        return _Grid(linear_binning(pairs.s, r, m), m).smece(bandwidth)
+    return smooth_ece_of_masses(
+        lambda m: linear_binning(pairs.s, r, m), pairs.s.size, grid_size=grid_size
+    )
+
+
+def smooth_ece_of_masses(
+    masses: Callable[[int], FloatArray], n: int, *, grid_size: int | None = None
+) -> float:
+    """The fixed-point smooth ECE of ``n`` scores from their residual masses on any grid.
+
+    ``masses(m)`` returns the residuals ``r_i`` (normalised to the total weight) spread onto
+    ``m + 1`` grid points by :func:`linear_binning`; it is called for the first grid
+    (:func:`first_grid`) and for each finer grid the search needs. Residual masses add up over
+    partitions of the scores, so partitioned data need only their merged masses.
+    """
+    at_least = int(grid_size) if grid_size else 256
+    m = first_grid(n, grid_size)
+    grid = _Grid(masses(m), m)
     low, high = _SIGMA_RANGE
     sigma = _fixed_point(grid, low, high)
     while _grid_for(sigma, at_least) > grid.m:
-        grid = _Grid(pairs.s, r, _grid_for(sigma, at_least))
+        m = _grid_for(sigma, at_least)
+        grid = _Grid(masses(m), m)
         lo, hi = max(low, sigma / 2), min(high, sigma * 2)
         if not (grid.smece(lo) > lo and grid.smece(hi) < hi):
             lo, hi = low, high
