@@ -1,9 +1,10 @@
 """Scale benchmark: evaluate and train on a partitioned dataset, in memory, streaming and on Dask.
 
     python benchmarks/bench_scale.py --hypotheses 2000000 --parts 20
+    python benchmarks/bench_scale.py --dataset /data/synth20m --no-memory   # an existing dataset
 
-Writes a realistic dataset (``reranker synth``), then runs each configuration in a fresh
-subprocess while a sampler sums the resident memory of that process and all its children
+Writes a realistic dataset (``reranker synth``), or takes an existing one (``--dataset``, read
+only), then runs each configuration in a fresh subprocess while a sampler sums the resident memory of that process and all its children
 (Dask nanny and worker processes included) every 50 ms:
 
 - ``evaluate`` in memory (pandas, the whole table) against the streaming local engine with 1 and
@@ -136,10 +137,12 @@ def main() -> None:
     parser.add_argument("--hypotheses", type=int, default=2_000_000)
     parser.add_argument("--parts", type=int, default=20)
     parser.add_argument("--layout", default="flat")
+    parser.add_argument("--dataset", help="an existing dataset to measure (nothing is written)")
     parser.add_argument("--bootstrap", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the in-memory runs")
     parser.add_argument("--no-train", action="store_true", help="skip training")
     parser.add_argument("--no-evaluate", action="store_true", help="skip evaluate")
+    parser.add_argument("--engines", default="local:1,local:2,dask:1,dask:2")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -148,20 +151,10 @@ def main() -> None:
     if opts.phase:
         _phase(opts)
         return
-    from reranker.synthetic_dataset import write_synthetic_dataset
-
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        data = os.path.join(tmp, "data")
-        started = time.perf_counter()
-        write_synthetic_dataset(data, opts.hypotheses, parts=opts.parts, layout=opts.layout)
-        n = opts.hypotheses
-        print(
-            f"{n:,} hypotheses in {opts.parts} {opts.layout} parts, written in "
-            f"{time.perf_counter() - started:.1f}s; load average {os.getloadavg()[0]:.1f}",
-            flush=True,
-        )
+        data, n = _dataset(opts, tmp)
         common = ["--data", data, "--bootstrap", str(opts.bootstrap), "--scratch", tmp]
-        configs = [] if opts.no_evaluate else ["local:1", "local:2", "dask:1", "dask:2"]
+        configs = [] if opts.no_evaluate else opts.engines.split(",")
         if configs and not opts.no_memory:
             configs.insert(0, "memory:1")
         runs: dict[str, dict[str, Any]] = {}
@@ -174,16 +167,45 @@ def main() -> None:
             _train(opts, tmp, common)
 
 
+def _dataset(opts: argparse.Namespace, tmp: str) -> tuple[str, int]:
+    """The dataset to measure and its number of hypotheses: ``--dataset``, or one written."""
+    if opts.dataset:
+        import pyarrow.parquet as pq
+
+        from reranker.partitioned import open_dataset
+
+        parts = open_dataset(opts.dataset).parts
+        n = sum(pq.ParquetFile(p.path).metadata.num_rows for p in parts)
+        print(f"{n:,} hypotheses in {len(parts)} parts of {opts.dataset}; {_load()}", flush=True)
+        return opts.dataset, n
+    from reranker.synthetic_dataset import write_synthetic_dataset
+
+    data = os.path.join(tmp, "data")
+    started = time.perf_counter()
+    write_synthetic_dataset(data, opts.hypotheses, parts=opts.parts, layout=opts.layout)
+    print(
+        f"{opts.hypotheses:,} hypotheses in {opts.parts} {opts.layout} parts, written in "
+        f"{time.perf_counter() - started:.1f}s; {_load()}",
+        flush=True,
+    )
+    return data, opts.hypotheses
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} {five:.1f} {fifteen:.1f} on {os.cpu_count()} cores"
+
+
 def _line(kind: str, config: str, r: dict[str, Any]) -> None:
     print(
         f"{kind} {config:<9} {r['seconds']:7.1f} s wall {r['cpu_seconds']:7.1f} s cpu "
-        f"{r['peak_gb']:6.2f} GB peak",
+        f"{r['peak_gb']:6.2f} GB peak; {_load()}",
         flush=True,
     )
 
 
 def _report_evaluate(runs: dict[str, dict[str, Any]], n: int) -> None:
-    reference = runs.get("memory:1", runs["local:1"])["result"]
+    reference = next(iter(runs.values()))["result"]
     print("evaluate    seconds  cpu s  peak GB  hyps/cpu-s  max |diff| vs first")
     for c, r in runs.items():
         diff = _max_diff(reference, r["result"])
@@ -192,8 +214,9 @@ def _report_evaluate(runs: dict[str, dict[str, Any]], n: int) -> None:
             f"{n / max(r['cpu_seconds'], 1e-9):11,.0f}  {diff:.2e}"
         )
     for engine in ("local", "dask"):
-        ratio = runs[f"{engine}:1"]["seconds"] / runs[f"{engine}:2"]["seconds"]
-        print(f"evaluate, {engine}: 2 workers {ratio:.2f}x faster than 1")
+        if f"{engine}:1" in runs and f"{engine}:2" in runs:
+            ratio = runs[f"{engine}:1"]["seconds"] / runs[f"{engine}:2"]["seconds"]
+            print(f"evaluate, {engine}: 2 workers {ratio:.2f}x faster than 1")
 
 
 def _train(opts: argparse.Namespace, tmp: str, common: list[str]) -> None:

@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reranker._validation import require_references
+from reranker._validation import POPULATIONS, check_choice, require_references
+from reranker.dataset_scores import ScoreSample, score_sample
 from reranker.errors import DataError
-from reranker.evaluation_stats import EvaluationStats, evaluation_stats
+from reranker.evaluation_stats import EvaluationStats, FinerGridNeeded, evaluation_stats
 from reranker.executors import Executor, Progress, run_all
+from reranker.kernel_calibration import first_grid
 from reranker.partitioned import PartitionedDataset, open_dataset, read_part
 from reranker.regroup import (
     PART,
@@ -54,16 +56,49 @@ def evaluate_bucket(
     scratch: str,
     bucket: int,
     documents: Documents,
-    options: dict[str, Any],
-) -> tuple[Problem | None, EvaluationStats | None, dict[str, str]]:
-    """Check, score and reduce one bucket to evaluation statistics (runs on a worker)."""
+    options: dict[str, Any] | None,
+) -> tuple[Problem | None, EvaluationStats | ScoreSample | None, dict[str, str]]:
+    """Check and score one bucket; reduce it to evaluation statistics taken with ``options``,
+    or with ``options=None`` to the scores of its slices (runs on a worker)."""
     frame, problem = gather_bucket(dataset, scratch, bucket)
     if problem is not None or len(frame) == 0:
         return problem, None, {}
     scoring = score_with_documents(frame, documents)
-    score, source = scoring.score, scoring.source
-    stats = evaluation_stats(score_table(frame, score), **options)
-    return None, stats, source
+    table = score_table(frame, scoring.score)
+    if options is None:
+        return None, score_sample(table), scoring.source
+    return None, evaluation_stats(table, **options), scoring.source
+
+
+def _bucket_pass(
+    executor: Executor,
+    dataset: PartitionedDataset,
+    scratch: str,
+    documents: Documents,
+    options: dict[str, Any] | None,
+    progress: Progress | None,
+) -> tuple[Any, dict[str, str]]:
+    """Run :func:`evaluate_bucket` on every bucket; the merged results and the scorers.
+
+    Results are merged as they arrive (memory stays one bucket's worth); the first breach of
+    the data contract, as the in-memory path reports it, is raised after all finished.
+    """
+    merged: list[Any] = []
+    problems: list[Problem | None] = []
+    sources: dict[str, str] = {}
+
+    def keep(_index: int, outcome: Any) -> None:
+        problem, result, source = outcome
+        problems.append(problem)
+        sources.update(source)
+        if result is not None:
+            merged[:] = [result if not merged else merged[0] + result]
+
+    arguments = [(dataset, scratch, b, documents, options) for b in range(len(dataset.parts))]
+    phase = "evaluating" if options is not None else "reading scores"
+    run_all(executor, evaluate_bucket, arguments, phase=phase, progress=progress, on_result=keep)
+    raise_first(problems)
+    return merged[0], sources
 
 
 def evaluate_dataset(
@@ -83,39 +118,35 @@ def evaluate_dataset(
     """:func:`reranker.evaluation.evaluate` of a dataset, partition by partition.
 
     Returns the report and the scorer of each domain (``"r0"`` or ``"<loss> v<version>"``).
-    Equal-width bins only: equal-mass bin edges need every score at once.
+    Equal-mass bins (``strategy="quantile"``) take a first pass that collects only the scores
+    (8 bytes a hypothesis) to compute every slice's exact quantile edges.
     """
-    if strategy != "uniform":
-        raise DataError("on a partitioned dataset, --strategy must be 'uniform' (equal-width bins)")
+    check_choice("strategy", strategy, ("uniform", "quantile"))
+    check_choice("population", population, POPULATIONS)
     dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(spec)
     documents = load_documents(weights)
-    options = {"n_bins": n_bins, "strategy": strategy, "n_boot": n_boot, "seed": seed}
+    options: dict[str, Any] = {
+        "n_bins": n_bins,
+        "strategy": strategy,
+        "population": population,
+        "n_boot": n_boot,
+        "seed": seed,
+    }
     with scratch_directory(scratch) as tmp:
         summaries = scatter_dataset(executor, dataset, tmp, progress)
         require_references(summaries[0].has_references, "evaluation", source=dataset.source)
-        arguments = [(dataset, tmp, b, documents, options) for b in range(len(dataset.parts))]
-        merged: list[EvaluationStats] = []
-        problems: list[Problem | None] = []
-        sources: dict[str, str] = {}
-
-        def keep(_index: int, outcome: Any) -> None:
-            problem, stats, source = outcome
-            problems.append(problem)
-            sources.update(source)
-            if stats is not None:  # merge as results arrive: memory stays one bucket's worth
-                merged[:] = [stats if not merged else merged[0] + stats]
-
-        run_all(
-            executor,
-            evaluate_bucket,
-            arguments,
-            phase="evaluating",
-            progress=progress,
-            on_result=keep,
-        )
-    raise_first(problems)
-    report = merged[0].report(population=population, confidence=confidence)
-    return report, sources
+        # residual grid of smooth ECE: the first one its search needs on the largest slice
+        options["grid"] = first_grid(sum(s.n_rows for s in summaries))
+        if strategy == "quantile":
+            sample, _ = _bucket_pass(executor, dataset, tmp, documents, None, progress)
+            options["edges"] = sample.edges(n_bins)
+            del sample
+        while True:
+            stats, sources = _bucket_pass(executor, dataset, tmp, documents, options, progress)
+            try:
+                return stats.report(confidence=confidence), sources
+            except FinerGridNeeded as finer:  # smooth ECE far below 1/sqrt(n): seldom
+                options["grid"] = finer.grid
 
 
 def rerank_bucket(

@@ -17,7 +17,6 @@ from reranker.ranking import r0_score
 from reranker.streaming import evaluate_dataset, rerank_dataset
 from reranker.tables import score_table
 from tests.conftest import make_table
-from tests.test_evaluation import _assert_close
 from tests.test_partitioned import write_layout
 
 
@@ -43,9 +42,20 @@ def straddling(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, 
     return frame, paths
 
 
-def both_ways(expected: dict, got: dict) -> None:
-    _assert_close(expected, got)
-    _assert_close(got, expected)
+def both_ways(expected: object, got: object, path: str = "") -> None:
+    """The same keys at every level, and every number equal to 1e-9 (None where None)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(expected), path
+        for key, value in expected.items():
+            both_ways(value, got[key], f"{path}{key}.")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), path
+        for k, (a, b) in enumerate(zip(expected, got, strict=True)):
+            both_ways(a, b, f"{path}{k}.")
+    elif expected is None or isinstance(expected, str):
+        assert got == expected, path
+    else:
+        assert got == pytest.approx(expected, abs=1e-9), path
 
 
 @pytest.mark.parametrize(("layout", "engine"), CASES)
@@ -55,13 +65,14 @@ def test_evaluate_dataset_equals_in_memory(
     path = straddling[1][layout]
     table = read_hypotheses(path)  # the in-memory path: the parts concatenated
     with executor_named(engine, dask_scheduler) as executor:
-        for population in ("all", "top1"):
-            expected = evaluate(table, r0_score(table), n_bins=7, population=population)
-            report, source = evaluate_dataset(
-                str(path), "r0", executor=executor, n_bins=7, population=population
-            )
+        for population, strategy in (("all", "uniform"), ("top1", "quantile")):
+            options = {"n_bins": 7, "population": population, "strategy": strategy}
+            expected = evaluate(table, r0_score(table), **options)
+            report, source = evaluate_dataset(str(path), "r0", executor=executor, **options)
             both_ways(expected, report)
             assert set(source.values()) == {"r0"}
+            assert {"smooth_ece", "ece", "ece_top1"} <= set(report["by_device"]["fire_tv"])
+            assert len(report["reliability"]["count"]) == 7
 
 
 def test_evaluate_dataset_with_weights_matches(tmp_path: Path, straddling, dask_scheduler) -> None:
@@ -159,12 +170,17 @@ def test_bootstrap_intervals_do_not_depend_on_partitioning(
 ) -> None:
     paths = straddling[1]
     table = read_hypotheses(paths["flat"])
-    expected = evaluate(table, r0_score(table), n_boot=40, seed=3, confidence=0.8)
-    for layout, engine in (("hive", "dask"), ("domain", "local-1")):
+    options = {"n_boot": 40, "seed": 3, "confidence": 0.8}
+    for layout, engine, strategy in (
+        ("hive", "dask", "uniform"),
+        ("domain", "local-1", "quantile"),
+    ):
+        expected = evaluate(table, r0_score(table), strategy=strategy, **options)
         with executor_named(engine, dask_scheduler) as executor:
             report, _ = evaluate_dataset(
-                str(paths[layout]), "r0", executor=executor, n_boot=40, seed=3, confidence=0.8
+                str(paths[layout]), "r0", executor=executor, strategy=strategy, **options
             )
         both_ways(expected, report)
+        assert "frac_correct_low" in report["reliability"]
     for key, (low, high) in report["intervals"].items():
         assert low <= report[key] <= high, key
