@@ -188,12 +188,12 @@ class EvaluationStats:
 
     n_bins: int
     strategy: str
-    population: str
-    grid: int
     overall: FloatArray
     by_domain: dict[str, FloatArray] = field(default_factory=dict)
     by_device: dict[str, FloatArray] = field(default_factory=dict)
     replicates: FloatArray | None = None
+    population: str = "all"
+    grid: int = 0
     edges: Edges | None = None
 
     def __add__(self, other: EvaluationStats) -> EvaluationStats:
@@ -214,11 +214,18 @@ class EvaluationStats:
             ),
         )
 
-    def report(self, *, confidence: float = 0.9) -> dict[str, Any]:
+    def report(self, *, population: str | None = None, confidence: float = 0.9) -> dict[str, Any]:
         """The object :func:`reranker.evaluation.evaluate` returns, from the merged sums.
 
+        ``population`` defaults to the one the statistics were taken for; another one is
+        possible only without a residual grid (``grid=0``: smooth ECE is then ``None``).
         Raises :class:`FinerGridNeeded` if smooth ECE needs a finer grid than ``grid``.
         """
+        if population is not None and population != self.population:
+            check_choice("population", population, POPULATIONS)
+            if self.grid:
+                raise DataError(f"these statistics were taken for population {self.population!r}")
+            return replace(self, population=population).report(confidence=confidence)
         result = self._metrics(self.overall)
         for family in ("by_domain", "by_device"):
             slices = getattr(self, family)
@@ -391,13 +398,13 @@ def evaluation_stats(
     return EvaluationStats(
         n_bins,
         strategy,
-        population,
-        grid,
         families["all"]["all"],
         families["domain"],
         families["device"],
         replicates,
-        o.edges,
+        population=population,
+        grid=grid,
+        edges=o.edges,
     )
 
 

@@ -58,10 +58,30 @@ class Executor(Protocol):
         ...
 
 
-def _one_blas_thread() -> None:
+def _one_thread() -> None:
+    """Keep a worker process on one core: one BLAS thread and one Arrow thread.
+
+    Each core runs one worker process; a worker's own thread pools would compete with the
+    other workers (and make one worker look faster than one core).
+    """
+    import pyarrow as pa
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+
+
+class _OneThreadPlugin:
+    """Dask worker plugin: :func:`_one_thread` on every worker, present and future."""
+
+    name = "reranker-one-thread"
+
+    def setup(self, worker: Any) -> None:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:  # not a worker thread of this process
+            _one_thread()
 
 
 class _Runs:
@@ -104,7 +124,7 @@ class LocalExecutor(_Runs):
                 "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             )
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=context, initializer=_one_blas_thread
+                max_workers=self.workers, mp_context=context, initializer=_one_thread
             )
         return self._pool
 
@@ -164,6 +184,7 @@ class DaskExecutor(_Runs):
             if self._cluster is not None:
                 self._cluster.close()
             raise RerankerError(f"cannot connect to the dask scheduler {scheduler!r}: {e}") from e
+        self._client.register_plugin(_worker_plugin())
         info = self._client.scheduler_info()
         self.workers = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
         self.dashboard = (
@@ -204,6 +225,15 @@ class DaskExecutor(_Runs):
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _worker_plugin() -> Any:
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class OneThread(_OneThreadPlugin, WorkerPlugin):
+        pass
+
+    return OneThread()
 
 
 def make_executor(engine: str, *, jobs: int | None = None, scheduler: str | None = None) -> Any:

@@ -148,10 +148,19 @@ def gather_bucket(
     files = sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
     if not files:
         return pd.DataFrame(), None
-    frames = [pd.read_parquet(f) for f in files]
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    order = np.lexsort((frame[ROW].to_numpy(), frame[PART].to_numpy()))
-    frame = frame.iloc[order].reset_index(drop=True)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(f) for f in files]
+    try:  # concatenated as Arrow tables: one pandas copy of the bucket, not two
+        frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # parts whose column types differ
+        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    del tables
+    part, row = frame[PART].to_numpy(), frame[ROW].to_numpy()
+    in_order = np.all((np.diff(part) > 0) | ((np.diff(part) == 0) & (np.diff(row) > 0)))
+    if not in_order:  # files are named and written in dataset order: seldom taken
+        frame = frame.iloc[np.lexsort((row, part))].reset_index(drop=True)
     locator = PartsLocator(
         [p.path for p in dataset.parts], frame[PART].to_numpy(), frame[ROW].to_numpy()
     )
