@@ -80,10 +80,19 @@ def _newton_r2(
     """Damped Newton's method on R2 (convex), stopping when ``max |gradient| <= tol``."""
 
     def terms_at(theta: FloatArray) -> Terms:
-        # blocks of rows are small products: threads would cost more than they bring
-        with threadpool_limits(1, user_api="blas"):
-            return r2_newton_terms(theta, problem, penalty, hessian=True)
+        return r2_newton_terms(theta, problem, penalty, hessian=True)
 
+    # Blocks of rows are small products: threads would cost more than they bring. The limit is
+    # set once for the whole solve: setting it scans the loaded libraries, which per pass cost
+    # more than the pass itself.
+    with threadpool_limits(1, user_api="blas"):
+        return _newton_loop(terms_at, theta0, max_iter, tol)
+
+
+def _newton_loop(
+    terms_at: Callable[[FloatArray], Terms], theta0: FloatArray, max_iter: int, tol: float
+) -> Solution:
+    """Newton iterations with backtracking until ``max |gradient| <= tol``."""
     theta = theta0.copy()
     f, g, h = terms_at(theta)
     curve: list[float] = []
