@@ -187,6 +187,7 @@ def train_dataset_domains(
     progress: ProgressCallback | None = None,
     part_progress: Progress | None = None,
     scratch: str | None = None,
+    device_l2: float | str | None = None,
 ) -> dict[str, DomainResult]:
     """Train and publish each domain of a dataset; the same weights as in memory.
 
@@ -194,7 +195,7 @@ def train_dataset_domains(
     validation pass (reported through ``part_progress(phase, done, total)``; ``scratch`` holds
     its regrouped columns) and the domains.
     """
-    options = _check_options(loss, scope, alpha, l2, temperature, None, max_iter)
+    options = _check_options(loss, scope, alpha, l2, temperature, None, max_iter, device_l2)
     dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(os.fspath(spec))
     surveys = survey_dataset(executor, dataset, scratch=scratch, progress=part_progress)
     if not surveys[0].has_references:

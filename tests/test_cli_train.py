@@ -120,3 +120,20 @@ def test_train_reports_non_convergence_as_one_warning_line(hyps: Path, tmp_path:
     assert "Music: published v1 (1 iterations, NOT converged" in result.stderr
     warning_lines = [line for line in result.stderr.splitlines() if "did not converge" in line]
     assert len(warning_lines) == 1 and warning_lines[0].startswith("warning: Music:")
+
+
+def test_device_penalty_from_the_command_line(hyps: Path, tmp_path: Path) -> None:
+    out = tmp_path / "weights"
+    trained = run(
+        "train", "-H", hyps, "--loss", "r2", "--out", out, "--domain", "Music",
+        "--engine", "serial", "--device-l2", "auto",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    doc = json.loads(run("weights", "show", out, "--domain", "Music").stdout)
+    search = doc["options"]["device_l2_search"]
+    assert doc["options"]["device_l2"] in search["grid"] and search["rule"]
+
+    bad = run("train", "-H", hyps, "--loss", "r2", "--out", tmp_path / "w2", "--device-l2", "lots")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--device-l2 must be 'off', a number or 'auto', got 'lots'" in bad.stderr
+    assert not (tmp_path / "w2").exists()

@@ -54,9 +54,12 @@ def _check_train_options(
     temperature: float,
     jobs: int | None,
     out: Path,
+    device_l2: float | str | None = None,
 ) -> None:
     try:
-        TrainingOptions(loss=loss, scope=scope, alpha=alpha, l2=l2, temperature=temperature)
+        TrainingOptions(
+            loss=loss, scope=scope, alpha=alpha, l2=l2, temperature=temperature, device_l2=device_l2
+        )
     except ParameterError as e:  # the command line names its options with their dashes
         raise ParameterError(f"--{e}") from e
     check_choice("--engine", engine, ENGINES)
@@ -79,6 +82,18 @@ def _parse_l2(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise ParameterError(f"--l2 must be a number or 'auto', got {text!r}") from None
+
+
+def _parse_device_l2(text: str) -> float | str | None:
+    """``--device-l2``: ``off`` (the device weights share ``--l2``), a number or ``auto``."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        return _parse_l2(text)
+    except ParameterError:
+        raise ParameterError(
+            f"--device-l2 must be 'off', a number or 'auto', got {text!r}"
+        ) from None
 
 
 class _Display:
@@ -176,6 +191,15 @@ L2Opt = Annotated[
         "domain picks its own by 3-fold cross-validation grouped by utterance.",
     ),
 ]
+DeviceL2Opt = Annotated[
+    str,
+    typer.Option(
+        "--device-l2",
+        help="Penalty on the device weights alone: 'off' (they share --l2), a number, or "
+        "'auto': each domain picks it by grouped cross-validation with the one-standard-error "
+        "rule, so devices that carry no information get weights near zero.",
+    ),
+]
 TemperatureOpt = Annotated[
     float,
     typer.Option(
@@ -220,13 +244,16 @@ def train(
     engine: TrainEngineOpt = "local",
     scheduler: TrainSchedulerOpt = None,
     max_iter: MaxIterOpt = 1000,
+    device_l2: DeviceL2Opt = "off",
 ) -> None:
     """Train each domain's re-ranker in parallel and publish a new version per domain."""
-    l2_value = _parse_l2(l2)
-    _check_train_options(loss, scope, engine, scheduler, alpha, l2_value, temperature, jobs, out)
+    l2_value, device_value = _parse_l2(l2), _parse_device_l2(device_l2)
+    _check_train_options(
+        loss, scope, engine, scheduler, alpha, l2_value, temperature, jobs, out, device_value
+    )
     refuse_input_as_output(out, [Path(hypotheses)])
     options = {"domains": domain or None, "scope": scope, "alpha": alpha, "l2": l2_value}
-    options |= {"temperature": temperature, "max_iter": max_iter}
+    options |= {"temperature": temperature, "max_iter": max_iter, "device_l2": device_value}
     run = _Run(hypotheses, loss, out, engine, scheduler, jobs, options)
     results = _train_dataset(run) if is_dataset_path(hypotheses) else _train_table(run)
     _report_results(results, out)
