@@ -286,21 +286,11 @@ def fit_text_classifier(
     featurizer = TextFeaturizer.fit(
         list(texts), word_ngrams=word_ngrams, char_ngrams=char_ngrams, min_df=min_df
     )
-    if positive is not None:
-        target = (y == positive).astype(np.int64)
-        if target.min() == target.max():
-            raise TrainingError(
-                f"the one-vs-all classifier of {positive!r} needs both its own and other domains' utterances"
-            )
-        classes = np.array(["~" + positive, positive], dtype=np.str_)
-    else:
-        classes = np.unique(y)
-        if classes.size == 1:
-            return TextClassifier(
-                "constant", classes, np.zeros((0, featurizer.n_features)), np.zeros(0), featurizer
-            )
-        target = np.searchsorted(classes, y)
-    x = featurizer.transform(list(texts))
+    classes, target = _classes_and_target(y, positive)
+    if target is None:
+        return TextClassifier(
+            "constant", classes, np.zeros((0, featurizer.n_features)), np.zeros(0), featurizer
+        )
     model = LogisticRegression(
         C=c,
         solver="lbfgs",
@@ -309,16 +299,40 @@ def fit_text_classifier(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(x, target)
+        model.fit(featurizer.transform(list(texts)), target)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    coef = np.asarray(model.coef_, dtype=np.float64)
-    intercept = np.asarray(model.intercept_, dtype=np.float64)
-    kind = "binary" if positive is not None or classes.size == 2 else "multinomial"
-    if kind == "binary" and positive is None:
-        # Two intents: keep the multinomial form (one row per class) for a uniform API.
-        coef = np.vstack([-coef / 2.0, coef / 2.0])
-        intercept = np.array([-intercept[0] / 2.0, intercept[0] / 2.0])
-        kind = "multinomial"
+    kind, coef, intercept = _uniform_form(model, one_vs_all=positive is not None)
     return TextClassifier(
         kind, classes, coef, intercept, featurizer, int(np.max(model.n_iter_)), converged
     )
+
+
+def _classes_and_target(
+    y: NDArray[np.str_], positive: str | None
+) -> tuple[NDArray[np.str_], NDArray[np.int64] | None]:
+    """The classifier's classes and each text's class index (None: a single class)."""
+    if positive is not None:
+        target = (y == positive).astype(np.int64)
+        if target.min() == target.max():
+            raise TrainingError(
+                f"the one-vs-all classifier of {positive!r} needs both its own and other domains' utterances"
+            )
+        return np.array(["~" + positive, positive], dtype=np.str_), target
+    classes = np.unique(y)
+    if classes.size == 1:
+        return classes, None
+    return classes, np.searchsorted(classes, y).astype(np.int64)
+
+
+def _uniform_form(
+    model: LogisticRegression, *, one_vs_all: bool
+) -> tuple[str, NDArray[np.float64], NDArray[np.float64]]:
+    """``(kind, coef, intercept)``; two intents keep the multinomial form (one row per class)."""
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    if one_vs_all:
+        return "binary", coef, intercept
+    if coef.shape[0] == 1:
+        coef = np.vstack([-coef / 2.0, coef / 2.0])
+        intercept = np.array([-intercept[0] / 2.0, intercept[0] / 2.0])
+    return "multinomial", coef, intercept

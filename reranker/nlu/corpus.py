@@ -175,53 +175,64 @@ def validate_corpus(
     seen: dict[str, int] = {}
     for record, lineno in zip(records, lines, strict=True):
         where = f"{source}: {unit} {lineno}"
-        uid = _field(record, "id", where, required=True).strip()
-        raw_text = _field(record, "text", where, required=True)
-        text = " ".join(raw_text.split())
-        domain = _field(record, "domain", where, required=not unlabelled).strip()
-        intent = _field(record, "intent", where, required=not unlabelled).strip()
-        annotation = _field(record, "annotation", where, required=False)
-        device = _field(record, "device", where, required=False).strip()
-        if unlabelled:
-            if annotation.strip():
-                raise DataError(
-                    f"{where}, column 'annotation': an annotation without domain and intent"
-                )
-            annotation = ""
-        elif not annotation.strip():
-            annotation = text
-        try:
-            plain, _ = parse_annotation(annotation or text)
-        except DataError as e:
-            raise DataError(f"{where}, column 'annotation': {e}") from e
-        if plain != text:
-            k = _first_difference(plain, text)
-            raise DataError(
-                f"{where}, column 'annotation': brackets do not match the text: removing them "
-                f"gives {plain!r} but text is {text!r} (first difference at character {k})"
-            )
+        row = _corpus_row(record, where, unlabelled=unlabelled)
+        uid = str(row["id"])
         if uid in seen:
             raise DataError(
                 f"{where}, column 'id': duplicated id {uid!r} (first on {unit} {seen[uid]})"
             )
         seen[uid] = lineno
-        row: dict[str, object] = {
-            "id": uid,
-            "text": text,
-            "domain": domain,
-            "intent": intent,
-            "annotation": " ".join(annotation.split()),
-            "device": device,
-        }
-        for key, value in record.items():
-            if key not in row and key != "line":
-                row[key] = value
         row["line"] = lineno
         rows.append(row)
     frame = pd.DataFrame.from_records(rows)
     for column in CORPUS_COLUMNS:
         frame[column] = frame[column].astype(object)
     return frame
+
+
+def _corpus_row(record: Mapping[str, object], where: str, *, unlabelled: bool) -> dict[str, object]:
+    """One validated corpus row (extra fields kept, ``line`` left to the caller)."""
+    uid = _field(record, "id", where, required=True).strip()
+    text = " ".join(_field(record, "text", where, required=True).split())
+    domain = _field(record, "domain", where, required=not unlabelled).strip()
+    intent = _field(record, "intent", where, required=not unlabelled).strip()
+    annotation = _field(record, "annotation", where, required=False)
+    device = _field(record, "device", where, required=False).strip()
+    if unlabelled:
+        if annotation.strip():
+            raise DataError(
+                f"{where}, column 'annotation': an annotation without domain and intent"
+            )
+        annotation = ""
+    elif not annotation.strip():
+        annotation = text
+    _check_brackets(annotation or text, text, where)
+    row: dict[str, object] = {
+        "id": uid,
+        "text": text,
+        "domain": domain,
+        "intent": intent,
+        "annotation": " ".join(annotation.split()),
+        "device": device,
+    }
+    for key, value in record.items():
+        if key not in row and key != "line":
+            row[key] = value
+    return row
+
+
+def _check_brackets(annotation: str, text: str, where: str) -> None:
+    """The annotation parses and, brackets removed, reads as the text."""
+    try:
+        plain, _ = parse_annotation(annotation)
+    except DataError as e:
+        raise DataError(f"{where}, column 'annotation': {e}") from e
+    if plain != text:
+        k = _first_difference(plain, text)
+        raise DataError(
+            f"{where}, column 'annotation': brackets do not match the text: removing them "
+            f"gives {plain!r} but text is {text!r} (first difference at character {k})"
+        )
 
 
 def is_labelled(corpus: pd.DataFrame) -> bool:

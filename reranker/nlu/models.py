@@ -30,8 +30,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,9 +37,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
+from reranker._files import staged_directory
 from reranker.errors import DataError, RerankerError, TrainingError
-from reranker.nlu.classifiers import fit_text_classifier
+from reranker.nlu.classifiers import TextClassifier, fit_text_classifier
 from reranker.nlu.corpus import corpus_sha256, is_labelled
 from reranker.nlu.settings import DomainSettings, settings_for
 from reranker.nlu.store import (
@@ -96,10 +96,7 @@ def _train_domain(
     directory: Path,
 ) -> DomainModel:
     own = corpus["domain"].to_numpy() == name
-    rng = np.random.default_rng(settings.seed)
-    others = np.flatnonzero(~own)
-    n_neg = max(1, round(settings.negative_fraction * others.size)) if others.size else 0
-    negatives = np.sort(rng.choice(others, size=n_neg, replace=False)) if n_neg else others
+    negatives = _negative_rows(own, settings)
     rows = np.sort(np.concatenate([np.flatnonzero(own), negatives]))
     texts = corpus["text"].to_numpy()[rows].tolist()
     labels = corpus["domain"].to_numpy()[rows].tolist()
@@ -133,7 +130,31 @@ def _train_domain(
     )
     domain_clf.save(directory / DOMAIN_FILE)
     intent_clf.save(directory / INTENT_FILE)
-    summary: dict[str, Any] = {
+    summary = _training_summary(own, negatives, domain_clf, intent_clf, tag_summary)
+    _write_json(
+        directory / SETTINGS_FILE,
+        {"domain": name, "settings": settings.to_dict(), "training": summary},
+    )
+    return DomainModel(name, settings, domain_clf, intent_clf, tagger, summary)
+
+
+def _negative_rows(own: NDArray[np.bool_], settings: DomainSettings) -> NDArray[np.intp]:
+    """Other domains' rows the domain classifier sees, a seeded share of them, in order."""
+    rng = np.random.default_rng(settings.seed)
+    others = np.flatnonzero(~own)
+    n_neg = max(1, round(settings.negative_fraction * others.size)) if others.size else 0
+    return np.sort(rng.choice(others, size=n_neg, replace=False)) if n_neg else others
+
+
+def _training_summary(
+    own: NDArray[np.bool_],
+    negatives: NDArray[np.intp],
+    domain_clf: TextClassifier,
+    intent_clf: TextClassifier,
+    tag_summary: dict[str, Any],
+) -> dict[str, Any]:
+    """What the domain's settings file records of its training."""
+    return {
         "n_utterances": int(own.sum()),
         "n_negatives": int(negatives.size),
         "intents": intent_clf.classes.tolist(),
@@ -150,11 +171,6 @@ def _train_domain(
         },
         "slot_tagger": tag_summary,
     }
-    _write_json(
-        directory / SETTINGS_FILE,
-        {"domain": name, "settings": settings.to_dict(), "training": summary},
-    )
-    return DomainModel(name, settings, domain_clf, intent_clf, tagger, summary)
 
 
 def _train_domain_job(task: tuple[str, pd.DataFrame, DomainSettings, Path]) -> tuple[str, float]:
@@ -215,21 +231,13 @@ def train_models(
     jobs_n = 1 if jobs is None else int(jobs)
     if jobs_n < 1:
         raise DataError(f"jobs must be >= 1, got {jobs}")
-    parent = target.parent if str(target.parent) else Path(".")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    try:
+    with staged_directory(target) as staging:
         dirs = _dir_names(chosen)
         tasks = [
             (name, corpus, settings_for(name, overrides), staging / dirs[name]) for name in chosen
         ]
         timings = _run_training(tasks, jobs_n, progress)
         _write_json(staging / "manifest.json", _manifest(corpus, chosen, dirs))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     # Reload from the final location so the tagger files point there.
     loaded = load_models(target)
     loaded.training_seconds = {name: timings[name] for name in chosen}
