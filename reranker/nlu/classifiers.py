@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +36,19 @@ from reranker.errors import ModelError, TrainingError
 __all__ = ["TextClassifier", "TextFeaturizer", "fit_text_classifier"]
 
 _TOKEN_PATTERN = r"(?u)\b\w+\b|[^\w\s]"
+
+
+def _binary_counts(vocab: Sequence[str] | None, min_df: int, **kind: Any) -> CountVectorizer:
+    """Lower-cased presence features of one kind (words or characters); a saved ``vocab`` is
+    reused as it is, otherwise terms seen in fewer than ``min_df`` texts are dropped."""
+    return CountVectorizer(
+        lowercase=True,
+        binary=True,
+        min_df=min_df if vocab is None else 1,
+        vocabulary=None if vocab is None else list(vocab),
+        dtype=np.float64,
+        **kind,
+    )
 
 
 @dataclass(frozen=True)
@@ -60,29 +74,13 @@ class TextFeaturizer:
     def _word_vectorizer(
         order: int, vocab: Sequence[str] | None = None, min_df: int = 1
     ) -> CountVectorizer:
-        return CountVectorizer(
-            lowercase=True,
-            token_pattern=_TOKEN_PATTERN,
-            ngram_range=(1, order),
-            binary=True,
-            min_df=min_df if vocab is None else 1,
-            vocabulary=None if vocab is None else list(vocab),
-            dtype=np.float64,
-        )
+        return _binary_counts(vocab, min_df, token_pattern=_TOKEN_PATTERN, ngram_range=(1, order))
 
     @staticmethod
     def _char_vectorizer(
         orders: tuple[int, int], vocab: Sequence[str] | None = None, min_df: int = 1
     ) -> CountVectorizer:
-        return CountVectorizer(
-            lowercase=True,
-            analyzer="char_wb",
-            ngram_range=orders,
-            binary=True,
-            min_df=min_df if vocab is None else 1,
-            vocabulary=None if vocab is None else list(vocab),
-            dtype=np.float64,
-        )
+        return _binary_counts(vocab, min_df, analyzer="char_wb", ngram_range=orders)
 
     @classmethod
     def fit(
