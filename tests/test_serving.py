@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 from collections.abc import Iterator
@@ -59,7 +60,10 @@ class AppClient:
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 return await client.request(method, path, **kwargs)
 
-        return asyncio.run(send())
+        # A loop of its own in a thread of its own: the request never depends on whatever event
+        # loop state other code left in the test process's main thread.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, send()).result()
 
     def get(self, path: str) -> httpx.Response:
         return self.request("GET", path)
