@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -211,7 +212,9 @@ def test_train_a_domain_publishes_a_version_in_the_workspace(app: AppTest, data_
     table = next(d.value for d in app.dataframe if "served" in d.value.columns)
     table = table.set_index("domain")
     assert table.loc["Music", "served"] == "r2 v1" and table.loc["Books", "served"] == "r2 v1"
-    assert any("reranker serve --weights" in c.value for c in app.caption)
+    # the command names the registry verbatim, in a code block (the path never reaches Markdown)
+    assert any("the command below" in c.value for c in app.caption)
+    assert [c.value for c in app.code] == [f"reranker serve --weights {shlex.quote(str(path))}"]
     picker = {s.label: s for s in app.selectbox}
     assert picker["Version A"].format_func(1) == "v1 (current)"  # labels follow the pointer
     assert picker["Version B"].format_func(2) == "v2"

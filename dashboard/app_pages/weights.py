@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 
 import pandas as pd
 import streamlit as st
@@ -231,10 +232,12 @@ with tab_versions:
     overview.insert(2, "served", served)
     st.dataframe(overview, key="ver_table", hide_index=True)
     st.caption(
-        f"A running `reranker serve --weights {path}` serves each domain's current version "
+        "A running service started with the command below serves each domain's current version "
         "(column *served*, as named in its answers) and picks up a publish or a rollback here "
         "within a second, without a restart; a version that fails validation is never served."
     )
+    # the directory is the user's: shown verbatim in a code block, never read as Markdown
+    st.code(f"reranker serve --weights {shlex.quote(str(path))}", language="bash")
     st.download_button(
         "Download (CSV)",
         overview.to_csv(index=False).encode(),
