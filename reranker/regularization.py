@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
 from reranker.bootstrap import utterance_keys
-from reranker.errors import DataError
+from reranker.errors import ParameterError
 from reranker.estimator import Competitors, DomainReranker
 from reranker.features import DEVICE_PREFIX
 from reranker.losses import make_problem, objective
@@ -118,7 +118,9 @@ def _held_out_loss(model: DomainReranker, rows: _Rows) -> float:
     return float(value)
 
 
-def _assignments(groups: NDArray[np.object_], folds: int) -> tuple[NDArray[np.int64], ...]:
+def _assignments(
+    groups: NDArray[np.object_], folds: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
     """Fold and block of each row, from the hash of its utterance id; and the utterance count."""
     unique = np.unique(groups.astype(str))
     keys = utterance_keys(unique)
@@ -128,14 +130,14 @@ def _assignments(groups: NDArray[np.object_], folds: int) -> tuple[NDArray[np.in
     )
     fold = np.array([fold_of[str(g)] for g in groups], dtype=np.int64)
     block = np.array([block_of[str(g)] for g in groups], dtype=np.int64)
-    return fold, block, np.array([unique.size])
+    return fold, block, int(unique.size)
 
 
 def _cross_validate(
     rows: _Rows, fit: Fit, grid: Sequence[float], folds: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mean held-out loss of each candidate, and its standard error over held-out blocks."""
-    fold, block, (n_utt,) = _assignments(rows.groups, folds)
+    fold, block, n_utt = _assignments(rows.groups, folds)
     sums = np.zeros((len(grid), folds * BLOCKS))
     sizes = np.zeros(folds * BLOCKS)
     for k in range(folds):
@@ -159,6 +161,23 @@ def _cross_validate(
     spread = ((per_block - mean[:, None]) ** 2 * w).sum(axis=1)
     se = np.sqrt(spread / max(1, used.sum() - 1))
     return mean, se
+
+
+def _cv_rows(
+    X: NDArray[np.float64],
+    y: NDArray[np.int64],
+    groups: NDArray[np.object_],
+    semer: NDArray[np.float64] | None,
+    competitors: Competitors | None,
+    folds: int,
+) -> _Rows | None:
+    """The rows a penalty search cross-validates; None when there are fewer utterances than folds."""
+    if folds < 2:
+        raise ParameterError(f"folds must be >= 2, got {folds}")
+    utts = np.asarray(groups, dtype=object)
+    if np.unique(utts.astype(str)).size < folds:
+        return None
+    return _Rows(X, y, utts, semer, competitors)
 
 
 def choose_l2(
@@ -190,12 +209,9 @@ def choose_l2(
     report : dict
         ``{"folds", "grid", "cv_loss"}``: the mean held-out loss of each λ.
     """
-    if folds < 2:
-        raise DataError(f"folds must be >= 2, got {folds}")
-    utts = np.asarray(groups, dtype=object)
-    if np.unique(utts.astype(str)).size < folds:
+    rows = _cv_rows(X, y, groups, semer, competitors, folds)
+    if rows is None:
         return float(max(grid)), {"folds": folds, "grid": list(grid), "cv_loss": None}
-    rows = _Rows(X, y, utts, semer, competitors)
     options = {k: v for k, v in params.items() if k not in ("l2", "device_l2")}
 
     def fit(lam: float, train: NDArray[np.bool_]) -> DomainReranker:
@@ -261,8 +277,6 @@ def choose_device_l2(
     report : dict
         ``{"folds", "blocks", "grid", "cv_loss", "cv_se", "rule"}``.
     """
-    if folds < 2:
-        raise DataError(f"folds must be >= 2, got {folds}")
     lam = float(params["l2"])
     candidates = [lam, *sorted(float(g) for g in grid if g > lam)]
     report: dict[str, Any] = {
@@ -273,10 +287,9 @@ def choose_device_l2(
         "cv_loss": None,
         "cv_se": None,
     }
-    utts = np.asarray(groups, dtype=object)
-    if np.unique(utts.astype(str)).size < folds:
+    rows = _cv_rows(X, y, groups, semer, competitors, folds)
+    if rows is None:
         return candidates[-1], report
-    rows = _Rows(X, y, utts, semer, competitors)
     options = {k: v for k, v in params.items() if k != "device_l2"}
 
     def fit(value: float, train: NDArray[np.bool_]) -> DomainReranker:
