@@ -15,8 +15,9 @@ What a user does, timed two ways:
    curves are sent).
 
 Usage: ``python benchmarks/bench_dashboard.py [--rows 1000000] [--keep DIR]``.
-The table is :func:`reranker.synthetic.synthetic_hypotheses` (devices, several domains, real
-SemER variety); R2 weights are trained on a 10% sample of it.
+The table is :func:`reranker.synthetic.realistic_hypotheses`, shaped like a real n-best log
+(every reference distinct, about one distinct slot string per three rows, 2 to 4 domains per
+utterance, devices); R2 weights are trained on a 10% sample of it.
 
 With ``--dataset DIR`` (a partitioned Parquet dataset, e.g. written by ``reranker synth``; read
 only), the large-dataset mode instead (:func:`run_large`): the statistics are
@@ -52,15 +53,15 @@ def build(rows: int, root: Path) -> Path:
     import numpy as np
 
     from reranker.hypotheses import write_table
-    from reranker.synthetic import synthetic_hypotheses
+    from reranker.synthetic import realistic_hypotheses
     from reranker.training import train_domains
 
     dataset = root / "bench"
     (dataset / "hypotheses").mkdir(parents=True, exist_ok=True)
     path = dataset / "hypotheses" / "test.parquet"
     if not path.exists():
-        per_utt = len(synthetic_hypotheses(2000, seed=1)) / 2000
-        table = synthetic_hypotheses(int(rows / per_utt), seed=0)
+        per_utt = len(realistic_hypotheses(2000, seed=1)) / 2000
+        table = realistic_hypotheses(int(rows / per_utt), seed=0)
         write_table(table, path)
         ids = table["utterance_id"].unique()
         sample = table[
