@@ -32,6 +32,7 @@ from reranker.calibration_slices import (
 )
 from reranker.calibrators import recalibrate
 from reranker.datasets import DatasetInfo, discover_datasets
+from reranker.distribution_matching import rematch
 from reranker.hypotheses import read_hypotheses
 from reranker.scoring import score_hypotheses
 from reranker.tables import PreparedTable, ScoredTable, dataset_summary, prepare, scored_view
@@ -77,12 +78,19 @@ def scored(
     return scored_view(prep, scoring.score), dict(scoring.source)
 
 
+MATCHING = "matching"
+"""Calibrator name of cross-domain score distribution matching (:mod:`reranker.distribution_matching`)."""
+
+
 @st.cache_resource(max_entries=8, show_spinner="Fitting the calibrator…")
 def calibrated(
     token: str, loss: str, weights: str | None, fingerprint: str, method: str
 ) -> ScoredTable:
-    """One loss's scores after a cross-fitted post-hoc calibrator (temperature or isotonic)."""
+    """One loss's scores after a cross-fitted post-hoc calibrator (temperature, isotonic or
+    cross-domain distribution matching)."""
     table, _ = scored(token, loss, weights, fingerprint)
+    if method == MATCHING:
+        return rematch(table)
     return recalibrate(table, method)  # type: ignore[arg-type]
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "fit_isotonic",
     "fit_temperature",
     "recalibrate",
+    "utterance_folds",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -151,15 +152,7 @@ def cross_fit(
     if g.shape != s.shape:
         raise DataError("groups must be as long as score")
     check_choice("method", method, METHODS)
-    if n_folds < 2:
-        raise DataError(f"n_folds must be at least 2, got {n_folds}")
-    _, codes = np.unique(g, return_inverse=True)
-    n_groups = int(codes.max()) + 1
-    if n_groups < n_folds:
-        raise DataError(f"need at least {n_folds} utterances to cross-fit, got {n_groups}")
-    rng = np.random.default_rng(seed)
-    fold_of_group = rng.permutation(n_groups) % n_folds
-    fold = fold_of_group[codes]
+    fold = utterance_folds(g, n_folds, seed=seed)
     fit = fit_temperature if method == "temperature" else fit_isotonic
     out = np.empty_like(s)
     for k in range(n_folds):
@@ -167,6 +160,18 @@ def cross_fit(
         calibrator = fit(y[~test], s[~test])
         out[test] = calibrator.transform(s[test])
     return out
+
+
+def utterance_folds(groups: ArrayLike, n_folds: int, *, seed: int = 0) -> NDArray[np.int64]:
+    """The fold of each row: utterances assigned at random (``seed``) to ``n_folds`` folds."""
+    if n_folds < 2:
+        raise DataError(f"n_folds must be at least 2, got {n_folds}")
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    if n_groups < n_folds:
+        raise DataError(f"need at least {n_folds} utterances to cross-fit, got {n_groups}")
+    rng = np.random.default_rng(seed)
+    return np.asarray((rng.permutation(n_groups) % n_folds)[codes], dtype=np.int64)
 
 
 def recalibrate(scored: ScoredTable, method: Method, *, seed: int = 0) -> ScoredTable:

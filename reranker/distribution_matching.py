@@ -17,7 +17,9 @@ this project's reading of the idea, offered as a post-hoc option next to the re-
    per-domain differences in accuracy at equal quantile: that is the price of matching
    distributions rather than learning per-domain weights (R2, R3).
 
-Fit on one split (e.g. ``dev``), apply to another.
+Fit on one split (e.g. ``dev``), apply to another; :func:`rematch` cross-fits it over two folds
+of utterances of one table (each fold matched and calibrated by a fit on the other), so it can be
+judged on the same plots as the re-ranker's losses.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from reranker.calibrators import IsotonicCalibrator, fit_isotonic
+from reranker._validation import references_needed
+from reranker.calibrators import IsotonicCalibrator, fit_isotonic, utterance_folds
 from reranker.errors import DataError
+from reranker.tables import ScoredTable, score_table
 
-__all__ = ["DistributionMatcher", "fit_distribution_matching"]
+__all__ = ["DistributionMatcher", "cross_fit_matching", "fit_distribution_matching", "rematch"]
 
 _GRID = 201
 """Quantile levels kept per domain (0, 0.005, ..., 1)."""
@@ -113,3 +117,40 @@ def fit_distribution_matching(
     )
     calibrator = fit_isotonic(y, matcher.matched(d, s))
     return DistributionMatcher(levels, per_domain, matcher.reference_quantiles, calibrator)
+
+
+def cross_fit_matching(
+    domains: ArrayLike,
+    score: ArrayLike,
+    correct: ArrayLike,
+    groups: ArrayLike,
+    *,
+    n_folds: int = 2,
+    seed: int = 0,
+) -> NDArray[np.float64]:
+    """Out-of-fold matched and calibrated scores: each fold of utterances by a fit on the others.
+
+    Folds are those of :func:`reranker.calibrators.cross_fit` (same ``seed``, same utterances).
+    """
+    d = np.asarray(domains, dtype=object)
+    s = np.asarray(score, dtype=np.float64)
+    y = np.asarray(correct, dtype=np.float64)
+    fold = utterance_folds(groups, n_folds, seed=seed)
+    if fold.shape != s.shape:
+        raise DataError("groups must be as long as score")
+    out = np.empty_like(s)
+    for k in range(n_folds):
+        test = fold == k
+        matcher = fit_distribution_matching(d[~test], s[~test], y[~test])
+        out[test] = matcher.transform(d[test], s[test])
+    return out
+
+
+def rematch(scored: ScoredTable, *, seed: int = 0) -> ScoredTable:
+    """The table re-scored by distribution matching of its scores, cross-fitted over two folds."""
+    if scored.correct is None:
+        raise DataError(references_needed("distribution matching"))
+    domains = scored.hypotheses["domain"].astype(str).to_numpy(dtype=object)
+    score = cross_fit_matching(domains, scored.score, scored.correct, scored.codes, seed=seed)
+    errors = (scored.semer, scored.correct) if scored.semer is not None else None
+    return score_table(scored.hypotheses, score, errors=errors, codes=scored.codes)

@@ -287,11 +287,14 @@ def test_calibration_controls_and_calibrators(app: AppTest) -> None:
     app.slider(key="cal_bins").set_value(8)
     app.select_slider(key="cal_boot").set_value(50)
     app.multiselect(key="cal_calibrators").set_value(["temperature", "isotonic"])
+    app.checkbox(key="cal_matching").check()
     app.selectbox(key="cal_device").set_value("fire_tv")
     app.run()
     _ok(app)
     table = app.table[0].value
-    assert list(table.columns) == ["R0", "R2", "R3", "R0 + temperature", "R0 + isotonic"]
+    matched = "DM: R0 matched across domains"
+    assert list(table.columns) == ["R0", "R2", "R3", "R0 + temperature", "R0 + isotonic", matched]
+    assert table.loc["ECE", matched] != table.loc["ECE", "R0"]
     for metric in ("top-1 SemER", "top-1 IE", "ECE", "MCE", "Brier", "smooth ECE", "top-1 ECE"):
         for cell in table.loc[metric]:  # every value shown with an interval that contains it
             value, low, high = (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reranker.distribution_matching import fit_distribution_matching
+from reranker.calibrators import utterance_folds
+from reranker.distribution_matching import cross_fit_matching, fit_distribution_matching
 from reranker.errors import DataError
 
 
@@ -69,3 +70,16 @@ def test_bad_input_is_refused(domains: list, score: list, correct: list, match: 
         fit_distribution_matching(
             np.array(domains, dtype=object), np.array(score), np.array(correct)
         )
+
+
+def test_cross_fitted_matching_scores_each_fold_by_a_fit_on_the_other() -> None:
+    domains, score, correct = _sample()
+    groups = np.arange(score.size) // 2  # two hypotheses per utterance
+    out = cross_fit_matching(domains, score, correct, groups, seed=3)
+    fold = utterance_folds(groups, 2, seed=3)
+    assert (fold[0::2] == fold[1::2]).all()  # an utterance is never split between folds
+    for k in (0, 1):
+        test = fold == k
+        fitted = fit_distribution_matching(domains[~test], score[~test], correct[~test])
+        np.testing.assert_array_equal(out[test], fitted.transform(domains[test], score[test]))
+    assert ((out >= 0) & (out <= 1)).all()

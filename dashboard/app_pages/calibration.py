@@ -32,6 +32,14 @@ LARGE_HELP = (
     "need every score and are not available here."
 )
 
+MATCHED = "DM: R0 matched across domains"
+MATCHING_HELP = (
+    "Cross-domain score distribution matching (docs/losses.md): each domain's R0 scores mapped "
+    "onto the distribution of all domains' scores pooled, then one shared isotonic calibrator. "
+    "Fitted on one half of the utterances, applied to the other (and vice versa), to compare with "
+    "R2 and R3, which learn per-domain weights from the correct bit."
+)
+
 ctx = ui.current()
 st.title("Calibration")
 st.write(
@@ -137,6 +145,7 @@ with st.container(border=True, key="cal_controls"):
     )
     if large:
         st.session_state["cal_calibrators"] = []
+        st.session_state["cal_matching"] = False
     calibrators = ui.bound(
         c9.multiselect,
         f"Post-hoc calibrators of {ui.LOSS_LABELS[ctx.effective_loss]}",
@@ -149,8 +158,17 @@ with st.container(border=True, key="cal_controls"):
         else "Fitted on one half of the utterances, applied to the other (and vice versa): a "
         "comparison point for what the re-ranker's own training achieves.",
     )
+    matching = ui.bound(
+        st.checkbox,
+        MATCHED,
+        key="cal_matching",
+        disabled=large,
+        help="Not available on a dataset served from statistics (it needs every score). "
+        if large
+        else MATCHING_HELP,
+    )
 
-if not losses and not calibrators:
+if not losses and not calibrators and not matching:
     st.info("Pick at least one loss (or calibrator) above.")
     st.stop()
 dom = None if domain == ALL else domain
@@ -158,6 +176,8 @@ dev = None if device == ALL else device
 series: list[tuple[str, str, str | None]] = [(ui.LOSS_LABELS[x], x, None) for x in losses]
 base = ctx.effective_loss
 series += [(f"{ui.LOSS_LABELS[base]} + {m}", base, m) for m in calibrators]
+if matching:
+    series.append((MATCHED, "r0", cache.MATCHING))
 
 curves: dict[str, pd.DataFrame] = {}
 metric_rows: dict[str, dict[str, dict[str, float | None]]] = {}
