@@ -157,6 +157,7 @@ def gather_bucket(
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # parts whose column types differ
         frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
     del tables
+    pa.default_memory_pool().release_unused()  # decoding buffers, else kept by the allocator
     part, row = frame[PART].to_numpy(), frame[ROW].to_numpy()
     in_order = np.all((np.diff(part) > 0) | ((np.diff(part) == 0) & (np.diff(row) > 0)))
     if not in_order:  # files are named and written in dataset order: seldom taken

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from reranker._validation import POPULATIONS, check_choice, require_references
 from reranker.dataset_scores import ScoreSample, score_sample
@@ -45,7 +46,11 @@ from reranker.regroup import (
 from reranker.scoring import load_documents, score_with_documents
 from reranker.tables import score_table
 
-__all__ = ["evaluate_dataset", "rerank_dataset"]
+__all__ = ["SLICE_ROWS", "evaluate_dataset", "rerank_dataset", "utterance_slices"]
+
+SLICE_ROWS = 250_000
+"""Rows a worker scores at once: a bucket is scored and reduced in groups of whole utterances
+of about this size, so its intermediate arrays stay small whatever the bucket's size."""
 
 Documents = Mapping[str, Mapping[str, Any]] | None
 """Domain -> weights document, or ``None`` for R0 (:func:`reranker.scoring.load_documents`)."""
@@ -63,11 +68,38 @@ def evaluate_bucket(
     frame, problem = gather_bucket(dataset, scratch, bucket)
     if problem is not None or len(frame) == 0:
         return problem, None, {}
-    scoring = score_with_documents(frame, documents)
-    table = score_table(frame, scoring.score)
-    if options is None:
-        return None, score_sample(table), scoring.source
-    return None, evaluation_stats(table, **options), scoring.source
+    merged: Any = None  # EvaluationStats, or ScoreSample with options=None
+    sources: dict[str, str] = {}
+    for rows in utterance_slices(frame["utterance_id"]):
+        piece = frame if rows is None else frame.iloc[rows].reset_index(drop=True)
+        scoring = score_with_documents(piece, documents)
+        table = score_table(piece, scoring.score)
+        result = score_sample(table) if options is None else evaluation_stats(table, **options)
+        merged = result if merged is None else merged + result
+        sources.update(scoring.source)
+        del piece, scoring, table
+    return None, merged, sources
+
+
+def utterance_slices(
+    utterance_ids: pd.Series, rows: int | None = None
+) -> list[NDArray[np.int64] | None]:
+    """Row numbers of consecutive groups of whole utterances of about ``rows`` rows each.
+
+    Utterances are taken in order of first appearance and each group's rows keep their order,
+    so scoring a group gives what scoring the whole table gives on those rows; a table of at
+    most ``rows`` rows is one group (``[None]``: all of it). Scoring and reducing a bucket group
+    by group bounds the intermediate arrays by ``rows``, not by the bucket's size.
+    """
+    n, rows = len(utterance_ids), rows or SLICE_ROWS
+    if n <= rows:
+        return [None]
+    codes, uniques = pd.factorize(utterance_ids)
+    k = -(-n // rows)
+    group = codes.astype(np.int64) * k // max(len(uniques), 1)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(k + 1))
+    return [order[bounds[g] : bounds[g + 1]] for g in range(k) if bounds[g + 1] > bounds[g]]
 
 
 def _bucket_pass(

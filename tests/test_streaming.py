@@ -184,3 +184,36 @@ def test_bootstrap_intervals_do_not_depend_on_partitioning(
         assert "frac_correct_low" in report["reliability"]
     for key, (low, high) in report["intervals"].items():
         assert low <= report[key] <= high, key
+
+
+def test_utterance_slices_hold_whole_utterances_in_order() -> None:
+    from reranker.streaming import utterance_slices
+
+    ids = pd.Series(np.random.default_rng(3).integers(0, 40, 500).astype(str))
+    groups = utterance_slices(ids, rows=60)
+    assert len(groups) > 1
+    rows = np.concatenate([g for g in groups if g is not None])
+    assert np.array_equal(np.sort(rows), np.arange(len(ids)))
+    seen: set[str] = set()
+    for g in groups:
+        assert g is not None and np.all(np.diff(g) > 0)  # each group in table order
+        mine = set(ids.iloc[g])
+        assert not mine & seen  # an utterance lies in one group only
+        seen |= mine
+    assert utterance_slices(ids, rows=500) == [None]
+
+
+def test_buckets_scored_in_slices_equal_in_memory(
+    straddling: tuple[pd.DataFrame, dict[str, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket scored and reduced group by group gives the in-memory report, intervals too."""
+    from reranker import streaming
+
+    monkeypatch.setattr(streaming, "SLICE_ROWS", 37)
+    path = straddling[1]["hive"]
+    table = read_hypotheses(path)
+    options = {"n_bins": 6, "strategy": "quantile", "n_boot": 20, "seed": 4}
+    expected = evaluate(table, r0_score(table), **options)
+    with LocalExecutor(1) as executor:
+        report, _ = evaluate_dataset(str(path), "r0", executor=executor, **options)
+    both_ways(expected, report)
