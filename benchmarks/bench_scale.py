@@ -4,17 +4,24 @@
     python benchmarks/bench_scale.py --dataset /data/synth20m --no-memory   # an existing dataset
 
 Writes a realistic dataset (``reranker synth``), or takes an existing one (``--dataset``, read
-only), then runs each configuration in a fresh subprocess while a sampler sums the resident memory of that process and all its children
-(Dask nanny and worker processes included) every 50 ms:
+only), then runs each configuration in a fresh subprocess while a sampler sums the resident
+memory of that process and all its children (Dask nanny and worker processes included) every
+50 ms, and the CPU seconds of each:
 
 - ``evaluate`` in memory (pandas, the whole table) against the streaming local engine with 1 and
-  2 worker processes and a Dask local cluster with 1 and 2 workers: wall time, CPU time, peak
-  memory of all processes together, and the largest difference of any reported number from the
-  in-memory report (intervals included, ``--bootstrap``);
-- ``train`` (R2, every domain) in memory against Dask with 1 and 2 workers, where each worker
-  reads its domain's rows from the dataset.
+  2 worker processes and a Dask local cluster with 1 and 2 workers (``--engines``);
+- ``train`` (R2, every domain) in memory against the dataset engines (``--train-engines``),
+  where each worker reads its domain's rows from the dataset.
 
-The machine is shared: wall-clock ratios move with the load, so CPU seconds are printed too.
+Each line gives the wall time split into the engine's start-up (worker processes or the Dask
+cluster started, the pipeline imported on every worker) and the work; the CPU seconds of all
+processes, of the calling process during the work (the serial share: scheduling, merging,
+publishing) and of the workers; the peak memory of all processes together; hypotheses per CPU
+second and CPU against the in-memory run (the cost of streaming); and the largest difference of
+any reported number from the first run (intervals included with ``--bootstrap``). The 2-workers
+against 1 ratio is printed on the wall time and on the work alone.
+
+The machine may be shared: wall-clock ratios move with the load, CPU seconds much less.
 """
 
 from __future__ import annotations
@@ -78,32 +85,64 @@ def measure(args: list[str]) -> dict[str, Any]:
     sampler.join()
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed with {child.returncode}")
+    lines = out.strip().splitlines()
+    timing = json.loads(lines[-2].removeprefix(TIMING)) if len(lines) > 1 else {}
     return {
         "seconds": time.perf_counter() - started,
         "cpu_seconds": sum(cpu.values()),
+        "driver_cpu": cpu.get(child.pid, 0.0),
+        "worker_cpu": sum(v for pid, v in cpu.items() if pid != child.pid),
         "peak_gb": peak / 1e9,
-        "result": json.loads(out.strip().splitlines()[-1]) if out.strip() else None,
+        **timing,
+        "result": json.loads(lines[-1]) if lines else None,
     }
 
 
+TIMING = "timing: "
+
+
+def _run_engine(engine: str, workers: str, work: Any) -> tuple[Any, dict[str, float]]:
+    """``work(executor)`` on a started engine; its result and timing: the engine's start-up
+    (workers started, pipeline imported), the work's wall seconds, and the CPU seconds the
+    calling process spent during the work (its serial share: scheduling, merging, reports)."""
+    from reranker.executors import make_executor
+
+    started = time.perf_counter()
+    with make_executor(engine, jobs=int(workers)) as executor:
+        executor.start()
+        ready, cpu = time.perf_counter(), time.process_time()
+        result = work(executor)
+        timing = {
+            "startup_s": ready - started,
+            "work_s": time.perf_counter() - ready,
+            "driver_work_cpu": time.process_time() - cpu,
+        }
+    return result, timing
+
+
 def _phase(opts: argparse.Namespace) -> None:
-    """One configuration, run inside the measured subprocess; prints its JSON result last."""
+    """One configuration, run inside the measured subprocess; prints its timing, then its
+    JSON result, last."""
     from reranker.evaluation import evaluate
     from reranker.hypotheses import read_hypotheses
     from reranker.ranking import r0_score
 
     kind, engine, workers = opts.phase.split(":")
+    timing: dict[str, float] = {}
+    started = time.perf_counter()
     if kind == "evaluate" and engine == "memory":
         table = read_hypotheses(opts.data)
         result = evaluate(table, r0_score(table), n_boot=opts.bootstrap)
     elif kind == "evaluate":
-        from reranker.executors import make_executor
         from reranker.streaming import evaluate_dataset
 
-        with make_executor(engine, jobs=int(workers)) as executor:
-            result, _ = evaluate_dataset(
-                opts.data, "r0", executor=executor, n_boot=opts.bootstrap, scratch=opts.scratch
-            )
+        result, timing = _run_engine(
+            engine,
+            workers,
+            lambda ex: evaluate_dataset(
+                opts.data, "r0", executor=ex, n_boot=opts.bootstrap, scratch=opts.scratch
+            )[0],
+        )
     elif engine == "memory":
         from reranker.training import train_domains
 
@@ -112,13 +151,16 @@ def _phase(opts: argparse.Namespace) -> None:
         result = {d: r.document["weights"] for d, r in results.items() if r.document}
     else:
         from reranker.dataset_training import train_dataset_domains
-        from reranker.executors import make_executor
 
-        with make_executor(engine, jobs=int(workers)) as executor:
-            results = train_dataset_domains(
-                opts.data, loss="r2", out=opts.weights, executor=executor
-            )
+        results, timing = _run_engine(
+            engine,
+            workers,
+            lambda ex: train_dataset_domains(opts.data, loss="r2", out=opts.weights, executor=ex),
+        )
         result = {d: r.document["weights"] for d, r in results.items() if r.document}
+    if not timing:
+        timing = {"startup_s": 0.0, "work_s": time.perf_counter() - started}
+    print(TIMING + json.dumps(timing))
     print(json.dumps(result, default=float))
 
 
@@ -142,7 +184,8 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the in-memory runs")
     parser.add_argument("--no-train", action="store_true", help="skip training")
     parser.add_argument("--no-evaluate", action="store_true", help="skip evaluate")
-    parser.add_argument("--engines", default="local:1,local:2,dask:1,dask:2")
+    parser.add_argument("--engines", default="local:1,local:2,dask:1,dask:2", help="evaluate")
+    parser.add_argument("--train-engines", default="local:1,local:2,dask:1,dask:2")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -162,9 +205,9 @@ def main() -> None:
             runs[c] = measure(["--phase", f"evaluate:{c}", *common])
             _line("evaluate", c, runs[c])
         if runs:
-            _report_evaluate(runs, n)
+            _report("evaluate", runs, n)
         if not opts.no_train:
-            _train(opts, tmp, common)
+            _train(opts, tmp, common, n)
 
 
 def _dataset(opts: argparse.Namespace, tmp: str) -> tuple[str, int]:
@@ -198,42 +241,47 @@ def _load() -> str:
 
 def _line(kind: str, config: str, r: dict[str, Any]) -> None:
     print(
-        f"{kind} {config:<9} {r['seconds']:7.1f} s wall {r['cpu_seconds']:7.1f} s cpu "
-        f"{r['peak_gb']:6.2f} GB peak; {_load()}",
+        f"{kind} {config:<9} {r['seconds']:7.1f} s wall ({r['startup_s']:.1f} start-up, "
+        f"{r['work_s']:.1f} work) {r['cpu_seconds']:7.1f} s cpu (calling process "
+        f"{r['driver_cpu']:.1f}, of which {r.get('driver_work_cpu', r['driver_cpu']):.1f} during "
+        f"the work; workers {r['worker_cpu']:.1f}) {r['peak_gb']:6.2f} GB peak; {_load()}",
         flush=True,
     )
 
 
-def _report_evaluate(runs: dict[str, dict[str, Any]], n: int) -> None:
+def _report(kind: str, runs: dict[str, dict[str, Any]], n: int) -> None:
+    """The table of one command's runs, and each engine's 2-against-1 ratios."""
     reference = next(iter(runs.values()))["result"]
-    print("evaluate    seconds  cpu s  peak GB  hyps/cpu-s  max |diff| vs first")
+    memory = runs.get("memory:1") or runs.get("memory:2")
+    print(
+        f"{kind:<10} wall s  start-up  work s  cpu s  driver cpu  worker cpu  peak GB  "
+        "hyps/cpu-s  cpu vs in memory  max |diff| vs first"
+    )
     for c, r in runs.items():
-        diff = _max_diff(reference, r["result"])
+        per_core = "" if memory is None else f"{r['cpu_seconds'] / memory['cpu_seconds']:.2f}x"
         print(
-            f"{c:<10} {r['seconds']:8.1f} {r['cpu_seconds']:6.1f} {r['peak_gb']:8.2f} "
-            f"{n / max(r['cpu_seconds'], 1e-9):11,.0f}  {diff:.2e}"
+            f"{c:<10} {r['seconds']:6.1f} {r['startup_s']:9.1f} {r['work_s']:7.1f} "
+            f"{r['cpu_seconds']:6.1f} {r.get('driver_work_cpu', r['driver_cpu']):11.1f} "
+            f"{r['worker_cpu']:11.1f} {r['peak_gb']:8.2f} {n / max(r['cpu_seconds'], 1e-9):11,.0f}"
+            f"  {per_core:>16}  {_max_diff(reference, r['result']):.2e}"
         )
     for engine in ("local", "dask"):
-        if f"{engine}:1" in runs and f"{engine}:2" in runs:
-            ratio = runs[f"{engine}:1"]["seconds"] / runs[f"{engine}:2"]["seconds"]
-            print(f"evaluate, {engine}: 2 workers {ratio:.2f}x faster than 1")
+        one, two = runs.get(f"{engine}:1"), runs.get(f"{engine}:2")
+        if one and two:
+            print(
+                f"{kind}, {engine}: 2 workers {one['seconds'] / two['seconds']:.2f}x faster than "
+                f"1 in wall time, {one['work_s'] / two['work_s']:.2f}x once the workers are up"
+            )
 
 
-def _train(opts: argparse.Namespace, tmp: str, common: list[str]) -> None:
+def _train(opts: argparse.Namespace, tmp: str, common: list[str], n: int) -> None:
     train = {}
-    for c in ([] if opts.no_memory else ["memory:2"]) + ["dask:1", "dask:2"]:
+    configs = opts.train_engines.split(",")
+    for c in ([] if opts.no_memory else ["memory:2"]) + configs:
         weights = os.path.join(tmp, f"w-{c.replace(':', '-')}")
         train[c] = measure(["--phase", f"train:{c}", *common, "--weights", weights])
         _line("train", c, train[c])
-    print("train (r2)  seconds  cpu s  peak GB  max |weight diff| vs first")
-    first = next(iter(train.values()))["result"]
-    for c, r in train.items():
-        print(
-            f"{c:<10} {r['seconds']:8.1f} {r['cpu_seconds']:6.1f} {r['peak_gb']:8.2f}  "
-            f"{_max_diff(first, r['result']):.2e}"
-        )
-    ratio = train["dask:1"]["seconds"] / train["dask:2"]["seconds"]
-    print(f"train, dask: 2 workers {ratio:.2f}x faster than 1")
+    _report("train (r2)", train, n)
 
 
 if __name__ == "__main__":

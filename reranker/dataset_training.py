@@ -132,6 +132,7 @@ class DatasetDomainTask:
     features : feature names (the devices of the whole dataset)
     params : keyword arguments of :class:`~reranker.estimator.DomainReranker`
     documents : current weights documents for ``scope="utterance"`` (else ``None``)
+    size : the domain's rows in the dataset (the largest domains are started first)
     """
 
     dataset: PartitionedDataset
@@ -140,6 +141,7 @@ class DatasetDomainTask:
     features: list[str]
     params: dict[str, Any]
     documents: Mapping[str, Mapping[str, Any]] | None
+    size: int = 0
 
     def materialize(self) -> DomainTask:
         """Read the domain's rows (and competitors) and build the in-memory task."""
@@ -220,6 +222,7 @@ def train_dataset_domains(
             names,
             params,
             documents,
+            sum(dict(s.domain_rows).get(d, 0) for s in surveys),
         )
         for d in chosen
     ]

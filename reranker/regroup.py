@@ -53,13 +53,14 @@ ROW = "__row"
 
 @dataclass(frozen=True)
 class PartSummary:
-    """What scattering one part learned: its size, domains and devices."""
+    """What scattering one part learned: its size, domains (with their row counts) and devices."""
 
     index: int
     n_rows: int
     domains: frozenset[str]
     devices: frozenset[str]
     has_references: bool
+    domain_rows: tuple[tuple[str, int], ...] = ()
 
 
 def bucket_of(utterance_ids: pd.Series, n_buckets: int) -> NDArray[np.int64]:
@@ -100,12 +101,14 @@ def scatter_part(
         if rows.size:
             path = _bucket_dir(scratch, b) / f"part-{index:06d}.parquet"
             write_parquet(frame.iloc[rows], path, sync=False)
+    counts = full["domain"].value_counts(sort=False)
     return PartSummary(
         index,
         len(full),
-        frozenset(full["domain"].unique().tolist()),
+        frozenset(counts.index.tolist()),
         frozenset(full["device"].unique().tolist()),
         has_references(full),
+        tuple((str(d), int(c)) for d, c in counts.items()),
     )
 
 

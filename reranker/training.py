@@ -298,7 +298,9 @@ def publish_results(
 ) -> dict[str, DomainResult]:
     """Run the tasks on ``executor`` and publish each domain's document as it completes.
 
-    Tasks are :class:`DomainTask` objects or tasks that load their rows on the worker; see
+    Tasks are :class:`DomainTask` objects or tasks that load their rows on the worker; they are
+    started largest first (by their ``size``, the domain's rows), so that with fewer workers
+    than domains the run does not end waiting for one large domain started last. See
     :func:`train_domains` for ``progress`` and the result.
     """
 
@@ -309,7 +311,9 @@ def publish_results(
     results: dict[str, DomainResult] = {}
     for task in tasks:
         report(task.domain, "training", 0.0)
-    for task, outcome in executor.run(tasks):
+    # largest first: with fewer workers than domains the last to start are the shortest
+    queue = sorted(tasks, key=lambda t: -int(getattr(t, "size", 0)))
+    for task, outcome in executor.run(queue):
         results[task.domain] = _publish(task.domain, outcome, registry, report)
     for note in (n for r in results.values() for n in r.notes):
         warnings.warn(note, ConvergenceWarning, stacklevel=2)

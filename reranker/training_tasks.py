@@ -59,6 +59,11 @@ class DomainTask:
     params: dict[str, Any]
     training_data: dict[str, Any]
 
+    @property
+    def size(self) -> int:
+        """The domain's rows (the largest domains are started first)."""
+        return len(self.X)
+
 
 @dataclass
 class DomainResult:
