@@ -1,42 +1,112 @@
 """The fused pass behind :func:`reranker.losses.objective`: R1, R2 and R3 and their gradients.
 
-Rows are sorted by utterance. They are cut, at utterance boundaries, into blocks of about
-:data:`BLOCK_ROWS` rows, and each block goes through every step while it is in cache: ``z = X w
-+ b``, ``e^z``, the per-utterance softmax sums (``np.add.reduceat`` over the block's contiguous
-utterances), the SemER-weighted terms, the cross-entropy terms and ``Xᵀ ∂/∂z``. So X is read
-from memory once per evaluation, there is one exponential per row (two with τ ≠ 1) and no
-temporary larger than a block.
+Layout (:func:`layout`, built once per problem): utterances are ordered by their number of rows
+c, and the utterances of one c are cut into chunks of at most :data:`BLOCK_ROWS` rows. Inside a
+chunk of G utterances the rows are stored rank-major: row ``r · G + g`` is the r-th row of the
+chunk's g-th utterance. A chunk's per-row vector is then a ``(c, G)`` matrix whose columns are
+utterances, so every per-utterance sum is ``sum(axis=0)`` (c vector additions) and every
+per-utterance factor broadcasts over rows: no ``reduceat``, no ``repeat``, no index array.
 
-Two sums are rewritten so that they need no per-row work beyond that:
+Each chunk goes through every step while it is in cache: ``z = X w``, ``e^z``, the softmax sums,
+the SemER-weighted terms, the cross-entropy terms and ``Xᵀ ∂/∂z``. So X is read from memory
+once per evaluation and there is one exponential per row (two with τ ≠ 1 in R3).
 
-- ``Σ_h y_h z_h = (Xᵀ y) · w + b Σ y``, with ``Xᵀ y`` computed once per problem;
-- ``Σ_h log(1 + e^{z_h})`` is ``Σ log m_h + ln 2 · Σ k_h`` where ``1 + e^{z_h} = m_h 2^{k_h}``
-  (``np.frexp``, ``m_h`` in [0.5, 1)); the mantissas are multiplied 32 at a time (a product of 32
-  is at least 2⁻³² and cannot underflow) so one logarithm serves 32 rows; the rounding of
-  ``1 + e^{z_h}`` is added back as ``δ_h / (1 + e^{z_h})``, so tiny terms are not lost.
+Shortcuts that need no per-row work:
 
-The pass applies when every ``|z/τ|``, ``|z|`` and competitor log-mass is at most
-:data:`SAFE_EXPONENT` (then ``e^{z/τ}`` needs no per-utterance shift: softmax ratios do not
-depend on it). Otherwise :func:`fused_objective` returns ``None`` and the caller takes the
-shifted path of :mod:`reranker.losses`.
+- R1 alone does not add the bias to each row: ``e^{b/τ}`` cancels in the softmax, so it divides
+  the competitors' mass instead, and the weights are divided by τ before ``X w``.
+- ``Σ_h y_h z_h = (Xᵀ y) · w + b Σ y``, with ``Xᵀ y`` computed once per problem.
+- ``Σ_h log(1 + e^{z_h})`` is the logarithm of products of 16 factors ``1 + e^{z_h}`` (one
+  logarithm per 16 rows); a chunk where a product overflows takes ``np.frexp`` mantissas
+  instead. The rounding of ``1 + e^{z_h}`` (``δ_h``, at most half an ulp of 1 per row) is added
+  back as ``δ_h / (1 + e^{z_h})`` when the chunk's sum is small enough for it to matter.
+
+The pass applies when every utterance's softmax denominator (relative to the bias) lies in
+``[e^-SAFE, e^SAFE]`` with ``SAFE =`` :data:`SAFE_EXPONENT`, every competitor log-mass is at
+most SAFE in size, and every result is finite. Then no per-utterance shift is needed: softmax
+ratios do not depend on it, and a row whose exponential underflows weighs at most e^-350 of its
+utterance. Otherwise :func:`fused_objective` returns ``None`` and the caller takes the shifted
+path of :mod:`reranker.losses`.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import ThreadpoolController
 
-__all__ = ["BLOCK_ROWS", "SAFE_EXPONENT", "Blocks", "fused_objective", "make_blocks"]
+__all__ = [
+    "BLOCK_ROWS",
+    "PARALLEL_ROWS",
+    "SAFE_EXPONENT",
+    "Blocks",
+    "Layout",
+    "fused_objective",
+    "layout",
+]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-BLOCK_ROWS = 16384  # a block of X (k ≤ ~30 columns) and its temporaries stay in cache
+BLOCK_ROWS = 8192  # a chunk of X (k ≤ ~30 columns) and its temporaries stay in cache
 SAFE_EXPONENT = 350.0  # e^±350 and sums of millions of such terms stay finite and normal
-_PRODUCT = 32  # mantissas multiplied per logarithm: 0.5^32 cannot underflow
+_PRODUCT = 16  # factors 1 + e^z multiplied per logarithm
+_MANTISSAS = 32  # frexp mantissas multiplied per logarithm: 0.5^32 cannot underflow
 _LN2 = float(np.log(2.0))
+_ULP_HALF = float(np.finfo(np.float64).eps) / 2.0
+_RANGE = (float(np.exp(-SAFE_EXPONENT)), float(np.exp(SAFE_EXPONENT)))  # of a denominator
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the rows of a problem go (see the module docstring).
+
+    Attributes
+    ----------
+    rows : ndarray of shape (n,)
+        Position ``i`` of the layout holds row ``rows[i]`` of the rows sorted by utterance.
+    utterances : ndarray of shape (U,)
+        Utterance ``j`` of the layout is utterance ``utterances[j]`` of the sorted rows.
+    group : ndarray of shape (n,)
+        Layout utterance of each layout row.
+    bounds : ndarray of shape (m + 1, 3)
+        Chunk b is layout rows ``bounds[b, 0]:bounds[b + 1, 0]``, utterances
+        ``bounds[b, 1]:bounds[b + 1, 1]``, each of ``bounds[b, 2]`` rows.
+    """
+
+    rows: IntArray
+    utterances: IntArray
+    group: IntArray
+    bounds: IntArray
+
+
+def layout(starts: IntArray, n: int) -> Layout:
+    """Chunks of utterances of equal row count, rows rank-major (utterance u starts at
+    ``starts[u]`` of n rows sorted by utterance)."""
+    counts = np.diff(np.append(starts, n)).astype(np.int64)
+    utterances = np.argsort(counts, kind="stable").astype(np.int64)
+    sorted_counts = counts[utterances]
+    edges = np.flatnonzero(np.diff(sorted_counts)) + 1
+    pieces, bounds, row = [], [], 0
+    for lo, hi in zip(np.r_[0, edges], np.r_[edges, utterances.size], strict=True):
+        c = int(sorted_counts[lo])
+        step = max(1, BLOCK_ROWS // c)
+        for g0 in range(int(lo), int(hi), step):
+            members = utterances[g0 : min(g0 + step, int(hi))]
+            pieces.append((starts[members][None, :] + np.arange(c)[:, None]).ravel())
+            bounds.append((row, g0, c))
+            row += c * members.size
+    bounds.append((row, utterances.size, 0))
+    rows = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
+    group = np.empty(n, dtype=np.int64)
+    for (r0, g0, c), (r1, g1, _) in pairwise(bounds):
+        group[r0:r1] = np.tile(np.arange(g0, g1), c)
+    return Layout(rows, utterances, group, np.asarray(bounds, dtype=np.int64).reshape(-1, 3))
 
 
 @dataclass(frozen=True)
@@ -45,32 +115,20 @@ class Blocks:
 
     Attributes
     ----------
-    rows : ndarray of shape (m + 1,)
-        Block b is rows ``rows[b]:rows[b + 1]``; every boundary is an utterance start.
-    groups : ndarray of shape (m + 1,)
-        Block b holds utterances ``groups[b]:groups[b + 1]``.
-    local_starts : list of ndarray
-        First row of each utterance of block b, relative to ``rows[b]``.
-    counts : ndarray of shape (U,)
-        Rows of each utterance.
+    bounds : ndarray of shape (m + 1, 3)
+        The chunks of :class:`Layout`.
     other_exp, other_num : ndarray of shape (U,) or None
         ``e^{c_u}`` and ``e^{c_u} s_u`` of the competitors; ``None`` when some ``|c_u|`` is too
         large for the unshifted pass.
-    max_rows : int
-        Rows of the largest block.
     xty : ndarray of shape (k,)
         ``Xᵀ y``.
     y_sum : float
         ``Σ y``.
     """
 
-    rows: IntArray
-    groups: IntArray
-    local_starts: list[IntArray]
-    counts: IntArray
+    bounds: IntArray
     other_exp: FloatArray | None
     other_num: FloatArray | None
-    max_rows: int
     xty: FloatArray
     y_sum: float
 
@@ -78,64 +136,162 @@ class Blocks:
 def make_blocks(
     X: FloatArray,
     y: FloatArray,
-    starts: IntArray,
+    bounds: IntArray,
     other_log_mass: FloatArray,
     other_semer: FloatArray,
 ) -> Blocks:
-    """Cut rows sorted by utterance (utterance u starts at ``starts[u]``) into blocks."""
-    n = X.shape[0]
-    wanted = np.searchsorted(starts, np.arange(0, n, BLOCK_ROWS), side="left")
-    groups = np.unique(np.r_[wanted, starts.size]).astype(np.int64)
-    rows = np.append(starts, n)[groups].astype(np.int64)
-    local = [starts[groups[b] : groups[b + 1]] - rows[b] for b in range(groups.size - 1)]
+    """The fused pass's structure for rows in the layout whose chunks are ``bounds``."""
     finite = other_log_mass[np.isfinite(other_log_mass)]
     other_exp = other_num = None
     if np.abs(finite).max(initial=0.0) <= SAFE_EXPONENT:
         other_exp = np.exp(other_log_mass)
         other_num = other_exp * other_semer
-    return Blocks(
-        rows=rows,
-        groups=groups,
-        local_starts=local,
-        counts=np.diff(np.append(starts, n)).astype(np.int64),
-        other_exp=other_exp,
-        other_num=other_num,
-        max_rows=int(np.diff(rows).max(initial=0)),
-        xty=X.T @ y,
-        y_sum=float(y.sum()),
-    )
+    return Blocks(bounds, other_exp, other_num, X.T @ y, float(y.sum()))
 
 
 def _log1p_exp_sum(e: FloatArray, buffer: FloatArray) -> float:
-    """``Σ log(1 + e_h)`` with one logarithm per 32 rows (see the module docstring)."""
+    """``Σ log(1 + e_h)``; leaves ``1 + e_h`` in ``buffer`` (see the module docstring)."""
     np.add(e, 1.0, out=buffer)
-    mantissa, exponent = np.frexp(buffer)
-    whole = mantissa.size - mantissa.size % _PRODUCT
-    total = float(np.log(np.multiply.reduce(mantissa[:whole].reshape(_PRODUCT, -1))).sum())
-    total += float(np.log(mantissa[whole:]).sum())
-    # fl(1 + e) drops the low bits of a small e: add back log(1 + δ/u) ≈ δ/u, δ = e - (u - 1)
-    delta = np.subtract(buffer, 1.0)
-    np.subtract(e, delta, out=delta)
-    delta /= buffer
-    return total + _LN2 * float(exponent.sum()) + float(delta.sum())
+    whole = buffer.size - buffer.size % _PRODUCT
+    products = np.multiply.reduce(buffer[:whole].reshape(_PRODUCT, -1), axis=0)
+    if products.size == 0 or products.max() <= 1e300:
+        total = float(np.log(products).sum()) + float(np.log(buffer[whole:]).sum())
+    else:
+        mantissa, exponent = np.frexp(buffer)
+        whole = mantissa.size - mantissa.size % _MANTISSAS
+        total = float(np.log(np.multiply.reduce(mantissa[:whole].reshape(_MANTISSAS, -1))).sum())
+        total += float(np.log(mantissa[whole:]).sum()) + _LN2 * float(exponent.sum())
+    if total <= 1e4 * _ULP_HALF * e.size:  # the rounding of 1 + e could show: add it back
+        delta = np.subtract(buffer, 1.0)
+        np.subtract(e, delta, out=delta)  # fl(1 + e) drops the low bits of a small e
+        delta /= buffer
+        total += float(delta.sum())
+    return total
 
 
-def _r1_block(
-    e: FloatArray, semer: FloatArray, blocks: Blocks, b: int, scale: float
-) -> tuple[float, FloatArray]:
-    """Sum of E_u over block b's utterances, and ``scale · ∂(Σ E_u)/∂a_h`` of each row."""
-    g0, g1 = blocks.groups[b], blocks.groups[b + 1]
-    assert blocks.other_exp is not None and blocks.other_num is not None
-    starts, counts = blocks.local_starts[b], blocks.counts[g0:g1]
-    den = np.add.reduceat(e, starts)
-    den += blocks.other_exp[g0:g1]
-    num = np.add.reduceat(e * semer, starts)
-    num += blocks.other_num[g0:g1]
+def _r1_chunk(
+    e: FloatArray, semer: FloatArray, other: tuple[FloatArray, FloatArray], c: int, scale: float
+) -> tuple[float, FloatArray, float] | None:
+    """Sum of E_u over a chunk's utterances, ``scale · ∂(Σ E_u)/∂a_h`` of each row (written
+    over ``e``'s product with SemER; ``e`` is overwritten) and the sum of those; ``None`` when
+    a denominator is out of range."""
+    weighted = e * semer
+    e2, w2 = e.reshape(c, -1), weighted.reshape(c, -1)
+    den_own, num_own = e2.sum(axis=0), w2.sum(axis=0)
+    den, num = den_own + other[0], num_own + other[1]
+    if not (_RANGE[0] <= den.min() and den.max() <= _RANGE[1]):
+        return None
     expected = num / den
-    grad = semer - np.repeat(expected, counts)
-    grad *= e
-    grad *= np.repeat(scale / den, counts)
-    return float(expected.sum()), grad
+    r = scale / den  # ∂/∂a_h = scale · e_h (SemER_h - E_u) / den_u = SemER_h e_h r_u - e_h q_u
+    q = expected * r
+    w2 *= r
+    e2 *= q
+    weighted -= e
+    return float(expected.sum()), weighted, float(np.dot(r, num_own) - np.dot(q, den_own))
+
+
+def _competitors(blocks: Blocks, shift: float) -> tuple[FloatArray, FloatArray]:
+    """The competitors' mass and SemER-weighted mass relative to ``e^shift``."""
+    assert blocks.other_exp is not None and blocks.other_num is not None
+    if shift == 0.0:
+        return blocks.other_exp, blocks.other_num
+    factor = np.exp(-shift)
+    return blocks.other_exp * factor, blocks.other_num * factor
+
+
+def _passes(
+    theta: FloatArray,
+    X: FloatArray,
+    semer: FloatArray,
+    blocks: Blocks,
+    temperature: float,
+    scales: tuple[float, float],
+    chunks: range,
+) -> tuple[float, float, FloatArray] | None:
+    """Over the given chunks: ``Σ_u E_u``, ``Σ_h softplus(z_h)`` and
+    ``Xᵀ (scales[0] ∂Σ E_u/∂a + scales[1] σ(z))`` (a term is skipped when its scale is 0)."""
+    k = theta.size - 1
+    w, bias = theta[:-1], float(theta[-1])
+    r1, r2 = scales[0] != 0.0, scales[1] != 0.0
+    alone = not r2  # R1 alone: no bias on the rows, weights divided by τ
+    wz = w / temperature if alone else w
+    grad = np.zeros(k + 1)
+    r1_sum = softplus = 0.0
+    bounds = blocks.bounds
+    buffer = np.empty(int(np.diff(bounds[chunks.start : chunks.stop + 1, 0]).max()))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        other = _competitors(blocks, bias / temperature if alone else 0.0) if r1 else None
+        for b in chunks:
+            (r0, u0, c), (r1_, u1) = bounds[b], bounds[b + 1, :2]
+            Xb = X[r0:r1_]
+            z = Xb @ wz
+            if not alone:
+                z += bias
+            e = np.exp(z) if r1 and r2 and temperature != 1.0 else np.exp(z, out=z)
+            gz = buffer[: z.size]
+            if r2:
+                softplus += _log1p_exp_sum(e, gz)
+                np.divide(e, gz, out=gz)  # sigmoid(z)
+                gz *= scales[1]
+                grad[k] += gz.sum()
+                if r1 and temperature != 1.0:
+                    e = np.exp(z / temperature)
+            if r1:
+                assert other is not None
+                part = _r1_chunk(
+                    e, semer[r0:r1_], (other[0][u0:u1], other[1][u0:u1]), int(c), scales[0]
+                )
+                if part is None:
+                    return None
+                r1_sum += part[0]
+                grad[k] += part[2]
+                gz = np.add(gz, part[1], out=gz) if r2 else part[1]
+            grad[:k] += Xb.T @ gz
+    return r1_sum, softplus, grad
+
+
+PARALLEL_ROWS = 100_000  # from this many rows the chunks are shared by two threads
+_POOL: tuple[int, ThreadPoolExecutor, ThreadpoolController] | None = None
+
+
+def _pool() -> tuple[ThreadPoolExecutor, ThreadpoolController]:
+    """One worker thread and the BLAS controller, made once per process (and after a fork)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(1), ThreadpoolController())
+    return _POOL[1], _POOL[2]
+
+
+def _halves(bounds: IntArray) -> list[range]:
+    """The chunks in one range, or in two of about equal rows when there are enough rows."""
+    m, n = bounds.shape[0] - 1, int(bounds[-1, 0])
+    if n < PARALLEL_ROWS or m < 2 or (os.cpu_count() or 1) < 2:
+        return [range(m)]
+    middle = int(np.clip(np.searchsorted(bounds[:, 0], n // 2), 1, m - 1))
+    return [range(middle), range(middle, m)]
+
+
+def _all_passes(
+    theta: FloatArray,
+    X: FloatArray,
+    semer: FloatArray,
+    blocks: Blocks,
+    temperature: float,
+    scales: tuple[float, float],
+) -> tuple[float, float, FloatArray] | None:
+    """:func:`_passes` over every chunk, the second half in a worker thread (BLAS on one
+    thread meanwhile); the halves depend only on the problem, so results do too."""
+    halves = _halves(blocks.bounds)
+    if len(halves) == 1:
+        return _passes(theta, X, semer, blocks, temperature, scales, halves[0])
+    pool, controller = _pool()
+    with controller.limit(limits=1, user_api="blas"):
+        future = pool.submit(_passes, theta, X, semer, blocks, temperature, scales, halves[1])
+        first = _passes(theta, X, semer, blocks, temperature, scales, halves[0])
+        second = future.result()
+    if first is None or second is None:
+        return None
+    return first[0] + second[0], first[1] + second[1], first[2] + second[2]
 
 
 def fused_objective(
@@ -155,36 +311,19 @@ def fused_objective(
     """
     if r1 and blocks.other_exp is None:
         return None
-    w, bias = theta[:-1], float(theta[-1])
-    k, u = w.size, float(n_utterances)
-    limit = SAFE_EXPONENT * min(1.0, temperature)
-    grad = np.zeros(k + 1)
-    r1_sum = softplus = 0.0
-    buffer = np.empty(blocks.max_rows)
-    for b in range(blocks.rows.size - 1):
-        rows = slice(blocks.rows[b], blocks.rows[b + 1])
-        Xb = X[rows]
-        z = Xb @ w
-        z += bias
-        if max(z.max(), -z.min()) > limit:
-            return None
-        e = np.exp(z) if r2_weight != 0.0 or temperature == 1.0 else z
-        gz: FloatArray | None = None
-        if r2_weight != 0.0:
-            softplus += _log1p_exp_sum(e, buffer[: z.size])
-            gz = e / buffer[: z.size]  # sigmoid(z) = e^z / (1 + e^z)
-            gz *= r2_weight / u
-        if r1:
-            ea = e if temperature == 1.0 else np.exp(z / temperature)
-            part, grad_r1 = _r1_block(ea, semer[rows], blocks, b, 1.0 / (temperature * u))
-            r1_sum += part
-            gz = grad_r1 if gz is None else np.add(gz, grad_r1, out=gz)
-        assert gz is not None
-        grad[:k] += Xb.T @ gz
-        grad[k] += gz.sum()
+    u = float(n_utterances)
+    scales = (1.0 / (temperature * u) if r1 else 0.0, r2_weight / u)
+    out = _all_passes(theta, X, semer, blocks, temperature, scales)
+    if out is None:
+        return None
+    r1_sum, softplus, grad = out
+    k = theta.size - 1
     value = r1_sum / u
     if r2_weight != 0.0:  # Σ y z and Xᵀ y from the per-problem sums
+        w, bias = theta[:-1], float(theta[-1])
         value += r2_weight * (softplus - float(np.dot(blocks.xty, w)) - bias * blocks.y_sum) / u
         grad[:k] -= (r2_weight / u) * blocks.xty
         grad[k] -= (r2_weight / u) * blocks.y_sum
+    if not (np.isfinite(value) and np.isfinite(grad).all()):
+        return None
     return value, grad

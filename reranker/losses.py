@@ -15,8 +15,8 @@ domain's hypotheses of utterance u, the losses are
 - **R3** = R1 + α·R2.
 
 Each adds the L2 penalty ``Σ_j λ_j w_j²`` (λ_j = λ for every weight, bias unpenalised). All
-per-utterance sums run as segment reductions over rows sorted by utterance
-(``np.maximum.reduceat`` / ``np.add.reduceat``); there is no Python loop over utterances.
+per-utterance sums run as vector reductions (the fused pass of :mod:`reranker.kernel_losses`,
+or ``np.bincount`` by utterance); there is no Python loop over utterances.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from reranker.errors import DataError
-from reranker.kernel_losses import SAFE_EXPONENT, Blocks, fused_objective, make_blocks
+from reranker.kernel_losses import (
+    SAFE_EXPONENT,
+    Blocks,
+    Layout,
+    fused_objective,
+    layout,
+    make_blocks,
+)
 from reranker.options import LOSSES, TrainingOptions
 
 __all__ = [
@@ -51,13 +58,12 @@ class LossProblem:
     Attributes
     ----------
     X : ndarray of shape (n, k)
-        Features, rows grouped by utterance.
+        Features, rows in the chunked layout of :func:`reranker.kernel_losses.layout`
+        (utterances ordered by row count, rows rank-major within a chunk).
     y : ndarray of shape (n,)
         The correct bit (0 or 1) as float.
     semer : ndarray of shape (n,)
         SemER of each row (zeros when only R2 is trained).
-    starts : ndarray of shape (U,)
-        Index of the first row of each utterance.
     group : ndarray of shape (n,)
         Utterance index (0..U-1) of each row.
     other_log_mass : ndarray of shape (U,)
@@ -76,7 +82,6 @@ class LossProblem:
     X: NDArray[np.float64]
     y: NDArray[np.float64]
     semer: NDArray[np.float64]
-    starts: NDArray[np.int64]
     group: NDArray[np.int64]
     other_log_mass: NDArray[np.float64]
     other_semer: NDArray[np.float64]
@@ -87,7 +92,7 @@ class LossProblem:
     @property
     def n_utterances(self) -> int:
         """Number of utterances U (the denominator of every loss)."""
-        return int(self.starts.size)
+        return int(self.other_log_mass.size)
 
 
 def _codes(groups: NDArray[np.object_]) -> tuple[NDArray[np.int64], NDArray[np.object_]]:
@@ -167,18 +172,16 @@ def _competitor_summary(
     return other_log_mass, other_semer
 
 
-def _sorted_rows(
-    Xa: NDArray[np.float64],
-    ya: NDArray[np.float64],
-    sa: NDArray[np.float64],
-    codes: NDArray[np.int64],
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Row order grouping utterances (stable) and X, y, SemER in that order (X contiguous)."""
-    if (codes[1:] >= codes[:-1]).all():  # rows already grouped: no reordering copy
+def _layout_rows(codes: NDArray[np.int64]) -> tuple[NDArray[np.int64], Layout]:
+    """Row order of the fused pass's layout (of the caller's rows) and the layout itself."""
+    if (codes[1:] >= codes[:-1]).all():  # rows already grouped by utterance
         order = np.arange(codes.size, dtype=np.int64)
-        return order, np.ascontiguousarray(Xa), ya, sa
-    order = np.argsort(codes, kind="stable").astype(np.int64)
-    return order, np.ascontiguousarray(Xa[order]), ya[order], sa[order]
+    else:
+        order = np.argsort(codes, kind="stable").astype(np.int64)
+    sorted_codes = codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1].astype(np.int64)
+    rows = layout(starts, codes.size)
+    return order[rows.rows], rows
 
 
 def make_problem(
@@ -216,27 +219,27 @@ def make_problem(
     if cap_semer:
         sa = np.minimum(sa, 1.0)
     codes, uniques = _codes(ga)
-    order, Xs, ys, ss = _sorted_rows(Xa, ya, sa, codes)
-    sorted_codes = codes[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1].astype(np.int64)
-    n_groups = starts.size
+    order, rows = _layout_rows(codes)
+    Xs, ys, ss = np.ascontiguousarray(Xa[order]), ya[order], sa[order]
+    n_groups = uniques.size
     if competitor_groups is None:
         other_log_mass, other_semer = np.full(n_groups, -np.inf), np.zeros(n_groups)
     else:
         other_log_mass, other_semer = _competitor_summary(
             uniques, competitor_groups, competitor_z, competitor_semer, temperature, cap_semer
         )
+    # utterance u of the sorted rows has code u; the layout orders utterances by row count
+    other_log_mass, other_semer = other_log_mass[rows.utterances], other_semer[rows.utterances]
     return LossProblem(
         X=Xs,
         y=ys,
         semer=ss,
-        starts=starts,
-        group=np.repeat(np.arange(n_groups), np.diff(np.r_[starts, Xs.shape[0]])).astype(np.int64),
+        group=rows.group,
         other_log_mass=other_log_mass,
         other_semer=other_semer,
         order=order,
         temperature=float(temperature),
-        blocks=make_blocks(Xs, ys, starts, other_log_mass, other_semer),
+        blocks=make_blocks(Xs, ys, rows.bounds, other_log_mass, other_semer),
     )
 
 
@@ -260,19 +263,17 @@ def _r1(
     if small and np.abs(finite_mass).max(initial=0.0) <= SAFE_EXPONENT:
         e = np.exp(a) if exp_a is None else exp_a
         other = np.exp(p.other_log_mass)
-        den = np.bincount(p.group, weights=e, minlength=u) + other
-        num = np.bincount(p.group, weights=e * p.semer, minlength=u) + other * p.other_semer
     else:
-        peak = np.maximum(np.maximum.reduceat(a, p.starts), p.other_log_mass)
+        peak = p.other_log_mass.copy()
+        np.maximum.at(peak, p.group, a)
         e = np.exp(a - peak[p.group])
         other = np.exp(p.other_log_mass - peak)
-        den = np.add.reduceat(e, p.starts) + other
-        num = np.add.reduceat(e * p.semer, p.starts) + other * p.other_semer
+    den = np.bincount(p.group, weights=e, minlength=u) + other
+    num = np.bincount(p.group, weights=e * p.semer, minlength=u) + other * p.other_semer
     expected = num / den
-    counts = np.diff(np.append(p.starts, z.size))
-    grad = p.semer - np.repeat(expected, counts)
+    grad = p.semer - expected[p.group]
     grad *= e
-    grad *= np.repeat(1.0 / (den * (temperature * u)), counts)
+    grad *= (1.0 / (den * (temperature * u)))[p.group]
     return float(expected.sum() / u), grad
 
 

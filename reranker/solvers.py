@@ -62,13 +62,16 @@ def _line_search(
     """Backtracking to the first step length with sufficient decrease (Armijo, c = 1e-4).
 
     Each trial computes value, gradient and Hessian in the same pass over the rows, so the
-    usual full Newton step costs one pass.
+    usual full Newton step costs one pass. At the optimum the predicted decrease is below the
+    rounding of the objective's sum: a rise within that rounding (a few ulps of f) counts as no
+    rise, so the last Newton step is not refused for noise.
     """
     t = 1.0
+    noise = 8.0 * np.finfo(np.float64).eps * abs(f)
     while t > 1e-10:
         candidate = theta + t * step
         terms = terms_at(candidate)
-        if terms[0] <= f + 1e-4 * t * slope:
+        if terms[0] <= f + 1e-4 * t * slope + noise:
             return candidate, terms
         t *= 0.5
     return None

@@ -282,12 +282,12 @@ def test_objective_with_huge_logits_matches_slow_reference(
 def test_fused_and_shifted_paths_agree(
     monkeypatch: pytest.MonkeyPatch, loss: str, tau: float
 ) -> None:
-    from reranker import kernel_losses, losses
+    from reranker import losses
 
     problem, _ = _random_problem(9, temperature=tau, competitors=True)
     theta = np.random.default_rng(10).normal(size=problem.X.shape[1] + 1)
     fast = objective(theta, problem, loss=loss, alpha=0.5, l2=0.01)  # type: ignore[arg-type]
-    monkeypatch.setattr(kernel_losses, "SAFE_EXPONENT", -1.0)  # the fused pass declines
+    monkeypatch.setattr(losses, "fused_objective", lambda *a, **k: None)  # the pass declines
     monkeypatch.setattr(losses, "SAFE_EXPONENT", -1.0)  # and the shifted path runs
     shifted = objective(theta, problem, loss=loss, alpha=0.5, l2=0.01)  # type: ignore[arg-type]
     assert fast[0] == pytest.approx(shifted[0], rel=1e-13)
@@ -302,7 +302,7 @@ def test_fused_pass_across_many_blocks_matches_slow_reference(
 
     monkeypatch.setattr(kernel_losses, "BLOCK_ROWS", 5)  # blocks of one or two utterances
     problem, data = _random_problem(11, n_groups=30, temperature=0.7, competitors=True)
-    assert problem.blocks.rows.size > 8
+    assert problem.blocks.bounds.shape[0] > 8
     theta = np.random.default_rng(12).normal(size=problem.X.shape[1] + 1)
     value, grad = objective(theta, problem, loss=loss, alpha=0.7, l2=0.05)  # type: ignore[arg-type]
     slow = _slow_objective(theta, data, loss=loss, alpha=0.7, l2=0.05, temperature=0.7)
@@ -325,3 +325,103 @@ def test_softplus_sum_by_mantissa_products_matches_log1p() -> None:
         e = np.exp(z)
         exact = float(np.sum(np.logaddexp(0.0, z)))
         assert _log1p_exp_sum(e, np.empty(n)) == pytest.approx(exact, rel=1e-14, abs=1e-300)
+
+
+def _tied_problem(
+    seed: int, n_groups: int, k: int, tau: float, competitors: bool
+) -> tuple[LossProblem, np.ndarray]:
+    """Utterances of 1 to 6 rows with repeated feature rows (tied logits) and tied SemER."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 7, n_groups)
+    groups = rng.permutation(np.repeat(np.arange(n_groups).astype(str), sizes))
+    n = groups.size
+    X = rng.choice([-1.0, 0.0, 0.5, 2.0], size=(n, k))  # few distinct rows: ties
+    y = (rng.random(n) < 0.3).astype(float)
+    semer = rng.choice([0.0, 0.0, 1.0, 0.5], n)
+    kwargs: dict[str, np.ndarray] = {}
+    if competitors:
+        m = n_groups
+        kwargs = {
+            "competitor_groups": rng.choice(groups, m),
+            "competitor_z": rng.choice([0.0, 1.0, -3.0], m),
+            "competitor_semer": rng.choice([0.0, 1.0], m),
+        }
+    problem = make_problem(X, y, groups, semer=semer, temperature=tau, **kwargs)  # type: ignore[arg-type]
+    theta = rng.choice([0.0, 0.3, -1.2], size=k + 1)
+    return problem, theta
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    n_groups=st.integers(1, 40),
+    k=st.integers(1, 4),
+    tau=st.sampled_from([1.0, 0.5, 3.0]),
+    competitors=st.booleans(),
+    block=st.integers(1, 30),
+    parallel=st.booleans(),
+)
+def test_fused_pass_matches_shifted_reference_with_ties(
+    seed: int, n_groups: int, k: int, tau: float, competitors: bool, block: int, parallel: bool
+) -> None:
+    from reranker import kernel_losses, losses
+
+    weights = {"r1": 0.0, "r2": 1.0, "r3": 0.6}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernel_losses, "BLOCK_ROWS", block)  # chunks of one to many utterances
+        mp.setattr(kernel_losses, "PARALLEL_ROWS", 1 if parallel else 10**9)
+        problem, theta = _tied_problem(seed, n_groups, k, tau, competitors)
+        assert np.array_equal(np.sort(problem.order), np.arange(problem.X.shape[0]))
+        fused = {
+            loss: kernel_losses.fused_objective(
+                theta,
+                problem.X,
+                problem.semer,
+                problem.blocks,
+                n_utterances=problem.n_utterances,
+                temperature=tau,
+                r1=loss != "r2",
+                r2_weight=weight,
+            )
+            for loss, weight in weights.items()
+        }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(losses, "fused_objective", lambda *a, **kw: None)
+        mp.setattr(losses, "SAFE_EXPONENT", -1.0)  # the per-utterance shifted softmax
+        for loss in weights:
+            slow = objective(theta, problem, loss=loss, alpha=0.6, l2=0.0)  # type: ignore[arg-type]
+            fast = fused[loss]
+            assert fast is not None
+            assert fast[0] == pytest.approx(slow[0], rel=1e-12, abs=1e-15)
+            np.testing.assert_allclose(fast[1], slow[1], rtol=1e-11, atol=1e-14)
+
+
+def test_layout_puts_each_utterance_in_one_chunk_rank_major() -> None:
+    from reranker.kernel_losses import layout
+
+    starts = np.array([0, 2, 3, 6, 8, 11, 12])  # counts 2, 1, 3, 2, 3, 1, 2 (n = 14)
+    rows = layout(starts, 14)
+    assert np.array_equal(np.sort(rows.rows), np.arange(14))
+    counts = np.diff(np.r_[starts, 14])
+    assert np.array_equal(counts[rows.utterances], np.sort(counts, kind="stable"))
+    for (r0, u0, c), (r1, u1) in zip(rows.bounds[:-1], rows.bounds[1:, :2], strict=True):
+        block = rows.rows[r0:r1].reshape(c, -1)  # column g: the rows of one utterance, in order
+        expected = starts[rows.utterances[u0:u1]] + np.arange(c)[:, None]
+        assert np.array_equal(block, expected)
+        assert np.array_equal(rows.group[r0:r1].reshape(c, -1), np.tile(np.arange(u0, u1), (c, 1)))
+
+
+def test_two_threads_give_the_single_pass_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reranker import kernel_losses
+
+    problem, _ = _random_problem(21, n_groups=200, k=4, temperature=0.8, competitors=True)
+    theta = np.random.default_rng(22).normal(size=5)
+    monkeypatch.setattr(kernel_losses.os, "cpu_count", lambda: 2)
+    for loss in ("r1", "r2", "r3"):
+        monkeypatch.setattr(kernel_losses, "PARALLEL_ROWS", 10**9)
+        one = objective(theta, problem, loss=loss, alpha=0.4, l2=0.01)  # type: ignore[arg-type]
+        monkeypatch.setattr(kernel_losses, "PARALLEL_ROWS", 1)
+        assert len(kernel_losses._halves(problem.blocks.bounds)) == 2
+        two = objective(theta, problem, loss=loss, alpha=0.4, l2=0.01)  # type: ignore[arg-type]
+        assert two[0] == pytest.approx(one[0], rel=1e-13)
+        np.testing.assert_allclose(two[1], one[1], rtol=1e-12, atol=1e-15)

@@ -60,7 +60,8 @@ def test_newton_and_lbfgs_reach_the_same_optimum(l2: float) -> None:
     assert newton.nit < 15
     assert newton.fun <= lbfgs.fun + 1e-12
     assert newton.fun == pytest.approx(lbfgs.fun, rel=1e-9)
-    assert (np.diff(newton.curve) <= 0).all()
+    # never rises, but for the rounding of the objective's sum (a few ulps) at the optimum
+    assert (np.diff(newton.curve) <= 8 * np.finfo(float).eps * newton.fun).all()
 
 
 def test_newton_reports_iteration_limit() -> None:
