@@ -262,10 +262,17 @@ def _pool() -> tuple[ThreadPoolExecutor, ThreadpoolController]:
     return _POOL[1], _POOL[2]
 
 
+def _blas_threads() -> int:
+    """BLAS threads the process allows now (1 in a worker kept on one core)."""
+    blas = [c for c in _pool()[1].lib_controllers if c.user_api == "blas"]
+    return max((int(c.num_threads) for c in blas), default=os.cpu_count() or 1)
+
+
 def _halves(bounds: IntArray) -> list[range]:
-    """The chunks in one range, or in two of about equal rows when there are enough rows."""
+    """The chunks in one range, or in two of about equal rows when there are enough rows and
+    the process may use two cores."""
     m, n = bounds.shape[0] - 1, int(bounds[-1, 0])
-    if n < PARALLEL_ROWS or m < 2 or (os.cpu_count() or 1) < 2:
+    if n < PARALLEL_ROWS or m < 2 or (os.cpu_count() or 1) < 2 or _blas_threads() < 2:
         return [range(m)]
     middle = int(np.clip(np.searchsorted(bounds[:, 0], n // 2), 1, m - 1))
     return [range(middle), range(middle, m)]

@@ -417,6 +417,7 @@ def test_two_threads_give_the_single_pass_result(monkeypatch: pytest.MonkeyPatch
     problem, _ = _random_problem(21, n_groups=200, k=4, temperature=0.8, competitors=True)
     theta = np.random.default_rng(22).normal(size=5)
     monkeypatch.setattr(kernel_losses.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(kernel_losses, "_blas_threads", lambda: 2)
     for loss in ("r1", "r2", "r3"):
         monkeypatch.setattr(kernel_losses, "PARALLEL_ROWS", 10**9)
         one = objective(theta, problem, loss=loss, alpha=0.4, l2=0.01)  # type: ignore[arg-type]
@@ -425,3 +426,15 @@ def test_two_threads_give_the_single_pass_result(monkeypatch: pytest.MonkeyPatch
         two = objective(theta, problem, loss=loss, alpha=0.4, l2=0.01)  # type: ignore[arg-type]
         assert two[0] == pytest.approx(one[0], rel=1e-13)
         np.testing.assert_allclose(two[1], one[1], rtol=1e-12, atol=1e-15)
+
+
+def test_one_pass_in_a_process_kept_on_one_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from reranker import kernel_losses
+
+    problem, _ = _random_problem(23, n_groups=100)
+    monkeypatch.setattr(kernel_losses, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(kernel_losses.os, "cpu_count", lambda: 2)
+    with threadpool_limits(1, user_api="blas"):
+        assert len(kernel_losses._halves(problem.blocks.bounds)) == 1
