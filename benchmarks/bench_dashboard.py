@@ -21,9 +21,9 @@ utterance, devices); R2 weights are trained on a 10% sample of it.
 
 With ``--dataset DIR`` (a partitioned Parquet dataset, e.g. written by ``reranker synth``; read
 only), the large-dataset mode instead (:func:`run_large`): the statistics are
-computed once by the partitioned engine in a child process, then the pages are timed in this
-process (the server) with their peak memory, and the pushed-down utterance search is compared
-with pandas filtering the same utterance rows in memory.
+computed once by the partitioned engine in a child process (with the utterance index), then the
+pages are timed in this process (the server) with their peak memory, and a query of the
+utterance index is compared with pandas filtering the same utterance rows in memory.
 """
 
 from __future__ import annotations
@@ -279,13 +279,13 @@ DOMAIN, DEVICE = "Music", "echo_show"
 
 
 def search_against_pandas(split: Path, weights: Path) -> list[tuple[str, float, float]]:
-    """The pushed-down search against pandas filtering the same utterance rows in memory."""
+    """The utterance index against pandas filtering the same utterance rows in memory."""
     import math
 
     import pandas as pd
 
     from reranker.slice_statistics import entry_directory
-    from reranker.utterance_search import search_utterances
+    from reranker.utterance_index import open_index
     from reranker.utterances import filter_utterances
 
     rows = entry_directory(split, weights) / "utterances"
@@ -294,11 +294,14 @@ def search_against_pandas(split: Path, weights: Path) -> list[tuple[str, float, 
             misranked_only=True, devices=(DEVICE,), semer_range=(0.5, math.inf), sort_by="top_score"
         ),
         "text search 'play'": dict(search="play", sort_by="top_semer", descending=True),
+        "text search 'zou'": dict(search="zou", sort_by="top_semer", descending=True),
     }
     out = []
-    load, table = timed(lambda: pd.read_parquet(rows))
+    opened, index = timed(lambda: open_index(rows))
+    print(f"open the utterance index: {opened:.3f} s")
+    load, table = timed(lambda: pd.read_parquet(rows).sort_values("utterance_id"))
     for name, case in cases.items():
-        ours, _ = timed(lambda case=case: search_utterances(rows, limit=500, **case))
+        ours, _ = timed(lambda case=case: index.search(limit=500, **case))
         theirs, _ = timed(lambda case=case: filter_utterances(table, limit=500, **case))
         out.append((name, ours, load + theirs))
     return out
@@ -320,7 +323,7 @@ def run_large(dataset: Path, root: Path, *, jobs: int) -> None:
         print(f"{name:40s} {t:8.3f}")
     print(f"server peak memory (this process): "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")  # fmt: skip
-    print("\nUtterance search, pushed down vs pandas on the loaded rows (load + filter), s:")
+    print("\nUtterance search, the index vs pandas on the loaded rows (load + filter), s:")
     for name, ours, theirs in search_against_pandas(split, weights):
         print(f"{name:40s} {ours:8.3f} {theirs:8.3f}  ({theirs / ours:.1f}x)")
 

@@ -22,7 +22,7 @@ from dashboard.large_data import (
     large_summary,
     preview,
     statistics,
-    utterance_directory,
+    utterance_index,
 )
 from reranker.calibration_slices import (
     calibration_metrics,
@@ -36,7 +36,7 @@ from reranker.distribution_matching import rematch
 from reranker.hypotheses import read_hypotheses
 from reranker.scoring import score_hypotheses
 from reranker.tables import PreparedTable, ScoredTable, dataset_summary, prepare, scored_view
-from reranker.utterance_search import UtteranceQuery, search_utterances
+from reranker.utterance_search import UtteranceQuery
 from reranker.utterances import filter_utterances, top_domain_distribution, utterance_table
 
 __all__ = ["Slice", "UtteranceQuery", "large", "preview"]
@@ -115,9 +115,9 @@ def filtered_utterances(
     token: str, loss: str, weights: str | None, fingerprint: str, query: UtteranceQuery
 ) -> tuple[pd.DataFrame, int]:
     """Filtered, sorted utterances (at most ``query.limit`` rows) and the number of matches;
-    on a large dataset, searched with the filters pushed down to its utterance rows."""
+    on a large dataset, a query of the index of its utterance rows."""
     if large(token):
-        return search_utterances(utterance_directory(token, weights), **query.kwargs())
+        return utterance_index(token, loss, weights, fingerprint).search(**query.kwargs())
     return filter_utterances(utterances(token, loss, weights, fingerprint), **query.kwargs())
 
 
@@ -245,3 +245,15 @@ def comparison(
     table_b, _ = scored(*b)
     result = compare_scorings(table_a.hypotheses, table_a.score, table_b.score, n_boot=n_boot)
     return result.metrics, result.changed, result.n_utterances
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def contributions_chart(
+    key: tuple[str, str, str, str], _contributions: pd.DataFrame, _labels: dict[int, str]
+) -> Any:
+    """The contributions figure of one utterance under one scoring, built once per
+    ``key = (table token, loss, weights fingerprint, utterance id)`` (a plotly figure takes
+    longer to build than the rest of the page's rerun; it is only read afterwards)."""
+    from reranker.charts import contributions_figure
+
+    return contributions_figure(_contributions, _labels)

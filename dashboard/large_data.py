@@ -78,6 +78,20 @@ def utterance_directory(token: str, weights: str | None) -> str:
     return str(entry_directory(_path(token), weights) / "utterances")
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def utterance_index(token: str, loss: str, weights: str | None, fingerprint: str) -> Any:
+    """The search index of one scoring's utterance rows (statistics and index built first if
+    missing)."""
+    from reranker.utterance_index import ORDER, open_index
+
+    statistics(token, loss, weights, fingerprint)
+    directory = utterance_directory(token, weights)
+    if not os.path.isfile(os.path.join(directory, ORDER)):
+        with st.spinner("Indexing the utterances of this dataset once…", show_time=True):
+            return open_index(directory)
+    return open_index(directory)
+
+
 def large_summary(token: str) -> dict[str, Any]:
     return statistics(token, "r0", None, "r0").summary
 

@@ -10,7 +10,7 @@ identical however the data are partitioned). Any bin count dividing :data:`BASE_
 exact (bins merge), and every metric, curve and interval of a slice costs microseconds.
 
 The same pass writes one row per utterance (:func:`reranker.utterances.utterance_table`) as
-Parquet, which :mod:`reranker.utterance_search` filters by pushing the filters down.
+Parquet, and the search index :mod:`reranker.utterance_index` builds over them.
 
 Results live in a cache directory keyed by a fingerprint of the parts (path, size, mtime) and
 of the weights documents; each entry is written to a temporary directory and renamed into place,
@@ -342,11 +342,15 @@ def compute_statistics(
     """Compute the missing cache entries of a dataset in one pass of the partitioned engine.
 
     ``scorings`` maps a weights registry directory (or ``"r0"``) to the entry directory its
-    statistics go to; entries that already exist are skipped.
+    statistics go to; entries that already exist are skipped (their utterance index is built
+    if they lack one).
     """
     from reranker.slice_statistics_engine import run_pass
+    from reranker.utterance_index import ensure_index
 
     todo = {w: d for w, d in scorings.items() if not (Path(d) / "meta.json").is_file()}
+    for directory in set(map(Path, scorings.values())) - set(map(Path, todo.values())):
+        ensure_index(directory / "utterances")
     if todo:
         dataset = spec if isinstance(spec, PartitionedDataset) else open_dataset(spec)
         run_pass(dataset, todo, jobs=jobs, progress=progress)

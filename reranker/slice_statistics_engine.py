@@ -30,17 +30,19 @@ from reranker.regroup import (
     scratch_directory,
 )
 from reranker.slice_statistics import Progress, bucket_statistics, merge_buckets, write_entry
+from reranker.utterance_index import (
+    ROW_COLUMNS,
+    index_part_path,
+    write_index_part,
+    write_orders,
+)
 
 __all__ = ["ROW_GROUP", "run_pass"]
 
 ROW_GROUP = 2048
 """Rows per row group of the utterance files: a search reads only the groups it shows."""
 
-UTTERANCE_COLUMNS = [
-    "utterance_id", "text", "device", "reference_domain", "reference", "top_domain", "top_intent",
-    "top_slots", "top_score", "top_semer", "top_correct", "has_correct", "misranked",
-    "correct_rank", "n_hypotheses", "r0_top_domain", "r0_top_correct",
-]  # fmt: skip
+UTTERANCE_COLUMNS = ROW_COLUMNS
 
 
 def score_bucket(
@@ -71,16 +73,11 @@ def score_bucket(
     return None, out
 
 
-def _write(table: Any, path: Path, *, ipc: bool = False) -> None:
-    import pyarrow as pa
+def _write(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
     with path.open("wb") as handle:
-        if ipc:  # uncompressed Arrow: memory-mapped, a row is read without decoding the rest
-            with pa.ipc.new_file(handle, table.schema) as writer:
-                writer.write_table(table)
-        else:
-            pq.write_table(table, handle, row_group_size=ROW_GROUP)
+        pq.write_table(table, handle, row_group_size=ROW_GROUP)
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -88,15 +85,17 @@ def _write(table: Any, path: Path, *, ipc: bool = False) -> None:
 def write_bucket_rows(
     rows: pd.DataFrame, hypotheses: pd.DataFrame, directory: Path, bucket: int
 ) -> None:
-    """One bucket's utterance rows (Parquet for filtering, Arrow for reading rows by position)
-    and its hypotheses (Parquet in id order: one utterance is one row group's read)."""
+    """One bucket's utterance rows (Parquet, indexed by :mod:`reranker.utterance_index` once
+    every bucket is written) and its hypotheses (Parquet in id order: one utterance is one row
+    group's read)."""
     import pyarrow as pa
 
     rows = rows.sort_values("utterance_id", kind="stable").reset_index(drop=True)
     rows["row"] = np.arange(len(rows), dtype=np.int64)
     table = pa.Table.from_pandas(rows, preserve_index=False)
-    _write(table, directory / f"part-{bucket:05d}.parquet")
-    _write(table, directory / f"_rows-{bucket:05d}.arrow", ipc=True)
+    part = directory / f"part-{bucket:05d}.parquet"
+    _write(table, part)
+    write_index_part(table, index_part_path(part))
     hyps = hypotheses.drop(columns=[PART, ROW]).sort_values("utterance_id", kind="stable")
     _write(
         pa.Table.from_pandas(hyps, preserve_index=False),
@@ -145,6 +144,7 @@ def run_pass(
             )
         raise_first(problems)
         for key, directory in entries.items():
+            write_orders(staging[key])
             write_entry(Path(directory), merged[key], sources[key], Path(staging[key]))
     finally:
         for path in staging.values():

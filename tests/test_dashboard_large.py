@@ -10,7 +10,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 from reranker.calibration_slices import calibration_metrics, calibration_sample, slice_curve
@@ -25,7 +28,8 @@ from reranker.slice_statistics import (
 from reranker.synthetic_dataset import write_synthetic_dataset
 from reranker.tables import prepare, scored_view
 from reranker.training import train_domains
-from reranker.utterance_search import search_utterances, utterance_hypotheses
+from reranker.utterance_index import SORTABLE, build_index, first_matches, open_index
+from reranker.utterance_search import utterance_hypotheses
 from reranker.utterances import filter_utterances, utterance_table
 from tests.conftest import REPO
 
@@ -100,37 +104,113 @@ def test_reliability_curve_from_statistics_matches(data_dir: Path) -> None:
         np.testing.assert_allclose(got[column], ref[column], rtol=1e-9, atol=1e-12)
 
 
-def test_pushed_down_search_equals_the_in_memory_filter(data_dir: Path) -> None:
-    parts, weights, table, _ = _scored(data_dir)
+def _indexed_entry(data_dir: Path) -> Path:
+    parts, weights, _, _ = _scored(data_dir)
     entry = entry_directory(parts, weights)
     compute_statistics(parts, {str(weights): entry}, jobs=1)
+    return entry / "utterances"
+
+
+def test_index_search_equals_the_in_memory_filter(data_dir: Path) -> None:
+    """Rows of the index are the in-memory utterance table's, in the same order (ties in
+    utterance id order: the in-memory table sorted by id)."""
+    table = _scored(data_dir)[2]
+    index = open_index(_indexed_entry(data_dir))
     r0 = scored_view(prepare(table.hypotheses))
-    full = utterance_table(table, r0=r0)
+    full = utterance_table(table, r0=r0).sort_values("utterance_id", ignore_index=True)
     device = sorted(full["device"].unique())[1]
     cases = [
-        {"misranked_only": True, "sort_by": "top_semer"},
+        {"misranked_only": True, "sort_by": "top_semer", "descending": True},
         {"devices": (device,), "semer_range": (0.5, math.inf), "sort_by": "correct_rank"},
-        {"search": full["text"].iloc[7][:6], "sort_by": "utterance_id", "descending": False},
+        {"search": full["text"].iloc[7][:6].upper(), "sort_by": "utterance_id"},
+        {"search": "e", "sort_by": "top_domain", "descending": True},
+        {"sort_by": "n_hypotheses", "descending": True},
     ]
     for case in cases:
-        got, n = search_utterances(entry / "utterances", limit=40, **case)  # type: ignore[arg-type]
+        got, n = index.search(limit=40, **case)  # type: ignore[arg-type]
         ref, m = filter_utterances(full, limit=40, **case)  # type: ignore[arg-type]
         assert n == m and n > 0
-        assert len(got) == len(ref)
-        key = case["sort_by"]
-        assert got[key].tolist() == ref[key].tolist()
-        assert set(got["utterance_id"]) <= set(full["utterance_id"])
-        shown = got.set_index("utterance_id")
-        expected = full.set_index("utterance_id").loc[shown.index, shown.columns]
-        # each row read back by position is its utterance's row (scores to rounding: a bucket is
-        # scored apart from the rest of the table)
-        floats = [c for c in shown.columns if shown[c].dtype.kind == "f"]
-        assert shown.drop(columns=floats).equals(expected.drop(columns=floats))
-        np.testing.assert_allclose(shown[floats], expected[floats].astype(float), rtol=1e-12)
+        assert got["utterance_id"].tolist() == ref["utterance_id"].tolist()
+        ref = ref[got.columns].reset_index(drop=True)
+        # scores to rounding: a bucket is scored apart from the rest of the table
+        floats = [c for c in got.columns if got[c].dtype.kind == "f"]
+        pd.testing.assert_frame_equal(got.drop(columns=floats), ref.drop(columns=floats))
+        np.testing.assert_allclose(got[floats], ref[floats].astype(float), rtol=1e-12)
     uid = full["utterance_id"].iloc[11]
-    one = utterance_hypotheses(entry / "utterances", uid, n_buckets=3)
+    one = utterance_hypotheses(_indexed_entry(data_dir), uid, n_buckets=3)
     assert len(one) == int(full["n_hypotheses"].iloc[11])
     assert set(one["utterance_id"]) == {uid}
+
+
+UNICODE_TEXTS = ("İstanbul Straße", "ΣΊΣΥΦΟΣ plays", "ǅemal ﬁle", "naïve CAFÉ", "\u212aelvin")
+
+
+@pytest.fixture(scope="module")
+def unicode_index(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The pass's utterance rows with some texts made non-ASCII, as two parts, indexed."""
+    rows = pd.read_parquet(_indexed_entry(data_dir)).drop(columns=["row"])
+    rows["text"] = rows["text"].where(
+        rows.index % 7 != 3, [UNICODE_TEXTS[i % len(UNICODE_TEXTS)] for i in range(len(rows))]
+    )
+    folder = tmp_path_factory.mktemp("unicode_index")
+    half = len(rows) // 2
+    for k, piece in enumerate([rows.iloc[half:], rows.iloc[:half]]):
+        piece.to_parquet(folder / f"part-{k:05d}.parquet", index=False)
+    build_index(folder)
+    return open_index(folder), rows.sort_values("utterance_id", ignore_index=True)
+
+
+def _queries(rows: pd.DataFrame):  # type: ignore[no-untyped-def]
+    texts = st.sampled_from([*rows["text"].iloc[:300], *rows["utterance_id"].iloc[:50]])
+    needles = st.one_of(
+        st.tuples(texts, st.integers(0, 8), st.integers(1, 6)).map(
+            lambda t: t[0][t[1] : t[1] + t[2]]
+        ),
+        st.sampled_from(["i̇stanbul", "STRASSE", "σίσυφος", "ǆ", "kelvin", "Ï", " ", "zzz"]),
+    )
+    ranges = st.one_of(
+        st.none(),
+        st.tuples(st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.sampled_from([0.5, 1.0, math.inf])),
+    )
+    return st.fixed_dictionaries(
+        {
+            "search": st.one_of(st.just(""), needles, needles.map(str.upper)),
+            "misranked_only": st.booleans(),
+            "domains": st.lists(
+                st.sampled_from(sorted(rows["reference_domain"].unique())), max_size=3
+            ).map(tuple),
+            "devices": st.lists(st.sampled_from(sorted(rows["device"].unique())), max_size=2).map(
+                tuple
+            ),
+            "semer_range": ranges,
+            "sort_by": st.sampled_from([None, "utterance_id", *SORTABLE, "top_domain", "text"]),
+            "descending": st.booleans(),
+            "limit": st.integers(0, 60),
+        }
+    )
+
+
+def test_index_gives_the_in_memory_rows_in_order_for_any_query(unicode_index: tuple) -> None:
+    index, rows = unicode_index
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(query=_queries(rows))
+    def check(query: dict) -> None:
+        got, n = index.search(**query)
+        ref, m = filter_utterances(rows, **query)
+        assert n == m
+        pd.testing.assert_frame_equal(got, ref[got.columns].reset_index(drop=True))
+        assert list(got.columns) == list(rows.columns)
+
+    check()
+
+
+def test_first_matches_reads_in_steps() -> None:
+    order = np.random.default_rng(0).permutation(1000)
+    mask = order % 3 == 0
+    for limit in (0, 1, 5, 400):
+        want = order[mask[order]][:limit]
+        np.testing.assert_array_equal(first_matches(order, mask, limit, step=7), want)
 
 
 def test_every_page_works_served_from_statistics(

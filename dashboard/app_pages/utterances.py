@@ -9,7 +9,6 @@ import streamlit as st
 from dashboard import data_cache as cache
 from dashboard import large_data, ui
 from dashboard.names import safe_file_name
-from reranker import charts
 from reranker.contributions import hypothesis_contributions
 from reranker.errors import RerankerError
 from reranker.utterances import alignment_frame, utterance_detail
@@ -331,7 +330,8 @@ pos_label = {order[int(r["row"])]: labels[i] for i, r in detail.iterrows()}
 if contrib.empty:
     st.info("None of these hypotheses' domains has weights: all are scored with R0.")
 else:
-    fig = charts.contributions_figure(contrib, pos_label)
+    chart_key = (ctx.token, loss, ctx.fingerprints[loss], uid)
+    fig = cache.contributions_chart(chart_key, contrib, pos_label)
     ui.chart(
         fig,
         contrib.assign(label=contrib["hypothesis"].map(pos_label)),

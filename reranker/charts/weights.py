@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +39,48 @@ def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str])
     totals = frame.groupby("hypothesis")["contribution"].sum()
     n_cols = max(1, min(len(hyps), 3))
     panel_rows = max(1, math.ceil(len(hyps) / n_cols))
+    layout = _panel_grid(panel_rows, n_cols, len(hyps))
+    for annotation, h in zip(layout["annotations"], hyps, strict=True):
+        annotation["text"] = inert(labels.get(h, str(h)))
+    traces = []
+    for i, h in enumerate(hyps):
+        part = frame[frame["hypothesis"] == h].set_index("feature").reindex(features)
+        axes = {"xaxis": f"x{_suffix(i)}", "yaxis": f"y{_suffix(i)}"}
+        panel = _contribution_panel(part, float(totals[h]), axis_labels, first=i == 0)
+        traces += [trace | axes for trace in panel]
+    for i in range(panel_rows * n_cols):
+        row = i // n_cols
+        in_row = hyps[row * n_cols : (row + 1) * n_cols]
+        bound = 1.1 * max(
+            float(frame.loc[frame["hypothesis"].isin(in_row), "contribution"].abs().max()),
+            float(totals[in_row].abs().max()) if in_row else 0.0,
+            1e-9,
+        )
+        layout[f"yaxis{_suffix(i)}"].update(
+            categoryorder="array", categoryarray=axis_labels, autorange="reversed"
+        )
+        x = layout[f"xaxis{_suffix(i)}"]
+        # the zero line of every panel is its axis zero line (not one shape per panel)
+        x.update(range=[-bound, bound], zeroline=True, zerolinecolor=REFERENCE, zerolinewidth=1)
+        if row == panel_rows - 1:
+            x["title"] = {"text": "contribution to the logit z = w·φ + b"}
+    layout.update(
+        barmode="overlay",
+        height=90 + panel_rows * (24 * len(axis_labels) + 70),
+        margin={"l": 20, "r": 20, "b": 50},
+    )
+    fig = go.Figure({"data": traces, "layout": layout})  # validated once, as a whole
+    legend_on_top(fig, 70)
+    return fig
+
+
+def _suffix(panel: int) -> str:
+    """Axis name suffix of a panel (row-major, as plotly numbers subplots)."""
+    return "" if panel == 0 else str(panel + 1)
+
+
+@functools.lru_cache(maxsize=32)
+def _panel_grid_json(panel_rows: int, n_cols: int, n_titles: int) -> str:
     fig = make_subplots(
         rows=panel_rows,
         cols=n_cols,
@@ -43,80 +88,64 @@ def contributions_figure(contributions: pd.DataFrame, labels: Mapping[int, str])
         shared_xaxes="rows",
         horizontal_spacing=0.03,
         vertical_spacing=0.12 / max(1, panel_rows - 1) if panel_rows > 1 else 0.0,
-        subplot_titles=[inert(labels.get(h, str(h))) for h in hyps] or None,
+        subplot_titles=[f"panel {k}" for k in range(n_titles)] or None,
     )
-    for i, h in enumerate(hyps):
-        part = frame[frame["hypothesis"] == h].set_index("feature").reindex(features)
-        cell = {"row": i // n_cols + 1, "col": i % n_cols + 1}
-        _add_contribution_panel(fig, part, float(totals[h]), axis_labels, first=i == 0, **cell)
-    fig.update_yaxes(categoryorder="array", categoryarray=axis_labels, autorange="reversed")
-    for row in range(1, panel_rows + 1):
-        in_row = hyps[(row - 1) * n_cols : row * n_cols]
-        bound = 1.1 * max(
-            float(frame.loc[frame["hypothesis"].isin(in_row), "contribution"].abs().max()),
-            float(totals[in_row].abs().max()),
-            1e-9,
-        )
-        fig.update_xaxes(range=[-bound, bound], zeroline=False, row=row)
-    fig.update_xaxes(title_text="contribution to the logit z = w·φ + b", row=panel_rows)
-    fig.update_layout(
-        barmode="overlay",
-        height=90 + panel_rows * (24 * len(axis_labels) + 70),
-        margin={"l": 20, "r": 20, "b": 50},
-    )
-    legend_on_top(fig, 70)
-    return fig
+    layout = fig.layout.to_plotly_json()
+    layout.pop("template", None)  # the figure gets the default template (already validated)
+    return json.dumps(layout)
+
+
+def _panel_grid(panel_rows: int, n_cols: int, n_titles: int) -> dict[str, Any]:
+    """The layout of a grid of panels (axes shared along rows, titles as annotations), as a
+    fresh dict: laying out subplots is the slow part of building a figure, done once per
+    grid shape."""
+    layout: dict[str, Any] = json.loads(_panel_grid_json(panel_rows, n_cols, n_titles))
+    layout.setdefault("annotations", [])
+    return layout
 
 
 _TOTAL_LABEL = "logit z (sum)"
 
 
-def _add_contribution_panel(
-    fig: go.Figure,
-    part: pd.DataFrame,
-    total: float,
-    axis_labels: Sequence[str],
-    *,
-    first: bool,
-    row: int,
-    col: int,
-) -> None:
-    """One hypothesis's panel: raising and lowering bars, the logit bar and the zero line."""
+def _contribution_panel(
+    part: pd.DataFrame, total: float, axis_labels: Sequence[str], *, first: bool
+) -> list[dict[str, Any]]:
+    """One hypothesis's panel: raising and lowering bars and the logit bar (its zero line is
+    the axis zero line)."""
+    out = []
     for sign, color, name in ((1, POSITIVE, "raises the score"), (-1, NEGATIVE, "lowers it")):
         keep = (part["contribution"] * sign > 0).to_numpy()
-        fig.add_trace(
-            go.Bar(
-                x=part["contribution"][keep],
-                y=[axis_labels[int(k)] for k in np.flatnonzero(keep)],
-                orientation="h",
-                marker={"color": color},
-                name=name,
-                legendgroup=name,
-                showlegend=first,
-                customdata=np.column_stack([part["value"][keep], part["weight"][keep]]),
-                hovertemplate=(
+        out.append(
+            {
+                "type": "bar",
+                "x": part["contribution"][keep].to_numpy(),
+                "y": [axis_labels[int(k)] for k in np.flatnonzero(keep)],
+                "orientation": "h",
+                "marker": {"color": color},
+                "name": name,
+                "legendgroup": name,
+                "showlegend": first,
+                "customdata": np.column_stack([part["value"][keep], part["weight"][keep]]),
+                "hovertemplate": (
                     "<b>%{y}</b><br>value %{customdata[0]:.4g}<br>weight %{customdata[1]:.4g}"
                     "<br>contribution %{x:+.4g}<extra></extra>"
                 ),
-            ),
-            row=row,
-            col=col,
+            }
         )
-    fig.add_trace(
-        go.Bar(
-            x=[total],
-            y=[_TOTAL_LABEL],
-            orientation="h",
-            marker={"color": "#000000"},
-            name=_TOTAL_LABEL,
-            legendgroup=_TOTAL_LABEL,
-            showlegend=first,
-            hovertemplate="logit z = %{x:+.4g}<extra></extra>",
-        ),
-        row=row,
-        col=col,
+    out.append(
+        {
+            "type": "bar",
+            "x": [total],
+            "y": [_TOTAL_LABEL],
+            "orientation": "h",
+            "marker": {"color": "#000000"},
+            "name": _TOTAL_LABEL,
+            "legendgroup": _TOTAL_LABEL,
+            "showlegend": first,
+            "hovertemplate": "logit z = %{x:+.4g}<extra></extra>",
+        }
     )
-    fig.add_vline(x=0, line={"color": REFERENCE, "width": 1}, row=row, col=col)
+    return out
 
 
 def device_weights_figure(weights: pd.DataFrame) -> go.Figure:
