@@ -282,8 +282,6 @@ def search_against_pandas(split: Path, weights: Path) -> list[tuple[str, float, 
     """The utterance index against pandas filtering the same utterance rows in memory."""
     import math
 
-    import pandas as pd
-
     from reranker.slice_statistics import entry_directory
     from reranker.utterance_index import open_index
     from reranker.utterances import filter_utterances
@@ -299,7 +297,8 @@ def search_against_pandas(split: Path, weights: Path) -> list[tuple[str, float, 
     out = []
     opened, index = timed(lambda: open_index(rows))
     print(f"open the utterance index: {opened:.3f} s")
-    load, table = timed(lambda: pd.read_parquet(rows).sort_values("utterance_id"))
+    # pandas gets the same rows already in memory-mapped Arrow (no Parquet decoding)
+    load, table = timed(lambda: index.table.to_pandas().sort_values("utterance_id"))
     for name, case in cases.items():
         ours, _ = timed(lambda case=case: index.search(limit=500, **case))
         theirs, _ = timed(lambda case=case: filter_utterances(table, limit=500, **case))

@@ -164,30 +164,43 @@ def _fine_bins(score: FloatArray) -> NDArray[np.int64]:
     return np.clip((score * BASE_BINS).astype(np.int64), 0, BASE_BINS - 1)
 
 
-def _slice_columns(t: Any) -> tuple[list[tuple[str, str]], list[NDArray[np.int64]], list[Any]]:
-    """Slice names, and for hypotheses and top-1 rows the slice index of each of four views."""
+def _slice_cells(t: Any) -> tuple[list[str], list[str], NDArray[np.int64], NDArray[np.int64]]:
+    """Domain and device names, and the (domain, device) cell of every hypothesis (its own
+    domain) and of every top-1 row (the reference domain)."""
     frame = t.hypotheses
     dom = frame["domain"].astype(str).to_numpy()
     ref = frame["ref_domain"].astype(str).to_numpy()[t.top]
     dev = frame["device"].astype(str).to_numpy()
     dom_codes, dom_names = pd.factorize(np.concatenate([dom, ref]))
     dev_codes, dev_names = pd.factorize(dev)
-    n_dom, n_dev = len(dom_names), len(dev_names)
-    names = [(ALL, ALL)]
-    names += [(str(d), ALL) for d in dom_names] + [(ALL, str(v)) for v in dev_names]
-    names += [(str(d), str(v)) for d in dom_names for v in dev_names]
-    hd, td = dom_codes[: len(dom)], dom_codes[len(dom) :]
-    hv, tv = dev_codes, dev_codes[t.top]
-
-    def views(d: NDArray[np.int64], v: NDArray[np.int64]) -> list[NDArray[np.int64]]:
-        return [np.zeros_like(d), 1 + d, 1 + n_dom + v, 1 + n_dom + n_dev + d * n_dev + v]
-
-    return names, views(hd, hv), views(td, tv)
+    n_dev = len(dev_names)
+    hyp_cell = dom_codes[: len(dom)] * n_dev + dev_codes
+    top_cell = dom_codes[len(dom) :] * n_dev + dev_codes[t.top]
+    return [str(d) for d in dom_names], [str(v) for v in dev_names], hyp_cell, top_cell
 
 
-def _per_utterance(t: Any) -> tuple[list[tuple[str, str]], sparse.csr_matrix]:
-    """``(slices, M)``: row u of ``M`` holds utterance u's contribution to every slice's sums."""
-    names, hyp_views, top_views = _slice_columns(t)
+def _slice_names(domains: list[str], devices: list[str]) -> list[tuple[str, str]]:
+    """All data, each domain, each device, each domain on each device (the order of
+    :func:`_every_slice`)."""
+    names = [(ALL, ALL)] + [(d, ALL) for d in domains] + [(ALL, v) for v in devices]
+    return names + [(d, v) for d in domains for v in devices]
+
+
+def _every_slice(cells: FloatArray, n_dom: int, n_dev: int) -> FloatArray:
+    """Sums of every slice ``(k, n_slices, WIDTH)`` from the sums of every (domain, device) cell
+    ``(k, n_dom * n_dev * WIDTH)``: a domain is the sum of its cells, a device likewise, all
+    data the sum of every cell."""
+    c = cells.reshape(len(cells), n_dom, n_dev, WIDTH)
+    return np.concatenate(
+        [c.sum(axis=(1, 2))[:, None], c.sum(axis=2), c.sum(axis=1), c.reshape(len(c), -1, WIDTH)],
+        axis=1,
+    )
+
+
+def _per_utterance(t: Any) -> tuple[list[str], list[str], sparse.csr_matrix]:
+    """``(domains, devices, M)``: row u of ``M`` holds utterance u's contribution to the sums
+    of every (domain, device) cell (the coarser slices are sums of cells)."""
+    domains, devices, hyp_cell, top_cell = _slice_cells(t)
     y = t.correct.astype(np.float64)
     s = t.score
     top = t.top
@@ -201,20 +214,14 @@ def _per_utterance(t: Any) -> tuple[list[tuple[str, str]], sparse.csr_matrix]:
     top_cols = [np.full(n_utt, 0), np.full(n_utt, 2), np.full(n_utt, 3), np.full(n_utt, 5)]
     top_cols += [t0 + tb, t0 + BASE_BINS + tb, t0 + 2 * BASE_BINS + tb]
     top_vals = [np.ones(n_utt), t.semer[top], 1.0 - yt, (st - yt) ** 2, np.ones(n_utt), st, yt]
-    shape = (n_utt, len(names) * WIDTH)
+    shape = (n_utt, len(domains) * len(devices) * WIDTH)
     utt = np.arange(n_utt)
-    rows = np.tile(
-        np.concatenate([np.tile(t.codes, len(hyp_cols)), np.tile(utt, len(top_cols))]), 4
-    )
+    rows = np.concatenate([np.tile(t.codes, len(hyp_cols)), np.tile(utt, len(top_cols))])
     cols = np.concatenate(
-        [
-            np.concatenate([hv * WIDTH + c for c in hyp_cols] + [tv * WIDTH + c for c in top_cols])
-            for hv, tv in zip(hyp_views, top_views, strict=True)
-        ]
+        [hyp_cell * WIDTH + c for c in hyp_cols] + [top_cell * WIDTH + c for c in top_cols]
     )
-    vals = np.tile(np.concatenate(hyp_vals + top_vals), 4)
-    total = sparse.csr_matrix((vals, (rows, cols)), shape=shape)
-    return names, total
+    vals = np.concatenate(hyp_vals + top_vals)
+    return domains, devices, sparse.csr_matrix((vals, (rows, cols)), shape=shape)
 
 
 def bucket_statistics(t: Any, *, seed: int = 0) -> dict[str, Any]:
@@ -222,18 +229,19 @@ def bucket_statistics(t: Any, *, seed: int = 0) -> dict[str, Any]:
     from reranker.bootstrap import weight_chunks
     from reranker.utterances import top_domain_distribution
 
-    names, m = _per_utterance(t)
-    sums = np.asarray(m.sum(axis=0)).reshape(len(names), WIDTH)
-    reps = np.empty((N_BOOT, len(names) * WIDTH))
+    domains, devices, m = _per_utterance(t)
+    n_dom, n_dev = len(domains), len(devices)
+    sums = _every_slice(np.asarray(m.sum(axis=0)), n_dom, n_dev)[0]
+    cells = np.empty((N_BOOT, m.shape[1]))
     transposed = m.T.tocsr()
     for start, w in weight_chunks(t.utterance_keys, N_BOOT, seed=seed):
-        reps[start : start + len(w)] = (transposed @ w.T).T
+        cells[start : start + len(w)] = (transposed @ w.T).T
     any_correct = np.bincount(t.codes, weights=t.correct, minlength=t.top.size) > 0
     frame = t.hypotheses
     return {
-        "slices": names,
+        "slices": _slice_names(domains, devices),
         "sums": sums,
-        "replicates": reps.reshape(N_BOOT, len(names), WIDTH),
+        "replicates": _every_slice(cells, n_dom, n_dev),
         "oracle": int(any_correct.sum()),
         "domains": {str(d) for d in frame["domain"].unique()},
         "devices": {str(d) for d in frame["device"].unique()},

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from reranker._validation import require_references
@@ -32,7 +31,7 @@ from reranker.regroup import (
 from reranker.slice_statistics import Progress, bucket_statistics, merge_buckets, write_entry
 from reranker.utterance_index import (
     ROW_COLUMNS,
-    index_part_path,
+    index_part,
     write_index_part,
     write_orders,
 )
@@ -40,7 +39,7 @@ from reranker.utterance_index import (
 __all__ = ["ROW_GROUP", "run_pass"]
 
 ROW_GROUP = 2048
-"""Rows per row group of the utterance files: a search reads only the groups it shows."""
+"""Rows per row group of the hypotheses files: one utterance's read decodes one group."""
 
 UTTERANCE_COLUMNS = ROW_COLUMNS
 
@@ -68,7 +67,9 @@ def score_bucket(
         scoring = score_with_documents(frame, docs)
         t = r0 if docs is None else score_table(frame, scoring.score, errors=errors, codes=codes)
         rows = utterance_table(t, r0=r0)[UTTERANCE_COLUMNS]
-        write_bucket_rows(rows, frame, Path(utterance_dirs[key]), bucket)
+        # one utterance's hypotheses are read from the R0 entry only: written there alone
+        hyps = frame if key == "r0" else None
+        write_bucket_rows(rows, hyps, Path(utterance_dirs[key]), bucket)
         out[key] = (bucket_statistics(t), dict(scoring.source))
     return None, out
 
@@ -83,24 +84,22 @@ def _write(table: Any, path: Path) -> None:
 
 
 def write_bucket_rows(
-    rows: pd.DataFrame, hypotheses: pd.DataFrame, directory: Path, bucket: int
+    rows: pd.DataFrame, hypotheses: pd.DataFrame | None, directory: Path, bucket: int
 ) -> None:
-    """One bucket's utterance rows (Parquet, indexed by :mod:`reranker.utterance_index` once
-    every bucket is written) and its hypotheses (Parquet in id order: one utterance is one row
-    group's read)."""
+    """One bucket's utterance rows (an index part of :mod:`reranker.utterance_index`) and, when
+    given, its hypotheses (Parquet in id order: one utterance is one row group's read)."""
     import pyarrow as pa
 
     rows = rows.sort_values("utterance_id", kind="stable").reset_index(drop=True)
-    rows["row"] = np.arange(len(rows), dtype=np.int64)
-    table = pa.Table.from_pandas(rows, preserve_index=False)
-    part = directory / f"part-{bucket:05d}.parquet"
-    _write(table, part)
-    write_index_part(table, index_part_path(part))
-    hyps = hypotheses.drop(columns=[PART, ROW]).sort_values("utterance_id", kind="stable")
-    _write(
-        pa.Table.from_pandas(hyps, preserve_index=False),
-        directory / f"_hypotheses-{bucket:05d}.parquet",
+    write_index_part(
+        pa.Table.from_pandas(rows, preserve_index=False), index_part(directory, bucket)
     )
+    if hypotheses is not None:
+        hyps = hypotheses.drop(columns=[PART, ROW]).sort_values("utterance_id", kind="stable")
+        _write(
+            pa.Table.from_pandas(hyps, preserve_index=False),
+            directory / f"_hypotheses-{bucket:05d}.parquet",
+        )
 
 
 def run_pass(

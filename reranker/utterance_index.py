@@ -1,14 +1,17 @@
 """A search index over the utterance rows of a large dataset: every query in milliseconds.
 
-The rows are those :mod:`reranker.slice_statistics` writes (one per utterance, under one
-scoring, as Parquet parts). :func:`build_index` turns them once into
+The rows are those :mod:`reranker.slice_statistics` computes (one per utterance, under one
+scoring, one part per bucket of utterances). The index of a directory is
 
-- ``_index-NNNNN.arrow`` beside each part ``part-NNNNN.parquet``: its rows as uncompressed
-  Arrow (memory-mapped: a page of rows is read without decoding the rest), with the text and
-  the id lower-cased once (``search_text``, ``search_id``) for case-insensitive substring search
-  (the statistics pass writes them as it writes the parts);
+- ``_index-NNNNN.arrow``, one per part: its rows as uncompressed Arrow (memory-mapped: a page of
+  rows is read without decoding the rest), with the text and the id lower-cased once
+  (``search_text``, ``search_id``, stored only where lower-casing changes something) for
+  case-insensitive substring search, and the codes of the filtered string columns; the
+  statistics pass writes them (:func:`build_index` makes them from Parquet parts
+  ``part-NNNNN.parquet`` of utterance rows);
 - ``_order.npy``: for the utterance id and every column of :data:`SORTABLE`, ascending and
-  descending, the permutation of the rows in that order (ties in utterance id order).
+  descending, the permutation of the rows in that order (ties in utterance id order), written
+  last.
 
 A query (:meth:`UtteranceIndex.search`) is then a boolean mask over cached columns, the first
 ``limit`` matches taken along a stored permutation, and only those rows materialised. It returns
@@ -101,9 +104,13 @@ def _orders(ids: Any, keys: dict[str, NDArray[Any]]) -> NDArray[np.int32]:
     return np.stack(out).astype(np.int32)
 
 
-def index_part_path(part: Path) -> Path:
-    """The index file of one Parquet part of utterance rows."""
-    return part.with_name(part.name.replace("part-", "_index-").replace(".parquet", ".arrow"))
+def index_part(directory: Path, number: int) -> Path:
+    """The index file of part ``number`` of a directory's utterance rows."""
+    return directory / f"_index-{number:05d}.arrow"
+
+
+def _parquet_part_number(part: Path) -> int:
+    return int(part.stem.split("-")[-1])
 
 
 def write_index_part(table: Any, path: Path) -> None:
@@ -128,13 +135,13 @@ def _index_tables(root: Path) -> tuple[list[Any], list[Any]]:
     """The index table of every part, in part order, and the memory maps they are read from."""
     import pyarrow as pa
 
-    parts = sorted(root.glob("part-*.parquet"))
+    parts = sorted(root.glob("_index-*.arrow"))
     if not parts:
         raise DataError(f"{root}: no utterance rows to index")
     tables, maps = [], []
     try:
         for part in parts:
-            mapped = _mapped(index_part_path(part))
+            mapped = _mapped(part)
             maps.append(mapped)
             tables.append(pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapped))).read_all())
     except (OSError, ValueError, pa.ArrowInvalid) as e:
@@ -189,8 +196,9 @@ def build_index(directory: str | os.PathLike[str]) -> None:
 
     root = Path(directory)
     for part in sorted(root.glob("part-*.parquet")):
-        if not index_part_path(part).is_file():
-            write_index_part(pq.read_table(part), index_part_path(part))
+        target = index_part(root, _parquet_part_number(part))
+        if not target.is_file():
+            write_index_part(pq.read_table(part), target)
     write_orders(root)
 
 

@@ -137,7 +137,12 @@ def test_index_search_equals_the_in_memory_filter(data_dir: Path) -> None:
         pd.testing.assert_frame_equal(got.drop(columns=floats), ref.drop(columns=floats))
         np.testing.assert_allclose(got[floats], ref[floats].astype(float), rtol=1e-12)
     uid = full["utterance_id"].iloc[11]
-    one = utterance_hypotheses(_indexed_entry(data_dir), uid, n_buckets=3)
+    parts = data_dir / "big" / "hypotheses" / "test"
+    r0_entry = entry_directory(parts, None)
+    compute_statistics(parts, {"r0": r0_entry}, jobs=1)
+    # one utterance's hypotheses are kept in the R0 entry only
+    assert not list(_indexed_entry(data_dir).glob("_hypotheses-*"))
+    one = utterance_hypotheses(r0_entry / "utterances", uid, n_buckets=3)
     assert len(one) == int(full["n_hypotheses"].iloc[11])
     assert set(one["utterance_id"]) == {uid}
 
@@ -148,7 +153,7 @@ UNICODE_TEXTS = ("İstanbul Straße", "ΣΊΣΥΦΟΣ plays", "ǅemal ﬁle", "n
 @pytest.fixture(scope="module")
 def unicode_index(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """The pass's utterance rows with some texts made non-ASCII, as two parts, indexed."""
-    rows = pd.read_parquet(_indexed_entry(data_dir)).drop(columns=["row"])
+    rows = open_index(_indexed_entry(data_dir)).table.to_pandas()
     rows["text"] = rows["text"].where(
         rows.index % 7 != 3, [UNICODE_TEXTS[i % len(UNICODE_TEXTS)] for i in range(len(rows))]
     )
