@@ -21,7 +21,9 @@ second and CPU against the in-memory run (the cost of streaming); and the larges
 any reported number from the first run (intervals included with ``--bootstrap``). The 2-workers
 against 1 ratio is printed on the wall time and on the work alone.
 
-The machine may be shared: wall-clock ratios move with the load, CPU seconds much less.
+Runs of one worker, and the in-memory ones, keep one BLAS and one Arrow thread as every worker
+process does: 2 workers against 1 compares two cores with one. The machine may be shared:
+wall-clock ratios move with the load, CPU seconds much less.
 """
 
 from __future__ import annotations
@@ -128,6 +130,13 @@ def _phase(opts: argparse.Namespace) -> None:
     from reranker.ranking import r0_score
 
     kind, engine, workers = opts.phase.split(":")
+    if workers == "1":  # one worker is one core, as each worker process of an engine is
+        import pyarrow as pa
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+        pa.set_cpu_count(1)
+        pa.set_io_thread_count(1)
     timing: dict[str, float] = {}
     started = time.perf_counter()
     if kind == "evaluate" and engine == "memory":
