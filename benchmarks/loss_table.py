@@ -17,7 +17,9 @@ and top-1 IE (:func:`reranker.compare.compare_scorings`, same resamples).
 
 ``--shipped`` scores R1, R2 and R3 with the data set's published weights (``DIR/weights/r1``,
 ...; the demo trains them on ``dev`` with the defaults) instead of training them again;
-``--l2-auto`` adds R2 and R3 trained with ``l2="auto"``. ``--l2`` is a number or ``auto`` (default 1e-3); the device penalty is chosen per domain by
+``--l2-auto`` adds R2 and R3 trained with ``l2="auto"``; ``--device-off`` adds R2 and R3 with the
+device weights sharing λ (``device_l2=None``, the default before the device penalty). ``--l2`` is
+a number or ``auto`` (default 1e-3); the device penalty is otherwise chosen per domain by
 cross-validation, as in every training run (docs/losses.md).
 """
 
@@ -54,10 +56,14 @@ def _cell(report: dict[str, Any], key: str) -> str:
     return f"{report[key]:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
-def _train(train: Any, out: Path, *, loss: str, scope: str, l2: Any, jobs: int | None) -> str:
+def _train(
+    train: Any, out: Path, *, loss: str, scope: str, l2: Any, device_l2: Any, jobs: int | None
+) -> str:
     """Train every domain into ``out``; a note on the run (domains, seconds, convergence)."""
     start = time.perf_counter()
-    results = train_domains(train, loss=loss, out=out, scope=scope, jobs=jobs, l2=l2)
+    results = train_domains(
+        train, loss=loss, out=out, scope=scope, jobs=jobs, l2=l2, device_l2=device_l2
+    )
     seconds = time.perf_counter() - start
     failed = [d for d, r in results.items() if not r.ok]
     if failed:
@@ -96,6 +102,9 @@ def main() -> None:
     parser.add_argument("--l2", default="0.001", help="L2 penalty: a number or 'auto'")
     parser.add_argument("--shipped", action="store_true", help="R1-R3 from DIR/weights/<loss>")
     parser.add_argument("--l2-auto", action="store_true", help="add R2 and R3 with l2=auto")
+    parser.add_argument(
+        "--device-off", action="store_true", help="add R2 and R3 with the device penalty off"
+    )
     args = parser.parse_args()
     args.l2 = args.l2 if args.l2 == "auto" else float(args.l2)
     if args.dataset:
@@ -114,16 +123,21 @@ def main() -> None:
         f"utterances); test: {test_path} ({len(test):,} hypotheses, "
         f"{test['utterance_id'].nunique():,} utterances); {args.boot} bootstrap resamples\n"
     )
-    runs: list[tuple[str, str, str, Any]] = [
-        (f"R{k}", f"r{k}", "utterance", args.l2) for k in (1, 2, 3)
+    runs: list[tuple[str, str, str, Any, Any]] = [
+        (f"R{k}", f"r{k}", "utterance", args.l2, "auto") for k in (1, 2, 3)
     ]
     if args.domain_scope:
-        runs += [("R1, scope domain", "r1", "domain", args.l2)]
-        runs += [("R3, scope domain", "r3", "domain", args.l2)]
+        runs += [("R1, scope domain", "r1", "domain", args.l2, "auto")]
+        runs += [("R3, scope domain", "r3", "domain", args.l2, "auto")]
     if args.l2_auto:
         runs += [
-            ("R2, l2 auto", "r2", "utterance", "auto"),
-            ("R3, l2 auto", "r3", "utterance", "auto"),
+            ("R2, l2 auto", "r2", "utterance", "auto", "auto"),
+            ("R3, l2 auto", "r3", "utterance", "auto", "auto"),
+        ]
+    if args.device_off:
+        runs += [
+            ("R2, device off", "r2", "utterance", args.l2, None),
+            ("R3, device off", "r3", "utterance", args.l2, None),
         ]
     reports: list[tuple[str, dict[str, Any], str]] = []
     r0 = r0_score(test)
@@ -134,12 +148,14 @@ def main() -> None:
     dm_report = evaluate(score_table(test, scores["DM"], errors=errors), n_boot=args.boot)
     shipped = Path(args.dataset) / "weights" if args.shipped and args.dataset else None
     with tempfile.TemporaryDirectory() as tmp:
-        for label, loss, scope, l2 in runs:
-            if shipped is not None and scope == "utterance" and l2 == args.l2:
+        for label, loss, scope, l2, device_l2 in runs:
+            if shipped is not None and scope == "utterance" and l2 == args.l2 and device_l2:
                 out, note = shipped / loss, f"published weights {shipped / loss}"
             else:
                 out = Path(tmp) / label.replace(" ", "_").replace(",", "")
-                note = _train(train, out, loss=loss, scope=scope, l2=l2, jobs=args.jobs)
+                note = _train(
+                    train, out, loss=loss, scope=scope, l2=l2, device_l2=device_l2, jobs=args.jobs
+                )
             scoring = score_with_registry(test, out)
             report = evaluate(score_table(test, scoring.score, errors=errors), n_boot=args.boot)
             if scoring.r0_domains:
@@ -158,7 +174,7 @@ def main() -> None:
     print("\nPaired differences against R0 (90% paired utterance-bootstrap interval)\n")
     print("| scoring | top-1 SemER − R0 | top-1 IE − R0 |")
     print("|---|---|---|")
-    for label in [k for k in ("R1", "R2", "R3", "DM") if k in scores]:
+    for label in [k for k in scores if k != "R0"]:
         m = compare_scorings(test, r0, scores[label], n_boot=args.boot).metrics
         cells = [
             f"{m.loc[k, 'difference']:+.4f} [{m.loc[k, 'low']:+.4f}, {m.loc[k, 'high']:+.4f}]"

@@ -35,6 +35,7 @@ from reranker.estimator import Competitors
 from reranker.executors import Executor, Progress, run_all
 from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import REFERENCE_COLUMNS
+from reranker.options import AUTO
 from reranker.partitioned import PartitionedDataset, PartsLocator, open_dataset, read_rows
 from reranker.registry import WeightsRegistry
 from reranker.regroup import (
@@ -189,7 +190,7 @@ def train_dataset_domains(
     progress: ProgressCallback | None = None,
     part_progress: Progress | None = None,
     scratch: str | None = None,
-    device_l2: float | str | None = None,
+    device_l2: float | str | None = AUTO,
 ) -> dict[str, DomainResult]:
     """Train and publish each domain of a dataset; the same weights as in memory.
 

@@ -60,8 +60,8 @@ class TrainingOptions:
     l2 : float in :data:`PENALTY_RANGE`, or ``"auto"``
         L2 penalty on the weights (not the bias); ``"auto"`` chooses it per domain.
     device_l2 : float in :data:`PENALTY_RANGE`, ``"auto"`` or None
-        Penalty on the device weights; ``None`` (default): ``l2``; ``"auto"``: chosen per domain
-        by cross-validation with the one-standard-error rule (:mod:`reranker.regularization`).
+        Penalty on the device weights; ``"auto"`` (default): chosen per domain by
+        cross-validation grouped by utterance (:mod:`reranker.regularization`); ``None``: ``l2``.
     temperature : float in :data:`TEMPERATURE_RANGE`
         Softmax temperature of R1.
     max_iter : int, >= 1
@@ -79,7 +79,7 @@ class TrainingOptions:
     l2: float | str = 1e-3
     temperature: float = 1.0
     max_iter: int = 1000
-    device_l2: float | str | None = None
+    device_l2: float | str | None = AUTO
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)

@@ -11,12 +11,15 @@ utterances; competitors (``scope="utterance"``) follow their utterance into its 
 
 - ``l2="auto"`` (:func:`choose_l2`): λ of every weight from :data:`L2_GRID`; the λ with the
   lowest mean held-out loss wins, the larger λ on a tie.
-- The **device penalty** (:func:`choose_device_l2`, with ``device_l2="auto"``): with λ
-  fixed, the device one-hot weights get their own penalty λ_dev ≥ λ from :data:`DEVICE_L2_GRID`.
-  The held-out utterances are cut into :data:`BLOCKS` blocks per fold; the standard error of a
-  candidate's mean loss is that of its block losses. By the one-standard-error rule the
-  **largest** λ_dev whose mean held-out loss is within one standard error of the best wins: a
-  device preference is kept only when held-out data clearly supports it.
+- The **device penalty** (:func:`choose_device_l2`, ``device_l2="auto"``, the default of every
+  training entry point): with λ fixed, the device one-hot weights get their own penalty
+  λ_dev ≥ λ from :data:`DEVICE_L2_GRID`. The held-out utterances are cut into :data:`BLOCKS`
+  blocks per fold. By the one-standard-error rule the **largest** λ_dev whose mean held-out loss
+  exceeds the best candidate's by at most one standard error of that *difference* wins: a device
+  preference is kept only when held-out data clearly supports it. The standard error is paired:
+  every candidate is scored on the same held-out utterances, so it is the spread over blocks of
+  the candidate's loss minus the best one's, not the spread of the losses themselves (which is
+  dominated by some utterances being harder than others, and silenced real device preferences).
 
 A penalty λ_dev on some weights and λ on the others is fitted exactly by scaling those features
 by :math:`s = \\sqrt{λ/λ_{dev}}` and penalising every weight by λ (the scaled weight is the
@@ -35,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
+from reranker._validation import check_choice
 from reranker.bootstrap import utterance_keys
 from reranker.errors import ParameterError
 from reranker.estimator import Competitors, DomainReranker
@@ -55,8 +59,11 @@ __all__ = [
 
 L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 """Candidate λ of ``l2="auto"``."""
-DEVICE_L2_GRID: tuple[float, ...] = (1e-2, 1e-1, 10.0)
+DEVICE_L2_GRID: tuple[float, ...] = (1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0)
 """Candidate penalties of the device weights (those below the domain's λ are skipped)."""
+ONE_SE = "one standard error"
+"""The device penalty's rule (the other: ``"minimum"``, the lowest mean held-out loss)."""
+RULES = (ONE_SE, "minimum")
 FOLDS = 3
 BLOCKS = 5
 """Blocks of held-out utterances per fold, for the standard error of the one-SE rule."""
@@ -133,10 +140,28 @@ def _assignments(
     return fold, block, int(unique.size)
 
 
-def _cross_validate(
-    rows: _Rows, fit: Fit, grid: Sequence[float], folds: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Mean held-out loss of each candidate, and its standard error over held-out blocks."""
+@dataclass(frozen=True)
+class _Scores:
+    """Held-out losses of the candidates: the mean over utterances and each block's mean."""
+
+    mean: NDArray[np.float64]
+    per_block: NDArray[np.float64]
+    weight: NDArray[np.float64]
+
+    def paired_se(self, reference: int) -> NDArray[np.float64]:
+        """Standard error of each candidate's mean loss minus the ``reference`` candidate's.
+
+        Every candidate is scored on the same held-out utterances, so what makes one block
+        harder than another cancels in the difference; its spread over blocks is what is left.
+        """
+        diff = self.per_block - self.per_block[reference]
+        centre = diff @ self.weight
+        spread = ((diff - centre[:, None]) ** 2) @ self.weight
+        return np.sqrt(spread / max(1, self.weight.size - 1))
+
+
+def _cross_validate(rows: _Rows, fit: Fit, grid: Sequence[float], folds: int) -> _Scores:
+    """Mean held-out loss of each candidate, and its loss on every block of held-out utterances."""
     fold, block, n_utt = _assignments(rows.groups, folds)
     sums = np.zeros((len(grid), folds * BLOCKS))
     sizes = np.zeros(folds * BLOCKS)
@@ -155,12 +180,7 @@ def _cross_validate(
             for b, part in parts:
                 sums[j, k * BLOCKS + b] = _held_out_loss(model, part) * sizes[k * BLOCKS + b]
     used = sizes > 0
-    mean = sums.sum(axis=1) / n_utt
-    per_block = sums[:, used] / sizes[used]
-    w = sizes[used] / sizes[used].sum()
-    spread = ((per_block - mean[:, None]) ** 2 * w).sum(axis=1)
-    se = np.sqrt(spread / max(1, used.sum() - 1))
-    return mean, se
+    return _Scores(sums.sum(axis=1) / n_utt, sums[:, used] / sizes[used], sizes[used] / n_utt)
 
 
 def _cv_rows(
@@ -217,7 +237,7 @@ def choose_l2(
     def fit(lam: float, train: NDArray[np.bool_]) -> DomainReranker:
         return rows.take(train).fit(DomainReranker(l2=lam, **options))
 
-    cv, _ = _cross_validate(rows, fit, grid, folds)
+    cv = _cross_validate(rows, fit, grid, folds).mean
     best = max(range(len(grid)), key=lambda j: (-round(float(cv[j]), 12), grid[j]))
     return float(grid[best]), {
         "folds": folds,
@@ -264,26 +284,30 @@ def choose_device_l2(
     device: NDArray[np.bool_],
     grid: Sequence[float] = DEVICE_L2_GRID,
     folds: int = FOLDS,
+    rule: str = ONE_SE,
 ) -> tuple[float, dict[str, Any]]:
     """Pick the device penalty λ_dev ≥ λ of one domain (``params["l2"]``, a number).
 
     The candidates are λ and the values of ``grid`` above it; the largest candidate whose mean
-    held-out loss is within one standard error of the lowest wins.
+    held-out loss exceeds the lowest by at most one (paired) standard error of the difference
+    wins (``rule="minimum"``: the lowest mean held-out loss).
 
     Returns
     -------
     device_l2 : float
         The chosen penalty (the largest candidate when there are fewer utterances than folds).
     report : dict
-        ``{"folds", "blocks", "grid", "cv_loss", "cv_se", "rule"}``.
+        ``{"folds", "blocks", "grid", "cv_loss", "cv_se", "rule"}``; ``cv_se`` is the standard
+        error of each candidate's mean held-out loss minus the best candidate's.
     """
+    check_choice("rule", rule, RULES)
     lam = float(params["l2"])
     candidates = [lam, *sorted(float(g) for g in grid if g > lam)]
     report: dict[str, Any] = {
         "folds": folds,
         "blocks": BLOCKS,
         "grid": candidates,
-        "rule": "one standard error",
+        "rule": rule,
         "cv_loss": None,
         "cv_se": None,
     }
@@ -305,10 +329,12 @@ def choose_device_l2(
             device_l2=value,
         )
 
-    cv, se = _cross_validate(rows, fit, candidates, folds)
+    scores = _cross_validate(rows, fit, candidates, folds)
+    cv = scores.mean
     best = int(np.argmin(cv))
-    threshold = cv[best] + se[best] + 1e-12
-    chosen = max(j for j in range(len(candidates)) if cv[j] <= threshold)
+    se = scores.paired_se(best)
+    margin = se if rule == ONE_SE else np.zeros_like(se)
+    chosen = max(j for j in range(len(candidates)) if cv[j] <= cv[best] + margin[j] + 1e-12)
     report["cv_loss"] = [float(v) for v in cv]
     report["cv_se"] = [float(v) for v in se]
     return candidates[chosen], report

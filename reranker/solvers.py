@@ -131,20 +131,24 @@ def _lbfgs(
     def record(intermediate_result: Any) -> None:
         curve.append(float(intermediate_result.fun))
 
-    result = minimize(
-        _objective,
-        theta0,
-        args=(problem, loss, alpha, penalty),
-        jac=True,
-        method="L-BFGS-B",
-        callback=record,
-        options={
-            "maxiter": max_iter,
-            "gtol": tol,
-            "ftol": 64 * np.finfo(float).eps,
-            "maxls": 50,
-        },
-    )
+    # As for Newton: one BLAS thread for the whole solve. L-BFGS-B's own small matrix products
+    # otherwise wake the BLAS thread pool at every step, which on a busy machine made each step
+    # several times slower than the objective it minimises.
+    with threadpool_limits(1, user_api="blas"):
+        result = minimize(
+            _objective,
+            theta0,
+            args=(problem, loss, alpha, penalty),
+            jac=True,
+            method="L-BFGS-B",
+            callback=record,
+            options={
+                "maxiter": max_iter,
+                "gtol": tol,
+                "ftol": 64 * np.finfo(float).eps,
+                "maxls": 50,
+            },
+        )
     return Solution(
         result.x,
         float(result.fun),

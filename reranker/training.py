@@ -43,7 +43,7 @@ from reranker.errors import DataError, ParameterError, RerankerError
 from reranker.estimator import Competitors
 from reranker.features import default_feature_names, feature_matrix
 from reranker.hypotheses import REFERENCE_COLUMNS, SCORE_COLUMNS, has_references
-from reranker.options import TrainingOptions
+from reranker.options import AUTO, TrainingOptions
 from reranker.registry import WeightsRegistry
 from reranker.scoring import current_documents, logits_with_documents
 from reranker.semer import table_errors
@@ -99,7 +99,7 @@ def _check_options(
     temperature: float,
     jobs: int | None,
     max_iter: int = 1000,
-    device_l2: float | str | None = None,
+    device_l2: float | str | None = AUTO,
 ) -> TrainingOptions:
     """The run's :class:`TrainingOptions` (validated once), after checking ``jobs``."""
     options = TrainingOptions(
@@ -233,7 +233,7 @@ def train_domains(
     scope: str = "utterance",
     alpha: float = 1.0,
     l2: float | str = 1e-3,
-    device_l2: float | str | None = None,
+    device_l2: float | str | None = AUTO,
     temperature: float = 1.0,
     jobs: int | None = None,
     engine: str | Engine = "local",
@@ -255,8 +255,8 @@ def train_domains(
         Domains to train (default: every domain of the table).
     scope, alpha, l2, temperature : options of :class:`~reranker.estimator.DomainReranker`.
     device_l2 : float, "auto" or None
-        Penalty on the device weights (default: ``l2``); ``"auto"`` chooses it per domain by
-        cross-validation (:mod:`reranker.regularization`).
+        Penalty on the device weights: ``"auto"`` (default) chooses it per domain by
+        cross-validation grouped by utterance (:mod:`reranker.regularization`); ``None``: ``l2``.
     jobs : int, optional
         Worker processes (default all cores).
     engine : {"local", "serial", "dask"} or Engine

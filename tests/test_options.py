@@ -19,7 +19,9 @@ def test_defaults_and_params() -> None:
         "scope": "utterance",
         "temperature": 1.0,
         "max_iter": 1000,
+        "device_l2": "auto",
     }
+    assert "device_l2" not in TrainingOptions("r3", device_l2=None).params()
     assert isinstance(options.params()["alpha"], float)
 
 

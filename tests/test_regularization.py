@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from reranker.errors import DataError, ParameterError
@@ -150,7 +152,8 @@ def test_the_device_penalty_keeps_a_real_device_effect() -> None:
     search = chosen["device_l2_search"]
     cv, se = np.asarray(search["cv_loss"]), np.asarray(search["cv_se"])
     best = int(np.argmin(cv))
-    within = [g for g, v in zip(search["grid"], cv, strict=True) if v <= cv[best] + se[best]]
+    assert se[best] == 0  # the standard error of each candidate's difference from the best
+    within = [g for g, v, s in zip(search["grid"], cv, se, strict=True) if v <= cv[best] + s]
     assert chosen["device_l2"] == max(within) < max(DEVICE_L2_GRID)
     assert model.coef_[3] - max(model.coef_[1], model.coef_[2]) > 1.0
 
@@ -165,14 +168,70 @@ def test_no_device_feature_no_device_search() -> None:
     assert chosen["l2"] in L2_GRID and len(chosen["l2_search"]["cv_loss"]) == len(L2_GRID)
 
 
-def test_train_domains_device_penalty_is_opt_in(tmp_path: Path) -> None:
+def test_train_domains_chooses_the_device_penalty_by_default(tmp_path: Path) -> None:
     table = validate_hypotheses(synthetic_hypotheses(240, seed=4))
-    plain = train_domains(table, loss="r2", out=tmp_path / "a", engine="serial", domains=["Music"])
-    assert "device_l2" not in plain["Music"].document["options"]
-    auto = train_domains(
-        table, loss="r2", out=tmp_path / "b", engine="serial", domains=["Music"], device_l2="auto"
-    )
+    auto = train_domains(table, loss="r2", out=tmp_path / "b", engine="serial", domains=["Music"])
     options = auto["Music"].document["options"]
     assert options["device_l2"] in options["device_l2_search"]["grid"]
+    off = train_domains(
+        table, loss="r2", out=tmp_path / "a", engine="serial", domains=["Music"], device_l2=None
+    )
+    assert "device_l2" not in off["Music"].document["options"]
     with pytest.raises(ParameterError, match="device_l2"):
         train_domains(table, loss="r2", out=tmp_path / "c", engine="serial", device_l2=0.0)
+
+
+def _device_table(n_utt: int, effect: float, seed: int) -> pd.DataFrame:
+    """Two domains, two hypotheses per utterance; ``effect``: how much fire_tv favours Video."""
+    rng = np.random.default_rng(seed)
+    device = rng.choice(["echo_dot", "echo_show", "fire_tv"], size=n_utt)
+    video = rng.random(n_utt) < 1 / (1 + np.exp(-effect * (2 * (device == "fire_tv") - 1)))
+    rows = []
+    for u in range(n_utt):
+        ref = "Video" if video[u] else "Music"
+        for domain in ("Video", "Music"):
+            right = domain == ref
+            rows.append(
+                {
+                    "utterance_id": f"u{u}",
+                    "device": device[u],
+                    "domain": domain,
+                    "intent": f"{domain}.Play",
+                    "slots": "play [title : moana]",
+                    "domain_score": float(np.clip(rng.normal(0.6 if right else 0.4, 0.2), 0.01, 1)),
+                    "intent_score": float(rng.uniform(0.5, 1.0)),
+                    "slot_score": float(rng.uniform(0.5, 1.0)),
+                    "ref_domain": ref,
+                    "ref_intent": f"{ref}.Play",
+                    "ref_slots": "play [title : moana]",
+                }
+            )
+    return validate_hypotheses(pd.DataFrame(rows))
+
+
+def _device_weights(result: Any) -> dict[str, float]:
+    doc = result.document
+    return {
+        f[len("device=") :]: w
+        for f, w in zip(doc["features"], doc["weights"], strict=True)
+        if f.startswith("device=")
+    }
+
+
+@pytest.mark.parametrize("loss", ["r2", "r3"])
+def test_default_training_shrinks_noise_devices_and_keeps_real_ones(
+    tmp_path: Path, loss: str
+) -> None:
+    noise = _device_table(150, 0.0, 5)
+    real = _device_table(150, 2.0, 5)
+    fitted = {
+        name: train_domains(table, loss=loss, out=tmp_path / name, engine="serial")["Video"]
+        for name, table in (("noise", noise), ("real", real))
+    }
+    unpenalised = train_domains(noise, loss=loss, out=tmp_path / "off", engine="serial",
+                                device_l2=None)["Video"]  # fmt: skip
+    shrunk = max(abs(w) for w in _device_weights(fitted["noise"]).values())
+    free = max(abs(w) for w in _device_weights(unpenalised).values())
+    assert shrunk < 0.15 and shrunk < free / 3
+    kept = _device_weights(fitted["real"])
+    assert kept["fire_tv"] - max(kept["echo_dot"], kept["echo_show"]) > 1.0

@@ -65,13 +65,16 @@ def test_train_domains_serial_publishes_every_domain(table: pd.DataFrame, tmp_pa
         rows = table[table["domain"] == d]
         assert doc["training_data"]["n_hypotheses"] == len(rows)
         assert doc["training_data"]["n_utterances"] == rows["utterance_id"].nunique()
+        search = doc["options"].pop("device_l2_search")
         assert doc["options"] == {
             "alpha": 1.0,
             "l2": 1e-3,
             "max_iter": 1000,
             "scope": "utterance",
             "temperature": 1.0,
+            "device_l2": doc["options"]["device_l2"],
         }
+        assert doc["options"]["device_l2"] in search["grid"] and search["rule"]
     for d in domains:
         mine = [c for c in calls if c[0] == d]
         assert mine[0][2] == 0.0

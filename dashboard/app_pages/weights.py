@@ -111,6 +111,14 @@ with tab_train:
             tau = c6.number_input(
                 "Temperature τ (R1)", 0.01, 100.0, 1.0, 0.1, key="train_tau", disabled=loss == "r2"
             )
+            device_auto = c6.checkbox(
+                "Device penalty by cross-validation",
+                value=True,
+                key="train_device_auto",
+                help="The device weights get their own penalty, chosen per domain by the same "
+                "grouped cross-validation (default): devices that carry no information get "
+                "weights near zero. Off: the device weights share λ.",
+            )
             submitted = st.form_submit_button("Train", key="train_submit", type="primary")
         if submitted:
             try:
@@ -136,6 +144,7 @@ with tab_train:
                     alpha=alpha,
                     l2="auto" if l2_auto else l2_fixed,
                     temperature=tau,
+                    device_l2="auto" if device_auto else None,
                     jobs=min(len(todo), os.cpu_count() or 1),
                     progress=progress,
                 )
