@@ -305,3 +305,34 @@ def test_reliability_count_bars_of_shared_bins_never_overlap() -> None:
     layout = charts.reliability_figure({"R0": skewed}).layout
     (axis,) = (layout[n] for n in layout if n.startswith("yaxis") and layout[n].type == "log")
     assert axis.tickvals  # a log count axis always has tick labels
+
+
+@pytest.mark.parametrize(("rows", "cols", "titles"), [(1, 1, 1), (1, 3, 2), (2, 3, 5), (4, 3, 10)])
+def test_contribution_panels_are_laid_out_as_make_subplots_lays_them_out(
+    rows: int, cols: int, titles: int
+) -> None:
+    from plotly.subplots import make_subplots
+
+    from reranker.charts.weights import _panel_grid
+
+    spacing = 0.12 / max(1, rows - 1) if rows > 1 else 0.0
+    ref = make_subplots(
+        rows=rows, cols=cols, shared_yaxes=True, shared_xaxes="rows", horizontal_spacing=0.03,
+        vertical_spacing=spacing, subplot_titles=[f"#{k}" for k in range(titles)],
+    ).layout.to_plotly_json()  # fmt: skip
+    ref.pop("template")
+    got = _panel_grid(rows, cols, titles)
+    for annotation, k in zip(got["annotations"], range(titles), strict=True):
+        annotation["text"] = f"#{k}"
+    assert got.keys() == ref.keys()
+    for key, value in ref.items():
+        if key == "annotations":
+            for a, b in zip(got[key], value, strict=True):
+                assert a.keys() == b.keys()
+                assert all(a[k] == pytest.approx(b[k]) for k in a)
+        else:
+            assert got[key].keys() == value.keys()
+            assert got[key]["domain"] == pytest.approx(value["domain"])
+            assert {k: v for k, v in got[key].items() if k != "domain"} == {
+                k: v for k, v in value.items() if k != "domain"
+            }
