@@ -54,6 +54,7 @@ ROW_COLUMNS = [
 ]  # fmt: skip
 """The columns of an utterance row (:func:`reranker.utterances.utterance_table`)."""
 SEARCHED = {"text": "search_text", "utterance_id": "search_id"}
+STRINGS = "_strings"
 CODED = ("device", "reference_domain")
 RECENT = 16
 """Text searches whose matches are kept (a mask of one byte per utterance each)."""
@@ -85,7 +86,22 @@ def _with_search_columns(table: Any) -> Any:
             columns[target] = lower
     for name in CODED:
         columns[f"_code_{name}"] = pc.dictionary_encode(columns[name])
+    columns[STRINGS] = _string_blobs(pa.table({n: columns[n] for n in ROW_COLUMNS}))
     return pa.table(columns)
+
+
+def _string_blobs(rows: Any) -> Any:
+    """Every row's strings as one JSON object keyed by column position: a page of results then
+    reads two places of the file per row, not two per string column."""
+    import pyarrow as pa
+
+    names = [n for n in ROW_COLUMNS if pa.types.is_string(rows.schema.field(n).type)]
+    names += [n for n in ROW_COLUMNS if pa.types.is_large_string(rows.schema.field(n).type)]
+    frame = rows.select(names).to_pandas()
+    frame.columns = [str(ROW_COLUMNS.index(n)) for n in names]
+    # one line per row: JSON escapes every line break inside a string
+    lines = frame.to_json(orient="records", lines=True, force_ascii=False).split("\n")
+    return pa.array(lines[: len(frame)], pa.large_string())
 
 
 def _orders(ids: Any, keys: dict[str, NDArray[Any]]) -> NDArray[np.int32]:
@@ -131,7 +147,7 @@ def write_index_part(table: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _index_tables(root: Path) -> tuple[list[Any], list[Any]]:
+def _index_tables(root: Path) -> tuple[list[Any], list[Any], list[Path]]:
     """The index table of every part, in part order, and the memory maps they are read from."""
     import pyarrow as pa
 
@@ -146,7 +162,7 @@ def _index_tables(root: Path) -> tuple[list[Any], list[Any]]:
             tables.append(pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapped))).read_all())
     except (OSError, ValueError, pa.ArrowInvalid) as e:
         raise DataError(f"{root}: unreadable utterance index ({e})") from e
-    return tables, maps
+    return tables, maps, parts
 
 
 def _mapped(path: Path) -> Any:
@@ -174,7 +190,7 @@ def write_orders(directory: str | os.PathLike[str]) -> None:
     import pyarrow as pa
 
     root = Path(directory)
-    tables, _ = _index_tables(root)
+    tables, _, _ = _index_tables(root)
     ids = pa.chunked_array([c for t in tables for c in t.column("utterance_id").chunks])
     keys = {k: np.concatenate([_numpy(t.column(k)) for t in tables]) for k in SORTABLE}
     orders = _orders(ids, keys)
@@ -215,7 +231,7 @@ def open_index(directory: str | os.PathLike[str]) -> UtteranceIndex:
 
     root = Path(directory)
     ensure_index(root)
-    parts, maps = _index_tables(root)
+    parts, maps, paths = _index_tables(root)
     try:
         table = pa.concat_tables([p.select(ROW_COLUMNS) for p in parts])
         orders = np.load(root / ORDER, mmap_mode="r", allow_pickle=False)
@@ -223,7 +239,7 @@ def open_index(directory: str | os.PathLike[str]) -> UtteranceIndex:
         raise DataError(f"{root}: unreadable utterance index ({e})") from e
     if orders.shape[1:] != (table.num_rows,):
         raise DataError(f"{root}: the utterance index does not match its rows")
-    return UtteranceIndex(table, parts, orders, maps)
+    return UtteranceIndex(table, parts, orders, maps, paths)
 
 
 def _numpy(column: Any) -> NDArray[Any]:
@@ -254,8 +270,15 @@ class UtteranceIndex:
     """The utterance rows of one scoring, with what a query needs kept in memory."""
 
     def __init__(
-        self, table: Any, parts: list[Any], orders: NDArray[np.int32], maps: Sequence[Any] = ()
+        self,
+        table: Any,
+        parts: list[Any],
+        orders: NDArray[np.int32],
+        maps: Sequence[Any],
+        paths: Sequence[Path],
     ) -> None:
+        import pyarrow as pa
+
         from reranker.substring_search import string_buffers
 
         self.table = table
@@ -273,6 +296,11 @@ class UtteranceIndex:
             for p in parts
         ]
         self._recent: OrderedDict[str, NDArray[np.bool_]] = OrderedDict()
+        self._blobs = [_one_chunk(p.column(STRINGS)) for p in parts if STRINGS in p.column_names]
+        self._paths = list(paths)
+        self._bases = [pa.py_buffer(m).address for m in maps]
+        strings = {n for n in ROW_COLUMNS if "string" in str(table.schema.field(n).type)}
+        self._values = {n: _numpy(table.column(n)) for n in ROW_COLUMNS if n not in strings}
         self._maps = list(maps)
         release(self._maps)
 
@@ -345,7 +373,7 @@ class UtteranceIndex:
         by_id = np.asarray(self.orders[0], dtype=np.int64)
         if mask is not None:
             by_id = by_id[mask[by_id]]
-        values = self.take(by_id, [sort_by])[sort_by]
+        values = self._take_arrow(by_id, [sort_by])[sort_by]
         order = values.sort_values(ascending=not descending, kind="stable").index.to_numpy()
         return by_id[order[:limit]]
 
@@ -376,8 +404,47 @@ class UtteranceIndex:
         return page, count
 
     def take(self, rows: NDArray[np.int64], columns: Sequence[str]) -> pd.DataFrame:
-        """Rows ``rows`` (global positions, in that order) of ``columns``, each part's rows taken
-        from its own memory-mapped batch (nothing else is read or copied)."""
+        """Rows ``rows`` (global positions, in that order) of ``columns``: numbers from the
+        columns held in memory, strings from each row's JSON object."""
+        import json
+
+        if rows.size == 0 or len(self._blobs) < len(self._paths):
+            return self._take_arrow(rows, columns)
+        strings = pd.DataFrame.from_records(
+            [json.loads(b) for b in self._blob_rows(rows)], index=range(rows.size)
+        )
+        strings.columns = [ROW_COLUMNS[int(k)] for k in strings.columns]
+        out = {c: strings[c] if c in strings else self._values[c][rows] for c in columns}
+        return pd.DataFrame(out, index=range(rows.size))
+
+    def _blob_rows(self, rows: NDArray[np.int64]) -> list[str]:
+        """The JSON object of each of ``rows``, read (``pread``) from its part's file where its
+        offsets say; not touched through the memory map, where the kernel would map a whole
+        page-cache folio (up to megabytes) for every row, as it does under Arrow's take."""
+        starts = np.cumsum([0, *(len(b) for b in self._blobs)])
+        which = np.searchsorted(starts, rows, side="right") - 1
+        out = [""] * rows.size
+        for k in np.unique(which).tolist():
+            blob, base = self._blobs[k], self._bases[k]
+            _, offsets, data = blob.buffers()
+            fd = os.open(self._paths[k], os.O_RDONLY)
+            try:
+                for j, i in zip(
+                    np.flatnonzero(which == k).tolist(),
+                    (rows[which == k] - starts[k]).tolist(),
+                    strict=True,
+                ):
+                    at = offsets.address - base + 8 * (i + blob.offset)
+                    begin, end = np.frombuffer(os.pread(fd, 16, at), dtype=np.int64).tolist()
+                    if end > begin:
+                        out[j] = os.pread(fd, end - begin, data.address - base + begin).decode()
+            finally:
+                os.close(fd)
+        return out
+
+    def _take_arrow(self, rows: NDArray[np.int64], columns: Sequence[str]) -> pd.DataFrame:
+        """Rows ``rows`` of ``columns`` taken from each part's memory-mapped batch (indexes
+        written before the rows' JSON objects were)."""
         import pyarrow as pa
 
         table = self.table.select(list(columns))

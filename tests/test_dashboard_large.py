@@ -147,7 +147,14 @@ def test_index_search_equals_the_in_memory_filter(data_dir: Path) -> None:
     assert set(one["utterance_id"]) == {uid}
 
 
-UNICODE_TEXTS = ("İstanbul Straße", "ΣΊΣΥΦΟΣ plays", "ǅemal ﬁle", "naïve CAFÉ", "\u212aelvin")
+UNICODE_TEXTS = (
+    "İstanbul Straße",
+    'line\u2028sep\nnew "quoted" \\ end',
+    "ΣΊΣΥΦΟΣ plays",
+    "ǅemal ﬁle",
+    "naïve CAFÉ",
+    "\u212aelvin",
+)
 
 
 @pytest.fixture(scope="module")
