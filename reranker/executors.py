@@ -212,12 +212,7 @@ class DaskExecutor(_Runs):
             if scheduler:
                 self._client = Client(scheduler, timeout="10s")
             else:
-                self._cluster = LocalCluster(
-                    n_workers=max(1, jobs or os.cpu_count() or 1),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",  # any free port: others may run a cluster
-                )
+                self._cluster = _local_cluster(LocalCluster, max(1, jobs or os.cpu_count() or 1))
                 self._client = Client(self._cluster)
         except (OSError, TimeoutError, ValueError) as e:
             if self._cluster is not None:
@@ -264,6 +259,27 @@ class DaskExecutor(_Runs):
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _local_cluster(cluster: Any, workers: int) -> Any:
+    """A local cluster of ``workers`` single-threaded worker processes, with glibc's own
+    memory thresholds.
+
+    Dask's nannies set ``MALLOC_TRIM_THRESHOLD_`` in their workers' environment, which turns
+    off glibc's adaptive thresholds: every freed array of more than 128 kB then goes back to
+    the system and the next one faults its pages in again. With partitions of a million rows
+    that doubled a worker's system CPU time (a part evaluated in 17 CPU seconds instead of 11,
+    the local engine's figure).
+    """
+    import dask
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return cluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # any free port: others may run a cluster
+        )
 
 
 def _worker_plugin() -> Any:
