@@ -296,11 +296,11 @@ class UtteranceIndex:
             for p in parts
         ]
         self._recent: OrderedDict[str, NDArray[np.bool_]] = OrderedDict()
-        self._blobs = [_one_chunk(p.column(STRINGS)) for p in parts if STRINGS in p.column_names]
         self._paths = list(paths)
         self._bases = [pa.py_buffer(m).address for m in maps]
         strings = {n for n in ROW_COLUMNS if "string" in str(table.schema.field(n).type)}
-        self._values = {n: _numpy(table.column(n)) for n in ROW_COLUMNS if n not in strings}
+        self._numbers = [n for n in ROW_COLUMNS if n not in strings]
+        self._parts = parts
         self._maps = list(maps)
         release(self._maps)
 
@@ -404,43 +404,39 @@ class UtteranceIndex:
         return page, count
 
     def take(self, rows: NDArray[np.int64], columns: Sequence[str]) -> pd.DataFrame:
-        """Rows ``rows`` (global positions, in that order) of ``columns``: numbers from the
-        columns held in memory, strings from each row's JSON object."""
+        """Rows ``rows`` (global positions, in that order) of ``columns``: strings from each
+        row's JSON object, numbers from their columns, each value read from its part's file
+        (:mod:`reranker.row_reads`)."""
         import json
 
-        if rows.size == 0 or len(self._blobs) < len(self._paths):
-            return self._take_arrow(rows, columns)
-        strings = pd.DataFrame.from_records(
-            [json.loads(b) for b in self._blob_rows(rows)], index=range(rows.size)
-        )
-        strings.columns = [ROW_COLUMNS[int(k)] for k in strings.columns]
-        out = {c: strings[c] if c in strings else self._values[c][rows] for c in columns}
-        return pd.DataFrame(out, index=range(rows.size))
+        from reranker.row_reads import read_strings, read_values, readable
 
-    def _blob_rows(self, rows: NDArray[np.int64]) -> list[str]:
-        """The JSON object of each of ``rows``, read (``pread``) from its part's file where its
-        offsets say; not touched through the memory map, where the kernel would map a whole
-        page-cache folio (up to megabytes) for every row, as it does under Arrow's take."""
-        starts = np.cumsum([0, *(len(b) for b in self._blobs)])
+        wanted = [c for c in self._numbers if c in columns]
+        if rows.size == 0 or any(STRINGS not in p.column_names for p in self._parts):
+            return self._take_arrow(rows, columns)  # an index written before the JSON objects
+        arrays = [[_one_chunk(p.column(c)) for c in [STRINGS, *wanted]] for p in self._parts]
+        if not all(readable(a) for p in arrays for a in p):
+            return self._take_arrow(rows, columns)
+        starts = np.cumsum([0, *(len(p[0]) for p in arrays)])
         which = np.searchsorted(starts, rows, side="right") - 1
-        out = [""] * rows.size
+        blobs: list[str] = [""] * rows.size
+        values = {
+            c: np.empty(rows.size, dtype=a.type.to_pandas_dtype())
+            for c, a in zip(wanted, arrays[0][1:], strict=True)
+        }
         for k in np.unique(which).tolist():
-            blob, base = self._blobs[k], self._bases[k]
-            _, offsets, data = blob.buffers()
-            fd = os.open(self._paths[k], os.O_RDONLY)
-            try:
-                for j, i in zip(
-                    np.flatnonzero(which == k).tolist(),
-                    (rows[which == k] - starts[k]).tolist(),
-                    strict=True,
-                ):
-                    at = offsets.address - base + 8 * (i + blob.offset)
-                    begin, end = np.frombuffer(os.pread(fd, 16, at), dtype=np.int64).tolist()
-                    if end > begin:
-                        out[j] = os.pread(fd, end - begin, data.address - base + begin).decode()
-            finally:
-                os.close(fd)
-        return out
+            at = np.flatnonzero(which == k)
+            local, path, base = rows[at] - starts[k], self._paths[k], self._bases[k]
+            for j, text in zip(
+                at.tolist(), read_strings(path, base, arrays[k][0], local), strict=True
+            ):
+                blobs[j] = text
+            for c, array in zip(wanted, arrays[k][1:], strict=True):
+                values[c][at] = read_values(path, base, array, local)
+        strings = pd.DataFrame.from_records([json.loads(b) for b in blobs], index=range(rows.size))
+        strings.columns = [ROW_COLUMNS[int(k)] for k in strings.columns]
+        out = {c: strings[c] if c in strings else values[c] for c in columns}
+        return pd.DataFrame(out, index=range(rows.size))
 
     def _take_arrow(self, rows: NDArray[np.int64], columns: Sequence[str]) -> pd.DataFrame:
         """Rows ``rows`` of ``columns`` taken from each part's memory-mapped batch (indexes
