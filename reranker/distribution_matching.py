@@ -52,19 +52,33 @@ class DistributionMatcher:
 
     def matched(self, domains: ArrayLike, score: ArrayLike) -> NDArray[np.float64]:
         """``Q(F_d(s))``: each score mapped onto the reference distribution."""
-        d = np.asarray(domains, dtype=object)
-        s = np.asarray(score, dtype=np.float64)
-        out = s.copy()
-        for name, quantiles in self.domain_quantiles.items():
-            mask = d == name
-            if mask.any():
-                u = _cdf(quantiles, self.levels, s[mask])
-                out[mask] = np.interp(u, self.levels, self.reference_quantiles)
-        return out
+        return _matched(
+            self.levels, self.domain_quantiles, self.reference_quantiles, domains, score
+        )
 
     def transform(self, domains: ArrayLike, score: ArrayLike) -> NDArray[np.float64]:
         """Matched, then calibrated scores in [0, 1]."""
         return np.clip(self.calibrator.transform(self.matched(domains, score)), 0.0, 1.0)
+
+
+def _matched(
+    levels: NDArray[np.float64],
+    domain_quantiles: Mapping[str, NDArray[np.float64]],
+    reference_quantiles: NDArray[np.float64],
+    domains: ArrayLike,
+    score: ArrayLike,
+) -> NDArray[np.float64]:
+    """Each score mapped through its domain's distribution function onto the reference
+    quantiles (scores of a domain without quantiles are kept)."""
+    d = np.asarray(domains, dtype=object)
+    s = np.asarray(score, dtype=np.float64)
+    out = s.copy()
+    for name, quantiles in domain_quantiles.items():
+        mask = d == name
+        if mask.any():
+            u = _cdf(quantiles, levels, s[mask])
+            out[mask] = np.interp(u, levels, reference_quantiles)
+    return out
 
 
 def _cdf(
@@ -112,11 +126,9 @@ def fit_distribution_matching(
         raise DataError("score must lie in [0, 1]")
     levels = np.linspace(0.0, 1.0, _GRID)
     per_domain = {str(name): np.quantile(s[d == name], levels) for name in np.unique(d)}
-    matcher = DistributionMatcher(
-        levels, per_domain, np.quantile(s, levels), IsotonicCalibrator(np.zeros(1), np.zeros(1))
-    )
-    calibrator = fit_isotonic(y, matcher.matched(d, s))
-    return DistributionMatcher(levels, per_domain, matcher.reference_quantiles, calibrator)
+    reference = np.quantile(s, levels)
+    calibrator = fit_isotonic(y, _matched(levels, per_domain, reference, d, s))
+    return DistributionMatcher(levels, per_domain, reference, calibrator)
 
 
 def cross_fit_matching(
