@@ -121,6 +121,15 @@ def filtered_utterances(
     return filter_utterances(utterances(token, loss, weights, fingerprint), **query.kwargs())
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def misranked_count(token: str, loss: str, weights: str | None, fingerprint: str) -> int:
+    """Utterances misranked under one loss (on a large dataset, counted when its index was
+    written)."""
+    if large(token):
+        return int(utterance_index(token, loss, weights, fingerprint).n_misranked)
+    return int(utterances(token, loss, weights, fingerprint)["misranked"].sum())
+
+
 @dataclass(frozen=True)
 class Slice:
     """What a calibration view shows: bins, population, the domain/device slice, resamples."""

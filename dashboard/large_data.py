@@ -82,11 +82,11 @@ def utterance_directory(token: str, weights: str | None) -> str:
 def utterance_index(token: str, loss: str, weights: str | None, fingerprint: str) -> Any:
     """The search index of one scoring's utterance rows (statistics and index built first if
     missing)."""
-    from reranker.utterance_index import ORDER, open_index
+    from reranker.utterance_index import index_complete, open_index
 
     statistics(token, loss, weights, fingerprint)
     directory = utterance_directory(token, weights)
-    if not os.path.isfile(os.path.join(directory, ORDER)):
+    if not index_complete(directory):
         with st.spinner("Indexing the utterances of this dataset once…", show_time=True):
             return open_index(directory)
     return open_index(directory)

@@ -9,19 +9,24 @@ scoring, one part per bucket of utterances). The index of a directory is
   case-insensitive substring search, and the codes of the filtered string columns; the
   statistics pass writes them (:func:`build_index` makes them from Parquet parts
   ``part-NNNNN.parquet`` of utterance rows);
+- the query files (:mod:`reranker.utterance_index_files`): the columns a filter reads, one
+  ``.npy`` file each, and where every array of every part lies in its file;
 - ``_order.npy``: for the utterance id and every column of :data:`SORTABLE`, ascending and
   descending, the permutation of the rows in that order (ties in utterance id order), written
   last.
 
-A query (:meth:`UtteranceIndex.search`) is then a boolean mask over cached columns, the first
-``limit`` matches taken along a stored permutation, and only those rows materialised. It returns
+Opening an index maps these files (no Arrow file is parsed). A query
+(:meth:`UtteranceIndex.search`) is then a boolean mask over mapped columns, the first ``limit``
+matches taken along a stored permutation, and only those rows read. It returns
 what :func:`reranker.utterances.filter_utterances` returns for the same rows sorted by utterance
 id.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +37,20 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from reranker.errors import DataError
+from reranker.row_reads import STRING
+from reranker.utterance_index_files import (
+    ROW_COLUMNS,
+    STRINGS,
+    QueryFiles,
+    compute_query,
+    load_query,
+    numpy_column,
+    parquet_part_number,
+    save_query,
+    searched_arrays,
+)
+from reranker.utterance_index_files import index_part as index_part
+from reranker.utterance_index_files import write_index_part as write_index_part
 
 __all__ = [
     "ORDER",
@@ -39,6 +58,7 @@ __all__ = [
     "UtteranceIndex",
     "build_index",
     "ensure_index",
+    "index_complete",
     "open_index",
     "write_index_part",
     "write_orders",
@@ -47,61 +67,9 @@ __all__ = [
 ORDER = "_order.npy"
 SORTABLE = ("top_semer", "top_score", "correct_rank", "n_hypotheses")
 """Columns whose sort orders are stored (any other column is sorted at query time)."""
-ROW_COLUMNS = [
-    "utterance_id", "text", "device", "reference_domain", "reference", "top_domain", "top_intent",
-    "top_slots", "top_score", "top_semer", "top_correct", "has_correct", "misranked",
-    "correct_rank", "n_hypotheses", "r0_top_domain", "r0_top_correct",
-]  # fmt: skip
-"""The columns of an utterance row (:func:`reranker.utterances.utterance_table`)."""
-SEARCHED = {"text": "search_text", "utterance_id": "search_id"}
-STRINGS = "_strings"
-CODED = ("device", "reference_domain")
 RECENT = 16
-"""Text searches whose matches are kept (a mask of one byte per utterance each)."""
-
-
-def _lower(column: Any) -> Any:
-    """Lower-cased strings, as pandas lower-cases its (Arrow-backed) strings for the in-memory
-    search: code point by code point, so "İ" becomes "i" (Python's ``str.lower`` would give
-    "i̇")."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.utf8_lower(column.cast(pa.large_string()))
-
-
-def _with_search_columns(table: Any) -> Any:
-    """The rows (strings as large strings), the lower-cased text and id where they differ from
-    the text and id themselves (NLU logs are often lower-case already), and each part's codes of
-    the filtered string columns."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    columns = {n: table.column(n) for n in ROW_COLUMNS}
-    for name in ("utterance_id", "text"):
-        columns[name] = columns[name].cast(pa.large_string())
-    for source, target in SEARCHED.items():
-        lower = _lower(columns[source])
-        if pc.all(pc.equal(lower, columns[source])).as_py() is not True:
-            columns[target] = lower
-    for name in CODED:
-        columns[f"_code_{name}"] = pc.dictionary_encode(columns[name])
-    columns[STRINGS] = _string_blobs(pa.table({n: columns[n] for n in ROW_COLUMNS}))
-    return pa.table(columns)
-
-
-def _string_blobs(rows: Any) -> Any:
-    """Every row's strings as one JSON object keyed by column position: a page of results then
-    reads two places of the file per row, not two per string column."""
-    import pyarrow as pa
-
-    names = [n for n in ROW_COLUMNS if pa.types.is_string(rows.schema.field(n).type)]
-    names += [n for n in ROW_COLUMNS if pa.types.is_large_string(rows.schema.field(n).type)]
-    frame = rows.select(names).to_pandas()
-    frame.columns = [str(ROW_COLUMNS.index(n)) for n in names]
-    # one line per row: JSON escapes every line break inside a string
-    lines = frame.to_json(orient="records", lines=True, force_ascii=False).split("\n")
-    return pa.array(lines[: len(frame)], pa.large_string())
+"""Text searches whose matches are kept (a mask of one byte per utterance each), shared by every
+index of the same rows."""
 
 
 def _orders(ids: Any, keys: dict[str, NDArray[Any]]) -> NDArray[np.int32]:
@@ -118,33 +86,6 @@ def _orders(ids: Any, keys: dict[str, NDArray[Any]]) -> NDArray[np.int32]:
         out.append(by_id[np.argsort(values, kind="stable")])
         out.append(by_id[np.argsort(-values, kind="stable")])
     return np.stack(out).astype(np.int32)
-
-
-def index_part(directory: Path, number: int) -> Path:
-    """The index file of part ``number`` of a directory's utterance rows."""
-    return directory / f"_index-{number:05d}.arrow"
-
-
-def _parquet_part_number(part: Path) -> int:
-    return int(part.stem.split("-")[-1])
-
-
-def write_index_part(table: Any, path: Path) -> None:
-    """One part's rows with their search columns as uncompressed Arrow (written under a
-    temporary name, then renamed)."""
-    import pyarrow as pa
-
-    table = _with_search_columns(table).combine_chunks()  # one record batch per part
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as handle:
-            with pa.ipc.new_file(handle, table.schema) as writer:
-                writer.write_table(table)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _index_tables(root: Path) -> tuple[list[Any], list[Any], list[Path]]:
@@ -185,14 +126,16 @@ def release(maps: Sequence[Any]) -> None:
 
 
 def write_orders(directory: str | os.PathLike[str]) -> None:
-    """Write ``_order.npy``, the sort orders of the indexed parts of ``directory`` (last: its
-    presence means the index is complete)."""
+    """Write the files that complete the index of ``directory`` from its Arrow parts: its
+    query files (:mod:`reranker.utterance_index_files`), then ``_order.npy``, the sort orders
+    (last: its presence means the parts are complete)."""
     import pyarrow as pa
 
     root = Path(directory)
-    tables, _, _ = _index_tables(root)
+    tables, maps, paths = _index_tables(root)
+    save_query(root, compute_query(tables, _bases(maps), paths))
     ids = pa.chunked_array([c for t in tables for c in t.column("utterance_id").chunks])
-    keys = {k: np.concatenate([_numpy(t.column(k)) for t in tables]) for k in SORTABLE}
+    keys = {k: np.concatenate([numpy_column(t.column(k)) for t in tables]) for k in SORTABLE}
     orders = _orders(ids, keys)
     tmp = root / f".{ORDER}.tmp"
     try:
@@ -212,105 +155,147 @@ def build_index(directory: str | os.PathLike[str]) -> None:
 
     root = Path(directory)
     for part in sorted(root.glob("part-*.parquet")):
-        target = index_part(root, _parquet_part_number(part))
+        target = index_part(root, parquet_part_number(part))
         if not target.is_file():
             write_index_part(pq.read_table(part), target)
     write_orders(root)
 
 
+def _bases(maps: Sequence[Any]) -> list[int]:
+    import pyarrow as pa
+
+    return [pa.py_buffer(m).address for m in maps]
+
+
+def index_complete(directory: str | os.PathLike[str]) -> bool:
+    """Whether the index of ``directory`` exists with query files of this format."""
+    root = Path(directory)
+    paths = sorted(root.glob("_index-*.arrow"))
+    return (root / ORDER).is_file() and bool(paths) and load_query(root, paths) is not None
+
+
 def ensure_index(directory: str | os.PathLike[str]) -> None:
-    """Build the index of ``directory`` unless it is complete."""
+    """Build the index of ``directory`` unless it is complete; an index written before its
+    query files (or with files of another format) gets only those written."""
     root = Path(directory)
     if not (root / ORDER).is_file():
         build_index(root)
+    elif not index_complete(root):
+        tables, maps, paths = _index_tables(root)
+        save_query(root, compute_query(tables, _bases(maps), paths))
 
 
 def open_index(directory: str | os.PathLike[str]) -> UtteranceIndex:
-    """The index of ``directory`` (built first if missing), memory-mapped."""
-    import pyarrow as pa
-
+    """The index of ``directory`` (built first if missing; its query files written first if
+    missing or of another format), memory-mapped: a few maps and file reads, no Arrow file
+    parsed."""
     root = Path(directory)
-    ensure_index(root)
-    parts, maps, paths = _index_tables(root)
+    if not (root / ORDER).is_file():
+        build_index(root)
+    paths = sorted(root.glob("_index-*.arrow"))
+    query = load_query(root, paths)
+    if query is None:
+        tables, maps, paths = _index_tables(root)
+        query = compute_query(tables, _bases(maps), paths)
+        try:
+            save_query(root, query)
+        except OSError:  # a read-only cache: this process keeps what it computed
+            pass
     try:
-        table = pa.concat_tables([p.select(ROW_COLUMNS) for p in parts])
+        maps = [_mapped(p) for p in paths]
         orders = np.load(root / ORDER, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, KeyError, pa.ArrowInvalid) as e:
+    except (OSError, ValueError) as e:
         raise DataError(f"{root}: unreadable utterance index ({e})") from e
-    if orders.shape[1:] != (table.num_rows,):
+    if orders.shape[1:] != query.misranked.shape:
         raise DataError(f"{root}: the utterance index does not match its rows")
-    return UtteranceIndex(table, parts, orders, maps, paths)
+    return UtteranceIndex(root, query, orders, maps, paths)
 
 
-def _numpy(column: Any) -> NDArray[Any]:
-    """A chunked column as one numpy array (chunk by chunk: nothing else is touched)."""
-    chunks = [c.to_numpy(zero_copy_only=False) for c in column.chunks]
-    return np.concatenate(chunks) if chunks else np.zeros(0)
+_TEXT_MASKS: OrderedDict[tuple[str, str], NDArray[np.bool_]] = OrderedDict()
+_TEXT_LOCK = threading.Lock()
 
 
-def _one_chunk(column: Any) -> Any:
-    """The array of a one-chunk column (zero-copy; ``combine_chunks`` would copy it)."""
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
-def _codes(parts: list[Any], name: str) -> tuple[NDArray[np.int32], dict[str, int]]:
-    """Codes of a string column over every part (from each part's dictionary codes)."""
-    pieces = [_one_chunk(p.column(f"_code_{name}")) for p in parts]
-    names = sorted(set().union(*(c.dictionary.to_pylist() for c in pieces)) - {None})
-    lookup = {v: k for k, v in enumerate(names)}
-    codes = []
-    for piece in pieces:
-        remap = np.array([lookup.get(v, len(names)) for v in piece.dictionary.to_pylist()])
-        indices = piece.indices.fill_null(len(remap)).to_numpy(zero_copy_only=False)
-        codes.append(np.append(remap, len(names)).astype(np.int32)[indices])
-    return np.concatenate(codes), lookup
+def _prefetch(paths: Sequence[Path], query: QueryFiles) -> None:
+    """Ask the kernel to read the searched strings of every part into the page cache in the
+    background (the first text search then reads memory, not the disk)."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for path, part in zip(paths, query.parts, strict=True):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for place in part["columns"]["searched"]:
+                if place.get("kind") == STRING:
+                    start = place["offsets"] + 8 * place["offset"]
+                    os.posix_fadvise(fd, start, 8 * (part["rows"] + 1), os.POSIX_FADV_WILLNEED)
+                    os.posix_fadvise(fd, place["data"], place["data_size"], os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
 
 
 class UtteranceIndex:
-    """The utterance rows of one scoring, with what a query needs kept in memory."""
+    """The utterance rows of one scoring, with what a query needs memory-mapped."""
 
     def __init__(
         self,
-        table: Any,
-        parts: list[Any],
+        root: Path,
+        query: QueryFiles,
         orders: NDArray[np.int32],
         maps: Sequence[Any],
         paths: Sequence[Path],
     ) -> None:
+        self.root = root
+        self.orders = orders
+        self.n = int(query.misranked.size)
+        self.misranked = query.misranked
+        self.semer = query.semer
+        self.codes = query.codes
+        self.n_misranked = query.n_misranked
+        """Rows with ``misranked`` (the count of a query of misranked rows, without one)."""
+        self.columns = ROW_COLUMNS
+        self._query = query
+        self._paths = list(paths)
+        self._maps = list(maps)
+        self._places = [p["columns"] for p in query.parts]
+        self._starts = np.cumsum([0, *(p["rows"] for p in query.parts)])
+        strings = set(query.parts[0]["strings"]) if query.parts else set()
+        self._numbers = [n for n in ROW_COLUMNS if n not in strings]
+        _prefetch(self._paths, query)
+
+    @functools.cached_property
+    def _parts(self) -> list[Any]:
+        """The Arrow table of every part (parsed on first use: a query does not need them)."""
+        return [_read_mapped(m, p) for m, p in zip(self._maps, self._paths, strict=True)]
+
+    @functools.cached_property
+    def table(self) -> Any:
+        """Every row (columns :data:`ROW_COLUMNS`) as one Arrow table on the mapped parts."""
         import pyarrow as pa
 
+        return pa.concat_tables([p.select(ROW_COLUMNS) for p in self._parts])
+
+    @functools.cached_property
+    def _searched(self) -> list[list[tuple[NDArray[np.uint8], NDArray[np.int64]]]]:
+        """The ``(data, offsets)`` of the searched strings of every part, on the maps."""
         from reranker.substring_search import string_buffers
 
-        self.table = table
-        self.orders = orders
-        self.n = int(table.num_rows)
-        self.misranked = _numpy(table.column("misranked")).astype(bool)
-        self.semer = _numpy(table.column("top_semer")).astype(np.float64)
-        self.codes = {name: _codes(parts, name) for name in CODED}
-        self.columns = ROW_COLUMNS
-        self._searched = [
-            [
-                string_buffers(_one_chunk(p.column(target if target in p.column_names else source)))
-                for source, target in SEARCHED.items()
+        places = [p["searched"] for p in self._places]
+        if all(place.get("kind") == STRING for part in places for place in part):
+            return [
+                [_strings_at(m, place, part["rows"]) for place in part["columns"]["searched"]]
+                for m, part in zip(self._maps, self._query.parts, strict=True)
             ]
-            for p in parts
-        ]
-        self._recent: OrderedDict[str, NDArray[np.bool_]] = OrderedDict()
-        self._paths = list(paths)
-        self._bases = [pa.py_buffer(m).address for m in maps]
-        strings = {n for n in ROW_COLUMNS if "string" in str(table.schema.field(n).type)}
-        self._numbers = [n for n in ROW_COLUMNS if n not in strings]
-        self._parts = parts
-        self._maps = list(maps)
-        release(self._maps)
+        return [[string_buffers(a) for a in searched_arrays(p)] for p in self._parts]
 
     def _text_mask(self, needle: str) -> NDArray[np.bool_]:
-        """Rows whose lower-cased text or id contains ``needle`` (recent searches kept)."""
+        """Rows whose lower-cased text or id contains ``needle`` (recent searches kept, shared
+        by the indexes of the same rows)."""
         from reranker.substring_search import contains
 
-        if needle in self._recent:
-            self._recent.move_to_end(needle)
-            return self._recent[needle]
+        key = (self._query.text_digest, needle)
+        with _TEXT_LOCK:
+            if key in _TEXT_MASKS:
+                _TEXT_MASKS.move_to_end(key)
+                return _TEXT_MASKS[key]
         mask = np.concatenate(
             [
                 np.logical_or.reduce([contains(data, offsets, needle) for data, offsets in part])
@@ -318,9 +303,10 @@ class UtteranceIndex:
             ]
         )
         release(self._maps)
-        self._recent[needle] = mask
-        if len(self._recent) > RECENT:
-            self._recent.popitem(last=False)
+        with _TEXT_LOCK:
+            _TEXT_MASKS[key] = mask
+            while len(_TEXT_MASKS) > RECENT:
+                _TEXT_MASKS.popitem(last=False)
         return mask
 
     def _in(self, name: str, values: Sequence[str]) -> NDArray[np.bool_]:
@@ -405,35 +391,31 @@ class UtteranceIndex:
 
     def take(self, rows: NDArray[np.int64], columns: Sequence[str]) -> pd.DataFrame:
         """Rows ``rows`` (global positions, in that order) of ``columns``: strings from each
-        row's JSON object, numbers from their columns, each value read from its part's file
-        (:mod:`reranker.row_reads`)."""
+        row's JSON object, numbers from their columns, each value read from its part's file at
+        the place the query files give (:mod:`reranker.row_reads`)."""
         import json
 
         from reranker.row_reads import read_strings, read_values, readable
 
-        wanted = [c for c in self._numbers if c in columns]
-        if rows.size == 0 or any(STRINGS not in p.column_names for p in self._parts):
-            return self._take_arrow(rows, columns)  # an index written before the JSON objects
-        arrays = [[_one_chunk(p.column(c)) for c in [STRINGS, *wanted]] for p in self._parts]
-        if not all(readable(a) for p in arrays for a in p):
-            return self._take_arrow(rows, columns)
-        starts = np.cumsum([0, *(len(p[0]) for p in arrays)])
-        which = np.searchsorted(starts, rows, side="right") - 1
+        wanted = [c for c in ROW_COLUMNS if c in columns and c in self._numbers]
+        places = [[p.get(c, {}) for c in [STRINGS, *wanted]] for p in self._places]
+        if rows.size == 0 or not all(readable(c) for p in places for c in p):
+            return self._take_arrow(rows, columns)  # no JSON objects, or a number with nulls
+        which = np.searchsorted(self._starts, rows, side="right") - 1
         blobs: list[str] = [""] * rows.size
         values = {
-            c: np.empty(rows.size, dtype=a.type.to_pandas_dtype())
-            for c, a in zip(wanted, arrays[0][1:], strict=True)
+            c: np.empty(rows.size, dtype=_dtype(places[0][1 + i])) for i, c in enumerate(wanted)
         }
         for k in np.unique(which).tolist():
             at = np.flatnonzero(which == k)
-            local, path, base = rows[at] - starts[k], self._paths[k], self._bases[k]
-            for j, text in zip(
-                at.tolist(), read_strings(path, base, arrays[k][0], local), strict=True
-            ):
+            local, path = rows[at] - self._starts[k], self._paths[k]
+            for j, text in zip(at.tolist(), read_strings(path, places[k][0], local), strict=True):
                 blobs[j] = text
-            for c, array in zip(wanted, arrays[k][1:], strict=True):
-                values[c][at] = read_values(path, base, array, local)
-        strings = pd.DataFrame.from_records([json.loads(b) for b in blobs], index=range(rows.size))
+            for c, place in zip(wanted, places[k][1:], strict=True):
+                values[c][at] = read_values(path, place, local)
+        # one parse of every row's object
+        records = json.loads("[" + ",".join(blobs) + "]")
+        strings = pd.DataFrame.from_records(records, index=range(rows.size))
         strings.columns = [ROW_COLUMNS[int(k)] for k in strings.columns]
         out = {c: strings[c] if c in strings else values[c] for c in columns}
         return pd.DataFrame(out, index=range(rows.size))
@@ -458,6 +440,30 @@ class UtteranceIndex:
         back = np.empty(rows.size, dtype=np.int64)
         back[np.concatenate(taken)] = np.arange(rows.size)
         return frame.iloc[back].reset_index(drop=True)
+
+
+def _dtype(place: dict[str, Any]) -> np.dtype[Any]:
+    return np.dtype(bool) if place["kind"] == "bool" else np.dtype(place["kind"])
+
+
+def _strings_at(
+    mapped: Any, place: dict[str, Any], rows: int
+) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """``(data, offsets)`` of the large string array at ``place`` of a mapped file (as
+    :func:`reranker.substring_search.string_buffers`), without copying."""
+    offsets = np.frombuffer(mapped, np.int64, rows + 1, place["offsets"] + 8 * place["offset"])
+    data = np.frombuffer(mapped, np.uint8, place["data_size"], place["data"])
+    return data, offsets
+
+
+def _read_mapped(mapped: Any, path: Path) -> Any:
+    """The Arrow table of a mapped index part."""
+    import pyarrow as pa
+
+    try:
+        return pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapped))).read_all()
+    except (OSError, ValueError, pa.ArrowInvalid) as e:
+        raise DataError(f"{path}: unreadable utterance index ({e})") from e
 
 
 def first_matches(

@@ -6,8 +6,11 @@ compared with the in-memory computation on the same rows.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +31,15 @@ from reranker.slice_statistics import (
 from reranker.synthetic_dataset import write_synthetic_dataset
 from reranker.tables import prepare, scored_view
 from reranker.training import train_domains
-from reranker.utterance_index import SORTABLE, build_index, first_matches, open_index
+from reranker.utterance_index import (
+    SORTABLE,
+    build_index,
+    ensure_index,
+    first_matches,
+    index_complete,
+    open_index,
+)
+from reranker.utterance_index_files import FORMAT, QUERY
 from reranker.utterance_search import utterance_hypotheses
 from reranker.utterances import filter_utterances, utterance_table
 from tests.conftest import REPO
@@ -147,6 +158,107 @@ def test_index_search_equals_the_in_memory_filter(data_dir: Path) -> None:
     assert set(one["utterance_id"]) == {uid}
 
 
+def test_query_files_equal_the_columns_of_the_rows(data_dir: Path) -> None:
+    """The arrays a query reads (memory-mapped .npy files) are the rows' own columns, and the
+    misranked count is the count of a query of misranked rows."""
+    folder = _indexed_entry(data_dir)
+    assert index_complete(folder)
+    index = open_index(folder)
+    rows = index.table.to_pandas()
+    assert index.n == len(rows)
+    np.testing.assert_array_equal(index.misranked, rows["misranked"].to_numpy(bool))
+    np.testing.assert_array_equal(index.semer, rows["top_semer"].to_numpy(float))
+    for name in ("device", "reference_domain"):
+        codes, lookup = index.codes[name]
+        names = np.array([*sorted(lookup, key=lookup.get), None], dtype=object)  # type: ignore[arg-type]
+        assert list(names[codes]) == rows[name].tolist()
+    assert index.n_misranked == index.search(misranked_only=True, limit=0)[1]
+    assert index.n_misranked == int(rows["misranked"].sum()) > 0
+
+
+def _old_format(folder: Path) -> None:
+    """The index as written before its query files existed."""
+    for path in [folder / QUERY, *folder.glob("_*.npy")]:
+        if path.name != "_order.npy":
+            path.unlink()
+
+
+def _answers(index: Any) -> list[Any]:
+    cases = [{"misranked_only": True}, {"devices": ("echo_dot",)}, {"semer_range": (0.5, 9.0)}]
+    return [index.search(limit=30, sort_by="top_semer", **c) for c in cases]  # type: ignore[arg-type]
+
+
+def test_an_index_without_query_files_gets_them_and_answers_the_same(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "utterances"
+    shutil.copytree(_indexed_entry(data_dir), folder)
+    want = _answers(open_index(folder))
+    order = (folder / "_order.npy").stat().st_mtime_ns
+    _old_format(folder)
+    assert not index_complete(folder)
+    ensure_index(folder)  # what the statistics pass does to an entry it finds
+    assert index_complete(folder)
+    assert (folder / "_order.npy").stat().st_mtime_ns == order  # the rest is kept
+    for (got, n), (ref, m) in zip(_answers(open_index(folder)), want, strict=True):
+        assert n == m
+        pd.testing.assert_frame_equal(got, ref)
+
+
+def test_query_files_of_another_format_or_other_parts_are_rewritten_not_read(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "utterances"
+    shutil.copytree(_indexed_entry(data_dir), folder)
+    want = _answers(open_index(folder))
+    n_misranked = open_index(folder).n_misranked
+    meta = json.loads((folder / QUERY).read_text())
+    np.save(folder / "_misranked.npy", ~np.load(folder / "_misranked.npy"))  # wrong if read
+    for change in ({"format": FORMAT - 1}, {"parts": meta["parts"][:-1]}):
+        (folder / QUERY).write_text(json.dumps(meta | change))
+        assert not index_complete(folder)
+        index = open_index(folder)
+        assert index.n_misranked == n_misranked
+        assert [(f.to_dict(), n) for f, n in _answers(index)] == [(f.to_dict(), n) for f, n in want]
+        assert index_complete(folder)
+        np.save(folder / "_misranked.npy", ~np.load(folder / "_misranked.npy"))
+
+
+def test_an_index_that_cannot_be_written_opens_from_its_parts(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reranker.utterance_index as module
+
+    folder = tmp_path / "utterances"
+    shutil.copytree(_indexed_entry(data_dir), folder)
+    want = _answers(open_index(folder))
+    _old_format(folder)
+
+    def refuse(root: Path, query: Any) -> None:
+        raise PermissionError(f"{root}: read-only")
+
+    monkeypatch.setattr(module, "save_query", refuse)
+    got = _answers(open_index(folder))
+    assert [(f.to_dict(), n) for f, n in got] == [(f.to_dict(), n) for f, n in want]
+    assert not (folder / QUERY).exists()
+
+
+def test_indexes_of_the_same_rows_share_their_text_searches(data_dir: Path) -> None:
+    """R0 and R2 rows of one dataset have the same texts: a text search made under one loss
+    is not scanned again under the other, and gives each index's own rows."""
+    r2 = open_index(_indexed_entry(data_dir))
+    parts = data_dir / "big" / "hypotheses" / "test"
+    r0_entry = entry_directory(parts, None)
+    compute_statistics(parts, {"r0": r0_entry}, jobs=1)
+    r0 = open_index(r0_entry / "utterances")
+    assert r0._query.text_digest == r2._query.text_digest
+    needle = r0.table.column("text")[5].as_py()[:4]
+    first = r2.search(search=needle, limit=0)[1]
+    assert first > 0
+    r0._searched.clear()  # nothing left to scan: the mask comes from the shared searches
+    assert r0.search(search=needle, limit=0)[1] == first
+
+
 UNICODE_TEXTS = (
     "İstanbul Straße",
     'line\u2028sep\nnew "quoted" \\ end',
@@ -249,6 +361,10 @@ def test_every_page_works_served_from_statistics(
             assert not at.exception and at.table
         if page == "utterances":
             assert at.selectbox(key="utt_id").value
+            table = _scored(data_dir)[2]
+            full = utterance_table(table, r0=scored_view(prepare(table.hypotheses)))
+            shown = " ".join(c.value for c in at.caption)
+            assert f"{int(full['misranked'].sum()):,} utterances are misranked under" in shown
             at.toggle(key="utt_misranked").set_value(True).run()
             assert not at.exception
             assert len(at.dataframe) >= 2  # the list and the one utterance's hypotheses

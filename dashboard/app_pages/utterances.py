@@ -98,11 +98,7 @@ query = cache.UtteranceQuery(
     search, misranked, tuple(domains), tuple(devices), semer_range, sort_by, descending, LIMIT
 )
 rows, count = cache.filtered_utterances(*args, query)
-if ctx.large:
-    every_misranked = cache.UtteranceQuery(misranked_only=True, limit=0)
-    n_misranked = cache.filtered_utterances(*args, every_misranked)[1]
-else:
-    n_misranked = int(cache.utterances(*args)["misranked"].sum())
+n_misranked = cache.misranked_count(*args)
 st.caption(
     f"{count:,} of {summary['n_utterances']:,} utterances match"
     + (f" (showing the first {LIMIT})" if count > LIMIT else "")
