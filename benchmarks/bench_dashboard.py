@@ -214,16 +214,20 @@ def large_folder(dataset: Path, root: Path) -> tuple[Path, Path]:
     return split, weights
 
 
-def compute_once(split: Path, weights: Path, jobs: int) -> tuple[float, float]:
-    """Compute the statistics of R0 and R2 in a child process: (seconds, its peak RSS in GB)."""
+def compute_once(split: Path, weights: Path, jobs: int) -> tuple[float, float, int]:
+    """Compute the statistics of R0 and R2 in a child process: (seconds, its peak RSS in GB,
+    the cached entries whose utterance index lacked files of this version and got them)."""
     import subprocess
     import sys
 
     code = (
-        "import resource, sys; from reranker.slice_statistics import compute_statistics, "
-        "entry_directory; s, w = sys.argv[1], sys.argv[2]; "
-        "compute_statistics(s, {'r0': entry_directory(s, None), w: entry_directory(s, w)}, "
-        f"jobs={jobs}); "
+        "import resource, sys; from pathlib import Path; "
+        "from reranker.slice_statistics import compute_statistics, entry_directory; "
+        "from reranker.utterance_index import index_complete; s, w = sys.argv[1], sys.argv[2]; "
+        "e = {'r0': entry_directory(s, None), w: entry_directory(s, w)}; "
+        "print(sum((d / 'meta.json').is_file() and not index_complete(d / 'utterances') "
+        "for d in e.values())); "
+        f"compute_statistics(s, e, jobs={jobs}); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     start = time.perf_counter()
@@ -233,7 +237,8 @@ def compute_once(split: Path, weights: Path, jobs: int) -> tuple[float, float]:
         capture_output=True,
         text=True,
     )
-    return time.perf_counter() - start, int(done.stdout.split()[-1]) / 1e6
+    completed, peak = done.stdout.split()[-2:]
+    return time.perf_counter() - start, int(peak) / 1e6, int(completed)
 
 
 def page_level_large(root: Path) -> list[tuple[str, float]]:
@@ -283,7 +288,7 @@ def search_against_pandas(split: Path, weights: Path) -> list[tuple[str, float, 
     import math
 
     from reranker.slice_statistics import entry_directory
-    from reranker.utterance_index import open_index
+    from reranker.utterance_index import forget_text_searches, open_index
     from reranker.utterances import filter_utterances
 
     rows = entry_directory(split, weights) / "utterances"
@@ -295,6 +300,7 @@ def search_against_pandas(split: Path, weights: Path) -> list[tuple[str, float, 
         "text search 'zou'": dict(search="zou", sort_by="top_semer", descending=True),
     }
     out = []
+    forget_text_searches()  # the pages' searches are kept: scan again here
     opened, index = timed(lambda: open_index(rows))
     print(f"open the utterance index: {opened:.3f} s")
     # pandas gets the same rows already in memory-mapped Arrow (no Parquet decoding)
@@ -314,9 +320,12 @@ def run_large(dataset: Path, root: Path, *, jobs: int) -> None:
     os.environ["RERANKER_DASHBOARD_MAX_ROWS"] = "1000"  # served from statistics at any size
     split, weights = large_folder(dataset, root)
     print(f"dataset: {dataset} ({count_rows(split):,} hypotheses); data folder {root}")
-    seconds, peak = compute_once(split, weights, jobs)
+    seconds, peak, completed = compute_once(split, weights, jobs)
     print(f"statistics of R0 and R2, computed once ({jobs} workers): {seconds:.1f} s, "
           f"driver peak {peak:.2f} GB (0 s when already cached)")  # fmt: skip
+    if completed:
+        print(f"  of which: the query files of {completed} cached utterance index(es) written "
+              "by an older version, written from their Arrow parts")  # fmt: skip
     print("\nPage level (AppTest script rerun, no browser drawing), seconds:")
     for name, t in page_level_large(root):
         print(f"{name:40s} {t:8.3f}")

@@ -58,6 +58,7 @@ __all__ = [
     "UtteranceIndex",
     "build_index",
     "ensure_index",
+    "forget_text_searches",
     "index_complete",
     "open_index",
     "write_index_part",
@@ -215,21 +216,10 @@ _TEXT_MASKS: OrderedDict[tuple[str, str], NDArray[np.bool_]] = OrderedDict()
 _TEXT_LOCK = threading.Lock()
 
 
-def _prefetch(paths: Sequence[Path], query: QueryFiles) -> None:
-    """Ask the kernel to read the searched strings of every part into the page cache in the
-    background (the first text search then reads memory, not the disk)."""
-    if not hasattr(os, "posix_fadvise"):
-        return
-    for path, part in zip(paths, query.parts, strict=True):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for place in part["columns"]["searched"]:
-                if place.get("kind") == STRING:
-                    start = place["offsets"] + 8 * place["offset"]
-                    os.posix_fadvise(fd, start, 8 * (part["rows"] + 1), os.POSIX_FADV_WILLNEED)
-                    os.posix_fadvise(fd, place["data"], place["data_size"], os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
+def forget_text_searches() -> None:
+    """Drop the kept text search results of every index (the next search scans again)."""
+    with _TEXT_LOCK:
+        _TEXT_MASKS.clear()
 
 
 class UtteranceIndex:
@@ -259,7 +249,6 @@ class UtteranceIndex:
         self._starts = np.cumsum([0, *(p["rows"] for p in query.parts)])
         strings = set(query.parts[0]["strings"]) if query.parts else set()
         self._numbers = [n for n in ROW_COLUMNS if n not in strings]
-        _prefetch(self._paths, query)
 
     @functools.cached_property
     def _parts(self) -> list[Any]:
@@ -333,9 +322,11 @@ class UtteranceIndex:
             terms.append(self._in("reference_domain", domains))
         if devices:
             terms.append(self._in("device", devices))
+        bounds = self._query.semer_bounds
         if semer_range is not None:
             low, high = semer_range
-            terms.append((self.semer >= low) & (self.semer <= high))
+            if bounds is None or low > bounds[0] or high < bounds[1]:  # else: every row
+                terms.append((self.semer >= low) & (self.semer <= high))
         if not terms:
             return None
         out = terms[0].copy()

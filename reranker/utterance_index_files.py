@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 QUERY = "_query.json"
-FORMAT = 1
+FORMAT = 2
 CODED = ("device", "reference_domain")
 SEARCHED = {"text": "search_text", "utterance_id": "search_id"}
 """Searched column -> its lower-cased copy (stored only where lower-casing changes something)."""
@@ -169,6 +169,9 @@ class QueryFiles:
     semer: NDArray[np.float64]
     codes: dict[str, tuple[NDArray[Any], dict[str, int]]]
     n_misranked: int
+    semer_bounds: tuple[float, float] | None
+    """The least and greatest top-1 SemER when none is missing (``None`` otherwise): a SemER
+    range holding both keeps every row."""
     text_digest: str
     parts: list[dict[str, Any]]
     """Per part: ``file`` (name), ``size`` (bytes), ``rows``, ``strings`` (its string columns)
@@ -224,9 +227,16 @@ def compute_query(parts: list[Any], bases: list[int], paths: list[Path]) -> Quer
         semer.astype(np.float64),
         codes,
         int(np.count_nonzero(misranked)),
+        _bounds(semer),
         _text_digest(parts),
         layout,
     )
+
+
+def _bounds(values: NDArray[np.float64]) -> tuple[float, float] | None:
+    if values.size == 0 or np.isnan(values).any():
+        return None
+    return float(values.min()), float(values.max())
 
 
 def _arrays(query: QueryFiles) -> dict[str, NDArray[Any]]:
@@ -257,6 +267,7 @@ def save_query(root: Path, query: QueryFiles) -> None:
         "format": FORMAT,
         "n": int(query.misranked.size),
         "n_misranked": query.n_misranked,
+        "semer_bounds": query.semer_bounds,
         "text_digest": query.text_digest,
         "names": {name: list(lookup) for name, (_, lookup) in query.codes.items()},
         "parts": query.parts,
@@ -293,7 +304,10 @@ def load_query(root: Path, paths: list[Path]) -> QueryFiles | None:
             )
             for c in CODED
         }
-    except (OSError, ValueError, KeyError, TypeError):
+        low_high = meta["semer_bounds"]
+        bounds = None if low_high is None else (float(low_high[0]), float(low_high[1]))
+        counted, digest = int(meta["n_misranked"]), str(meta["text_digest"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
     kinds = {"misranked": "b", "semer": "f"}
     for name, array in arrays.items():
@@ -303,7 +317,8 @@ def load_query(root: Path, paths: list[Path]) -> QueryFiles | None:
         np.asarray(arrays["misranked"]),
         np.asarray(arrays["semer"]),
         codes,
-        int(meta["n_misranked"]),
-        str(meta["text_digest"]),
+        counted,
+        bounds,
+        digest,
         meta["parts"],
     )

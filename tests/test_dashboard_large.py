@@ -174,6 +174,10 @@ def test_query_files_equal_the_columns_of_the_rows(data_dir: Path) -> None:
         assert list(names[codes]) == rows[name].tolist()
     assert index.n_misranked == index.search(misranked_only=True, limit=0)[1]
     assert index.n_misranked == int(rows["misranked"].sum()) > 0
+    low, high = rows["top_semer"].min(), rows["top_semer"].max()
+    assert index._query.semer_bounds == (low, high)
+    assert index.mask(semer_range=(0.0, math.inf)) is None  # every row: nothing to compare
+    assert index.mask(semer_range=(0.0, high / 2)).sum() == (rows["top_semer"] <= high / 2).sum()
 
 
 def _old_format(folder: Path) -> None:
@@ -271,11 +275,13 @@ UNICODE_TEXTS = (
 
 @pytest.fixture(scope="module")
 def unicode_index(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
-    """The pass's utterance rows with some texts made non-ASCII, as two parts, indexed."""
+    """The pass's utterance rows with some texts made non-ASCII and some SemER missing, as two
+    parts, indexed."""
     rows = open_index(_indexed_entry(data_dir)).table.to_pandas()
     rows["text"] = rows["text"].where(
         rows.index % 7 != 3, [UNICODE_TEXTS[i % len(UNICODE_TEXTS)] for i in range(len(rows))]
     )
+    rows["top_semer"] = rows["top_semer"].where(rows.index % 13 != 5)  # some missing
     folder = tmp_path_factory.mktemp("unicode_index")
     half = len(rows) // 2
     for k, piece in enumerate([rows.iloc[half:], rows.iloc[:half]]):
@@ -316,6 +322,7 @@ def _queries(rows: pd.DataFrame):  # type: ignore[no-untyped-def]
 
 def test_index_gives_the_in_memory_rows_in_order_for_any_query(unicode_index: tuple) -> None:
     index, rows = unicode_index
+    assert index._query.semer_bounds is None  # a range filter always reads the SemER
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(query=_queries(rows))
