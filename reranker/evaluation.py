@@ -175,7 +175,8 @@ def _reliability(
     with ``n_boot > 0`` the utterance-bootstrap interval of each bin's fraction correct."""
     assert t.correct is not None
     rows = t.top if opts["population"] == "top1" else np.arange(len(t.hypotheses))
-    ids = t.hypotheses["utterance_id"].to_numpy()[rows]
+    # Utterance ids only group the bootstrap: no Python string per row without one.
+    ids = t.hypotheses["utterance_id"].to_numpy()[rows] if n_boot > 0 else None
     curve = reliability_curve(
         t.correct[rows],
         t.score[rows],

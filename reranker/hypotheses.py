@@ -20,7 +20,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,10 @@ from reranker._files import (
     read_csv_text,
     read_file_bytes,
 )
+from reranker.arrow_memory import arrow_allocator
 from reranker.errors import DataError
 from reranker.label_sequences import first_malformed
+from reranker.text_codes import kept_codes, text_codes
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -208,14 +210,45 @@ def read_hypotheses(path: str | os.PathLike[str]) -> pd.DataFrame:
         is_dataset = is_dataset_path(path)
     except OSError as e:
         raise DataError(os_error(path, e)) from e
-    if is_dataset:
-        return read_dataset(os.fspath(path))
-    frame, first_line = read_table(path)
-    return validate_hypotheses(frame, source=str(path), first_line=first_line)
+    with arrow_allocator():
+        if is_dataset:
+            return read_dataset(os.fspath(path))
+        frame, first_line = read_table(path)
+        return validate_hypotheses(frame, source=str(path), first_line=first_line)
 
 
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
+
+
+# Columns whose codes are made while validating them and used again later (duplicate keys,
+# references, ranking, slices); the annotation columns are hashed by their own checks instead.
+_CODED = frozenset({"utterance_id", "domain", "intent", "device", "ref_domain", "ref_intent"})
+
+
+def _stripped(values: pd.Series, found: tuple[np.ndarray, Any] | None) -> pd.Series:
+    """``values`` with surrounding whitespace stripped; the same column (its own memory, its
+    codes) when no value has any, decided on the distinct values when ``found`` gives them."""
+    if found is not None:
+        import pyarrow.compute as pc
+
+        dictionary = found[1]
+        if pc.all(pc.equal(pc.utf8_trim_whitespace(dictionary), dictionary)).as_py() is not False:
+            return values
+    stripped = values.str.strip()
+    return values if (stripped == values).all() else stripped
+
+
+def _empty_rows(values: pd.Series, found: tuple[np.ndarray, Any] | None) -> np.ndarray:
+    """Where ``values`` is the empty string (among the distinct values when ``found`` gives
+    ``values``' codes and dictionary)."""
+    if found is None:
+        return (values == "").to_numpy()
+    import pyarrow.compute as pc
+
+    codes, dictionary = found
+    at = pc.index(dictionary, "").as_py()
+    return codes == at if at >= 0 else np.zeros(len(values), dtype=bool)
 
 
 def _as_str_column(
@@ -247,12 +280,13 @@ def _as_str_column(
         as_str = values.map(lambda v: "" if pd.isna(v) else str(int(v))).astype(str)
     else:
         as_str = values.astype(str)
+    found = text_codes(as_str) if column in _CODED else None
     if column != "text":
-        stripped = as_str.str.strip()
-        if not (stripped == as_str).all():  # else keep the column's own memory
-            as_str = stripped
+        kept = as_str
+        as_str = _stripped(as_str, found)
+        found = found if as_str is kept else None  # stripped: other values, other codes
     if not may_be_empty:
-        empty = (as_str == "").to_numpy() | missing
+        empty = _empty_rows(as_str, found) | missing
         if empty.any():
             raise DataError(f"{loc.at(_first(empty), column)}: missing value")
     return as_str
@@ -385,12 +419,43 @@ def _check_columns(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, bool
     return frame, bool(present_refs)
 
 
+def _factorize(values: pd.Series) -> np.ndarray:
+    """Codes of a column in order of first appearance (kept per column for Arrow strings)."""
+    codes = kept_codes(values)
+    return pd.factorize(values)[0] if codes is None else codes
+
+
+_KEY_SPAN = 2**62  # combined key codes stay below this
+
+
+def _key_codes(frame: pd.DataFrame) -> np.ndarray | None:
+    """One int64 per row, equal exactly when the rows' key columns are equal; ``None`` unless
+    every key column is Arrow text without nulls."""
+    found = [kept_codes(frame[column]) for column in _KEY]
+    if any(f is None for f in found):
+        return None
+    key = np.zeros(len(frame), dtype=np.int64)
+    span = 1
+    for codes in (f for f in found if f is not None):
+        size = int(codes.max(initial=0)) + 1
+        if span > _KEY_SPAN // size:  # the combined key would overflow: renumber it first
+            key = pd.factorize(key)[0].astype(np.int64)
+            span = int(key.max(initial=0)) + 1
+        key = key * size + codes
+        span *= size
+    return key
+
+
 def duplicate_problem(frame: pd.DataFrame, loc: RowLocator) -> tuple[int, str] | None:
     """The first row repeating an earlier ``(utterance_id, domain, intent, slots)``, if any.
 
     Returns ``(row, message)``, ``row`` 0-based in ``frame``; ``None`` if the keys are unique.
     """
-    duplicated = frame.duplicated(list(_KEY), keep="first").to_numpy()
+    key = _key_codes(frame)
+    if key is None:
+        duplicated = frame.duplicated(list(_KEY), keep="first").to_numpy()
+    else:
+        duplicated = pd.Series(key).duplicated(keep="first").to_numpy()
     if not duplicated.any():
         return None
     row = _first(duplicated)
@@ -412,13 +477,13 @@ def reference_problem(frame: pd.DataFrame, loc: RowLocator) -> tuple[int, int, s
     """
     if not has_references(frame) or len(frame) == 0:
         return None
-    codes, _ = pd.factorize(frame["utterance_id"])
+    codes = _factorize(frame["utterance_id"])
     first_of = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
     np.minimum.at(first_of, codes, np.arange(len(codes)))
     first_idx = first_of[codes]
     for k, column in enumerate(REFERENCE_COLUMNS):
         values = frame[column]
-        ref_codes, _ = pd.factorize(values)  # Arrow strings: no Python object per row
+        ref_codes = _factorize(values)  # Arrow strings: no Python object per row
         differs = ref_codes != ref_codes[first_idx]
         if differs.any():
             row = int(np.flatnonzero(differs)[0])

@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from reranker.annotation import normalize_value, parse_slots
 from reranker.errors import DataError
+from reranker.text_codes import joint_text_codes
 
 __all__ = [
     "LabelSequences",
@@ -188,7 +189,10 @@ def _parse_distinct(dictionary: pa.Array) -> tuple[IntArray, IntArray]:
     is_fast = pc.match_substring_regex(dictionary, _WELL_FORMED_ASCII)
     fast_mask = is_fast.to_numpy(zero_copy_only=False)
     fast_rows, slow_rows = np.flatnonzero(fast_mask), np.flatnonzero(~fast_mask)
-    fast_counts, fast_types, fast_values = _split_ascii(dictionary.filter(is_fast))
+    fast = dictionary.filter(is_fast)
+    if isinstance(fast, pa.ChunkedArray):  # a union of kept dictionaries (reranker.text_codes)
+        fast = fast.combine_chunks()
+    fast_counts, fast_types, fast_values = _split_ascii(fast)
     slow_counts, slow_types, slow_values = _split_python(
         dictionary.take(pa.array(slow_rows)).to_pylist()
     )
@@ -211,8 +215,7 @@ def encode_annotations(columns: Sequence[ArrayLike], names: Sequence[str]) -> La
     Missing annotations count as ``""`` (no slots). A malformed annotation raises
     ``DataError`` naming the column and the first row holding it.
     """
-    texts = [text_column(c, n, missing_as_empty=True) for c, n in zip(columns, names, strict=True)]
-    codes, dictionary = factorize_text(texts)
+    codes, dictionary = joint_text_codes(columns, names, missing_as_empty=True)
     try:
         offsets, labels = _parse_distinct(dictionary)
     except DataError as e:
@@ -245,7 +248,7 @@ def first_malformed(values: ArrayLike) -> tuple[int, str] | None:
     Distinct annotations that the well-formedness expression accepts are not parsed; only the
     others go through :func:`reranker.annotation.parse_slots`. Missing values count as ``""``.
     """
-    (codes,), dictionary = factorize_text([text_column(values, "", missing_as_empty=True)])
+    (codes,), dictionary = joint_text_codes([values], [""], missing_as_empty=True)
     suspects = np.flatnonzero(
         ~pc.match_substring_regex(dictionary, _WELL_FORMED_ASCII).to_numpy(zero_copy_only=False)
     )

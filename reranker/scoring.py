@@ -136,13 +136,13 @@ def _logits_by_domain(
     z = np.full(len(hypotheses), np.nan)
     weighted = np.zeros(len(hypotheses), dtype=bool)
     source: dict[str, str] = {}
-    domain = hypotheses["domain"].to_numpy(dtype=object)
-    for d in sorted(set(domain)):
+    column = hypotheses["domain"]
+    for d in sorted(pd.unique(column)):  # hashed by Arrow: no Python string per row
         document = None if documents is None else documents.get(d)
         if document is None:
             source[d] = "r0"
             continue
-        mask = domain == d
+        mask = (column == d).to_numpy(dtype=bool)
         z[mask] = document_logits(hypotheses.loc[mask], document)
         weighted |= mask
         source[d] = document_source(document)

@@ -27,8 +27,10 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from reranker.annotation import normalize_value, parse_slots
+from reranker.arrow_memory import arrow_allocator
 from reranker.errors import DataError
-from reranker.label_sequences import LabelSequences, encode_annotations, factorize_text, text_column
+from reranker.label_sequences import LabelSequences, encode_annotations
+from reranker.text_codes import joint_text_codes
 
 __all__ = [
     "AlignmentStep",
@@ -143,8 +145,9 @@ def _pair_distance(
 
 def _codes(columns: list[tuple[ArrayLike, str]]) -> list[IntArray]:
     """Joint integer codes of text columns that must not hold missing values."""
-    texts = [text_column(v, name, missing_as_empty=False) for v, name in columns]
-    codes, _ = factorize_text(texts)
+    codes, _ = joint_text_codes(
+        [v for v, _ in columns], [name for _, name in columns], missing_as_empty=False
+    )
     return codes
 
 
@@ -236,8 +239,10 @@ def table_errors(hypotheses: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray
         raise DataError(
             "the hypothesis table has no reference columns (ref_domain, ref_intent, ref_slots)"
         )
-    ref_intents, hyp_intents = _qualified_intents(hypotheses)
-    semer, same = _errors(ref_intents, hypotheses["ref_slots"], hyp_intents, hypotheses["slots"])
+    with arrow_allocator():
+        ref_intents, hyp_intents = _qualified_intents(hypotheses)
+        slots = hypotheses["ref_slots"], hypotheses["slots"]
+        semer, same = _errors(ref_intents, slots[0], hyp_intents, slots[1])
     return semer, same.astype(np.int64)
 
 
