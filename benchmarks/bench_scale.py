@@ -103,15 +103,16 @@ def measure(args: list[str]) -> dict[str, Any]:
 TIMING = "timing: "
 
 
-def _run_engine(engine: str, workers: str, work: Any) -> tuple[Any, dict[str, float]]:
+def _run_engine(engine: str, workers: str, work: Any, module: str) -> tuple[Any, dict[str, float]]:
     """``work(executor)`` on a started engine; its result and timing: the engine's start-up
-    (workers started, pipeline imported), the work's wall seconds, and the CPU seconds the
-    calling process spent during the work (its serial share: scheduling, merging, reports)."""
+    (workers started, the command's ``module`` imported there), the work's wall seconds, and
+    the CPU seconds the calling process spent during the work (its serial share: scheduling,
+    merging, reports)."""
     from reranker.executors import make_executor
 
     started = time.perf_counter()
     with make_executor(engine, jobs=int(workers)) as executor:
-        executor.start()
+        executor.start([module])
         ready, cpu = time.perf_counter(), time.process_time()
         result = work(executor)
         timing = {
@@ -151,6 +152,7 @@ def _phase(opts: argparse.Namespace) -> None:
             lambda ex: evaluate_dataset(
                 opts.data, "r0", executor=ex, n_boot=opts.bootstrap, scratch=opts.scratch
             )[0],
+            "reranker.streaming",
         )
     elif engine == "memory":
         from reranker.training import train_domains
@@ -165,6 +167,7 @@ def _phase(opts: argparse.Namespace) -> None:
             engine,
             workers,
             lambda ex: train_dataset_domains(opts.data, loss="r2", out=opts.weights, executor=ex),
+            "reranker.dataset_training",
         )
         result = {d: r.document["weights"] for d, r in results.items() if r.document}
     if not timing:

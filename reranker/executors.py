@@ -90,18 +90,26 @@ class _OneThreadPlugin:
 
 
 _PIPELINE = ("reranker.streaming", "reranker.dataset_training")
-"""The modules every partition task needs: imported once per worker by :meth:`_Runs.start`,
-and once in the forkserver the local workers start from (not once per worker)."""
+"""The modules the partition tasks need: imported once per worker by :meth:`_Runs.start` (or
+only those of one command), and once in the forkserver the local workers start from (not once
+per worker)."""
 
 
-def _ready(pause: float) -> int:
-    """A worker's first task: import the pipeline, hold the worker a moment (so that each of
-    the first calls lands on another worker) and return the process id."""
+def _import(modules: Sequence[str]) -> int:
+    """Import ``modules`` here; the process id."""
     import importlib
+
+    for name in modules:
+        importlib.import_module(name)
+    return os.getpid()
+
+
+def _ready(pause: float, modules: Sequence[str] = _PIPELINE) -> int:
+    """A worker's first task: import ``modules``, hold the worker a moment (so that each of
+    the first calls lands on another worker) and return the process id."""
     import time
 
-    for name in _PIPELINE:
-        importlib.import_module(name)
+    _import(modules)
     time.sleep(pause)
     return os.getpid()
 
@@ -111,8 +119,9 @@ class _Runs:
 
     workers: int
 
-    def start(self) -> float:
-        """Start every worker and import the pipeline there; the seconds it took.
+    def start(self, modules: Sequence[str] = _PIPELINE) -> float:
+        """Start every worker and import ``modules`` there (by default what every command
+        needs); the seconds it took.
 
         Optional: the first tasks start the workers otherwise. Timing a command after this
         separates the engine's start-up from its work.
@@ -120,10 +129,14 @@ class _Runs:
         import time
 
         started = time.perf_counter()
-        for _, outcome in self.map(_ready, [(0.2,)] * self.workers):
+        self._start(tuple(modules))
+        return time.perf_counter() - started
+
+    def _start(self, modules: tuple[str, ...]) -> None:
+        pause = 0.2 if self.workers > 1 else 0.0
+        for _, outcome in self.map(_ready, [(pause, modules)] * self.workers):
             if isinstance(outcome, BaseException):
                 raise outcome
-        return time.perf_counter() - started
 
     def map(
         self, fn: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
@@ -153,6 +166,11 @@ class LocalExecutor(_Runs):
         self.workers = max(1, jobs or os.cpu_count() or 1)
         self.dashboard: str | None = None
         self._pool: ProcessPoolExecutor | None = None
+        self._modules: tuple[str, ...] = _PIPELINE
+
+    def _start(self, modules: tuple[str, ...]) -> None:
+        self._modules = modules
+        super()._start(modules)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -161,7 +179,7 @@ class LocalExecutor(_Runs):
             forkserver = "forkserver" in multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("forkserver" if forkserver else "spawn")
             if forkserver:  # workers forked from a server that imported the pipeline once
-                context.set_forkserver_preload(list(_PIPELINE))
+                context.set_forkserver_preload(list(self._modules))
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=context, initializer=_one_thread
             )
@@ -225,6 +243,11 @@ class DaskExecutor(_Runs):
             self._client.dashboard_link if "dashboard" in info.get("services", {}) else None
         )
 
+    def _start(self, modules: tuple[str, ...]) -> None:
+        """Every worker imports ``modules`` (``Client.run`` reaches each worker once, with no
+        task to place)."""
+        self._client.run(_import, modules)
+
     @property
     def client(self) -> Any:
         """The ``dask.distributed.Client``."""
@@ -261,9 +284,34 @@ class DaskExecutor(_Runs):
             self._cluster.close()
 
 
+_LOCAL_CLUSTER = {
+    # glibc's own memory thresholds (see _local_cluster)
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # no sampling of the running task's stack every 10 ms in the worker's event loop
+    "distributed.worker.profile.enabled": False,
+    # a task goes to a worker when it is free, as in a process pool: nothing queued on a busy
+    # worker, so nothing to steal
+    "distributed.scheduler.worker-saturation": 1.0,
+    "distributed.scheduler.work-stealing": False,
+    # monitors of the scheduler, nannies and workers at a pace that costs no CPU
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.admin.tick.interval": "500ms",
+}
+"""Dask settings of the local cluster.
+
+Each worker is one core: its event loop and the scheduler's (in the calling process) share the
+two cores with the tasks. With Dask's defaults they took about 5% of each worker's CPU
+(the profiler mostly, in the thread holding the interpreter lock the task needs) and 2 to 3 CPU
+seconds of the calling process per 30 s of work, which one worker got for free from the
+other core and two workers had to take from their tasks. The dashboard's profile page stays
+empty; a cluster started apart (``--scheduler``) keeps its own settings.
+"""
+
+
 def _local_cluster(cluster: Any, workers: int) -> Any:
     """A local cluster of ``workers`` single-threaded worker processes, with glibc's own
-    memory thresholds.
+    memory thresholds and the settings of :data:`_LOCAL_CLUSTER`.
 
     Dask's nannies set ``MALLOC_TRIM_THRESHOLD_`` in their workers' environment, which turns
     off glibc's adaptive thresholds: every freed array of more than 128 kB then goes back to
@@ -273,7 +321,7 @@ def _local_cluster(cluster: Any, workers: int) -> Any:
     """
     import dask
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set(_LOCAL_CLUSTER):
         return cluster(
             n_workers=workers,
             threads_per_worker=1,
