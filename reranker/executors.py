@@ -219,6 +219,7 @@ class DaskExecutor(_Runs):
     """Partitions on a Dask cluster: ``scheduler`` or a local cluster of ``jobs`` workers."""
 
     def __init__(self, scheduler: str | None = None, jobs: int | None = None) -> None:
+        forkserver = not scheduler and _launch_forkserver()
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as e:  # pragma: no cover - the dask extra is missing
@@ -230,7 +231,8 @@ class DaskExecutor(_Runs):
             if scheduler:
                 self._client = Client(scheduler, timeout="10s")
             else:
-                self._cluster = _local_cluster(LocalCluster, max(1, jobs or os.cpu_count() or 1))
+                workers = max(1, jobs or os.cpu_count() or 1)
+                self._cluster = _local_cluster(LocalCluster, workers, forkserver=forkserver)
                 self._client = Client(self._cluster)
         except (OSError, TimeoutError, ValueError) as e:
             if self._cluster is not None:
@@ -309,9 +311,42 @@ empty; a cluster started apart (``--scheduler``) keeps its own settings.
 """
 
 
-def _local_cluster(cluster: Any, workers: int) -> Any:
-    """A local cluster of ``workers`` single-threaded worker processes, with glibc's own
-    memory thresholds and the settings of :data:`_LOCAL_CLUSTER`.
+_WORKER_PRELOAD = (
+    "distributed",
+    "threadpoolctl",
+    "pyarrow.parquet",
+    "pyarrow.compute",
+    "reranker.streaming",
+    "reranker.dataset_output",
+)
+"""What the forkserver of local Dask workers imports before it forks them: Dask, and what the
+partition tasks import (at the top or on first use)."""
+
+
+def _launch_forkserver() -> bool:
+    """Launch the forkserver local Dask workers are forked from (where there is one).
+
+    It imports Dask and the pipeline while this process imports Dask and starts the scheduler,
+    and each worker then starts in a fork instead of a new interpreter importing them again;
+    a forked worker also ends without tearing its modules down. On two busy cores this took a
+    local cluster's start from 5.6-7.1 s to 3.0-3.9 s and its close from 0.9-1.3 s to 0.1 s.
+    Without effect when the forkserver already runs (a :class:`LocalExecutor` started it).
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(_WORKER_PRELOAD))
+    forkserver.ensure_running()
+    return True
+
+
+def _local_cluster(cluster: Any, workers: int, *, forkserver: bool = False) -> Any:
+    """A local cluster of ``workers`` single-threaded worker processes (forked from the
+    forkserver with ``forkserver``), with glibc's own memory thresholds and the settings of
+    :data:`_LOCAL_CLUSTER`.
 
     Dask's nannies set ``MALLOC_TRIM_THRESHOLD_`` in their workers' environment, which turns
     off glibc's adaptive thresholds: every freed array of more than 128 kB then goes back to
@@ -321,7 +356,8 @@ def _local_cluster(cluster: Any, workers: int) -> Any:
     """
     import dask
 
-    with dask.config.set(_LOCAL_CLUSTER):
+    method = {"distributed.worker.multiprocessing-method": "forkserver"} if forkserver else {}
+    with dask.config.set({**_LOCAL_CLUSTER, **method}):
         return cluster(
             n_workers=workers,
             threads_per_worker=1,

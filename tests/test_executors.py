@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -19,11 +20,16 @@ def _loaded(names: tuple[str, ...]) -> dict[str, bool]:
 
 
 def _settings() -> dict[str, Any]:
+    import multiprocessing
+
     import dask
+    import pyarrow as pa
 
     return {
         "profile": dask.config.get("distributed.worker.profile.enabled"),
         "monitor": dask.config.get("distributed.worker.memory.monitor-interval"),
+        "arrow threads": pa.cpu_count(),
+        "forked": multiprocessing.parent_process() is not None,
     }
 
 
@@ -45,9 +51,11 @@ def test_local_dask_cluster_workers_import_only_the_command_modules() -> None:
         assert all(v == {names[0]: True, names[1]: False} for v in loaded.values())
         # the worker profiler, work stealing and frequent monitors are off on a local cluster
         assert all(
-            s == {"profile": False, "monitor": "1s"}
+            s == {"profile": False, "monitor": "1s", "arrow threads": 1, "forked": True}
             for s in executor.client.run(_settings).values()
         )
+        # forked from the forkserver (which imported Dask and the pipeline), not from here
+        assert os.getpid() not in executor.client.run(os.getppid).values()
         scheduler = executor.client.run_on_scheduler(_scheduler_settings)
         assert scheduler == {"stealing": False, "saturation": 1.0}
         # each task goes to the worker that is free: every call runs, results in order
