@@ -222,8 +222,10 @@ def _first(mask: np.ndarray) -> int:
 
 
 # Columns whose codes are made while validating them and used again later (duplicate keys,
-# references, ranking, slices); the annotation columns are hashed by their own checks instead.
+# references, ranking, slices); the annotation columns keep their distinct values too, for the
+# well-formedness check and SemER (which drops them once it has parsed them).
 _CODED = frozenset({"utterance_id", "domain", "intent", "device", "ref_domain", "ref_intent"})
+_ANNOTATIONS = frozenset({"slots", "ref_slots"})
 
 
 def _stripped(values: pd.Series, found: tuple[np.ndarray, Any] | None) -> pd.Series:
@@ -280,7 +282,8 @@ def _as_str_column(
         as_str = values.map(lambda v: "" if pd.isna(v) else str(int(v))).astype(str)
     else:
         as_str = values.astype(str)
-    found = text_codes(as_str) if column in _CODED else None
+    coded = column in _CODED or column in _ANNOTATIONS
+    found = text_codes(as_str, keep_dictionary=column in _ANNOTATIONS) if coded else None
     if column != "text":
         kept = as_str
         as_str = _stripped(as_str, found)

@@ -169,7 +169,9 @@ def _split_python(annotations: list[str]) -> tuple[IntArray, pa.Array, pa.Array]
     return counts, pa.array(types, pa.large_string()), pa.array(values, pa.large_string())
 
 
-def _label_ids(types: Sequence[pa.Array], values: Sequence[pa.Array]) -> IntArray:
+def _label_ids(
+    types: Sequence[pa.Array | pa.ChunkedArray], values: Sequence[pa.Array | pa.ChunkedArray]
+) -> IntArray:
     """One id per distinct ``(type, value)`` pair over all given slot arrays.
 
     The key is the type, a NUL character and the value: unique per pair because no type holds
@@ -180,8 +182,37 @@ def _label_ids(types: Sequence[pa.Array], values: Sequence[pa.Array]) -> IntArra
         pc.binary_join_element_wise(t.cast(pa.large_string()), v.cast(pa.large_string()), sep)
         for t, v in zip(types, values, strict=True)
     ]
-    (ids,), _ = factorize_text([pa.chunked_array(keys, type=pa.large_string())])
+    chunks = [c for k in keys for c in (k.chunks if isinstance(k, pa.ChunkedArray) else [k])]
+    (ids,), _ = factorize_text([pa.chunked_array(chunks, type=pa.large_string())])
     return ids
+
+
+_SLICE = 1 << 18  # distinct annotations split at a time
+
+
+def _split_in_slices(
+    dictionary: pa.Array | pa.ChunkedArray, is_fast: pa.Array | pa.ChunkedArray
+) -> tuple[IntArray, pa.ChunkedArray, pa.ChunkedArray]:
+    """:func:`_split_ascii` of the annotations where ``is_fast``, a slice at a time: the
+    string kernels' intermediate copies of the text never hold more than one slice."""
+    arrays = dictionary.chunks if isinstance(dictionary, pa.ChunkedArray) else [dictionary]
+    masks = is_fast.chunks if isinstance(is_fast, pa.ChunkedArray) else [is_fast]
+    mask = pa.concat_arrays(masks) if masks else pa.array([], pa.bool_())
+    counts, types, values = [np.zeros(0, dtype=np.int64)], [], []
+    start = 0
+    for array in arrays:
+        for at in range(0, len(array), _SLICE):
+            part = array.slice(at, _SLICE)
+            c, t, v = _split_ascii(part.filter(mask.slice(start + at, len(part))))
+            counts.append(c)
+            types.append(t)
+            values.append(v)
+        start += len(array)
+    return (
+        np.concatenate(counts),
+        pa.chunked_array(types, type=pa.large_string()),
+        pa.chunked_array(values, type=pa.large_string()),
+    )
 
 
 def _parse_distinct(dictionary: pa.Array) -> tuple[IntArray, IntArray]:
@@ -189,10 +220,7 @@ def _parse_distinct(dictionary: pa.Array) -> tuple[IntArray, IntArray]:
     is_fast = pc.match_substring_regex(dictionary, _WELL_FORMED_ASCII)
     fast_mask = is_fast.to_numpy(zero_copy_only=False)
     fast_rows, slow_rows = np.flatnonzero(fast_mask), np.flatnonzero(~fast_mask)
-    fast = dictionary.filter(is_fast)
-    if isinstance(fast, pa.ChunkedArray):  # a union of kept dictionaries (reranker.text_codes)
-        fast = fast.combine_chunks()
-    fast_counts, fast_types, fast_values = _split_ascii(fast)
+    fast_counts, fast_types, fast_values = _split_in_slices(dictionary, is_fast)
     slow_counts, slow_types, slow_values = _split_python(
         dictionary.take(pa.array(slow_rows)).to_pylist()
     )

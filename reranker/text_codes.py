@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["SMALL_DICTIONARY", "joint_text_codes", "kept_codes", "text_codes"]
+__all__ = ["SMALL_DICTIONARY", "drop_dictionary", "joint_text_codes", "kept_codes", "text_codes"]
 
 IntArray = NDArray[np.int64]
 
@@ -69,10 +69,13 @@ def _outside_heap(n: int, dtype: np.dtype[Any]) -> NDArray[Any]:
     return np.frombuffer(mmap.mmap(-1, n * dtype.itemsize), dtype=dtype, count=n)
 
 
-def text_codes(values: ArrayLike) -> tuple[NDArray[np.signedinteger[Any]], pa.Array] | None:
+def text_codes(
+    values: ArrayLike, *, keep_dictionary: bool = False
+) -> tuple[NDArray[np.signedinteger[Any]], pa.Array] | None:
     """Codes and dictionary of an Arrow-backed text column without nulls; ``None`` for any
     other column. The codes are kept while the column lives, the dictionary only when it has
-    at most :data:`SMALL_DICTIONARY` values (a large one is hashed again when asked for)."""
+    at most :data:`SMALL_DICTIONARY` values or ``keep_dictionary`` asks for it until
+    :func:`drop_dictionary` (a dictionary not kept is hashed again when asked for)."""
     chunked = _arrow_column(values)
     if chunked is None:
         return None
@@ -82,10 +85,20 @@ def text_codes(values: ArrayLike) -> tuple[NDArray[np.signedinteger[Any]], pa.Ar
         return kept[0], kept[1]
     codes, dictionary = _encode(chunked)
     if kept is None:
-        small = len(dictionary) <= SMALL_DICTIONARY
-        _MEMO[key] = (codes, dictionary if small else None)
         weakref.finalize(chunked, _MEMO.pop, key, None)
+    else:
+        codes = kept[0]  # the same values: the codes callers already hold
+    keep = keep_dictionary or len(dictionary) <= SMALL_DICTIONARY
+    _MEMO[key] = (codes, dictionary if keep else None)
     return codes, dictionary
+
+
+def drop_dictionary(values: ArrayLike) -> None:
+    """Stop keeping the dictionary of a column (its codes stay) unless it is small."""
+    chunked = _arrow_column(values)
+    kept = None if chunked is None else _MEMO.get(id(chunked))
+    if kept is not None and kept[1] is not None and len(kept[1]) > SMALL_DICTIONARY:
+        _MEMO[id(chunked)] = (kept[0], None)
 
 
 def kept_codes(values: ArrayLike) -> NDArray[np.signedinteger[Any]] | None:

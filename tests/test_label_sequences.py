@@ -163,3 +163,23 @@ def test_semer_error_with_repeated_pairs_and_long_sequences() -> None:
         for a, b, c, d in zip(ri, rs, hi, hs, strict=True)
     ]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_table_errors_from_kept_dictionaries_in_small_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A validated table's annotation dictionaries (kept by validation, then dropped) parsed a
+    few distinct annotations at a time give the same errors."""
+    from reranker import label_sequences, text_codes
+    from reranker.hypotheses import validate_hypotheses
+
+    monkeypatch.setattr(text_codes, "SMALL_DICTIONARY", 10)  # the annotations' are larger
+    frame = validate_hypotheses(realistic_hypotheses(300, seed=4))
+    arrow_id = id(frame["slots"].array.__arrow_array__())
+    assert text_codes._MEMO[arrow_id][1] is not None  # kept by validation
+    monkeypatch.setattr(label_sequences, "_SLICE", 7)
+    semer, correct = table_errors(frame)
+    want_semer, want_correct = rapidfuzz_errors(frame)
+    np.testing.assert_allclose(semer, want_semer, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(correct, want_correct)
+    assert text_codes._MEMO[arrow_id][1] is None  # dropped once parsed

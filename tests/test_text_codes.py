@@ -100,3 +100,77 @@ def test_large_dictionaries_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> Non
     again, dictionary_again = text_codes(column)  # type: ignore[misc]
     assert again.tolist() == codes.tolist() == [0, 1, 2, 1]
     assert dictionary_again.to_pylist() == dictionary.to_pylist() == ["c", "a", "b"]
+
+
+def test_annotation_dictionaries_kept_until_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reranker import text_codes as module
+
+    monkeypatch.setattr(module, "SMALL_DICTIONARY", 2)
+    column = _column(["[a : x]", "", "[b : y]", "[a : x]"])
+    codes, dictionary = text_codes(column, keep_dictionary=True)  # type: ignore[misc]
+    key = id(column.array.__arrow_array__())
+    assert module._MEMO[key][1] is dictionary  # large, but kept as asked
+    again, _ = text_codes(column)  # type: ignore[misc]
+    assert again is codes
+    module.drop_dictionary(column)
+    assert module._MEMO[key][0] is codes and module._MEMO[key][1] is None
+    assert module.kept_codes(column) is codes  # the codes stay
+    module.drop_dictionary(pd.Series(["a"], dtype=object))  # not an Arrow column: nothing
+
+
+_CELLS = ["", " ", "a", " a ", "é", "Ω x", "\t", "[t : v]", "[t : é] x", " [t : V]", "[t : ]", None]
+
+
+def _validate_or_error(frame: pd.DataFrame) -> tuple[str, object]:
+    from reranker.errors import DataError
+    from reranker.hypotheses import validate_hypotheses
+    from reranker.semer import table_errors
+
+    try:
+        out = validate_hypotheses(frame, source="f.csv", first_line=2)
+    except DataError as e:
+        return "error", str(e)
+    semer, correct = table_errors(out)
+    return "ok", (out.astype(object).to_dict("list"), semer.tolist(), correct.tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["u1", "u2", " u3", "é"]),
+            st.sampled_from(["D", "E ", None, "É"]),
+            st.sampled_from(_CELLS),
+            st.sampled_from(_CELLS),
+            st.sampled_from(["R", " R", "Q"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_validation_and_semer_through_codes_equal_the_plain_columns(
+    rows: list[tuple[str, str | None, str | None, str | None, str]],
+) -> None:
+    """Kept codes and dictionaries change no result and no error message (nulls, unicode,
+    empty strings, surrounding spaces, malformed annotations, duplicates)."""
+    from reranker import text_codes as module
+
+    frame = pd.DataFrame(
+        {
+            "utterance_id": [r[0] for r in rows],
+            "domain": [r[1] for r in rows],
+            "intent": [r[4] for r in rows],
+            "slots": [r[2] for r in rows],
+            "domain_score": 0.5,
+            "intent_score": 0.5,
+            "slot_score": 0.5,
+            "ref_domain": "D",
+            "ref_intent": [r[4] for r in rows],
+            "ref_slots": [next(q[3] for q in rows if q[0] == r[0]) for r in rows],
+        }
+    )
+    through_codes = _validate_or_error(frame.astype({"slots": "str", "domain": "str"}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(module, "_arrow_column", lambda values: None)  # no column is coded
+        plain = _validate_or_error(frame.astype({"slots": "str", "domain": "str"}))
+    assert through_codes == plain
