@@ -27,7 +27,6 @@ from collections.abc import Callable
 import numpy as np
 import scipy.fft
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import brentq
 
 from reranker.errors import DataError
 from reranker.scored_pairs import check_pair
@@ -108,6 +107,8 @@ class _Grid:
 
 def _fixed_point(grid: _Grid, low: float, high: float) -> float:
     """The σ in [low, high] with ``smECE_σ = σ`` (``low`` if smECE is below it there)."""
+    from scipy.optimize import brentq  # on first use: importing it takes longer than a search
+
     if grid.smece(low) <= low:
         return low
     return float(brentq(lambda v: grid.smece(v) - v, low, high, xtol=1e-12, rtol=1e-9))
