@@ -307,7 +307,7 @@ def load_query(root: Path, paths: list[Path]) -> QueryFiles | None:
         low_high = meta["semer_bounds"]
         bounds = None if low_high is None else (float(low_high[0]), float(low_high[1]))
         counted, digest = int(meta["n_misranked"]), str(meta["text_digest"])
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
     kinds = {"misranked": "b", "semer": "f"}
     for name, array in arrays.items():

@@ -218,7 +218,8 @@ def test_query_files_of_another_format_or_other_parts_are_rewritten_not_read(
     n_misranked = open_index(folder).n_misranked
     meta = json.loads((folder / QUERY).read_text())
     np.save(folder / "_misranked.npy", ~np.load(folder / "_misranked.npy"))  # wrong if read
-    for change in ({"format": FORMAT - 1}, {"parts": meta["parts"][:-1]}):
+    changes = [{"format": FORMAT - 1}, {"parts": meta["parts"][:-1]}, {"parts": ["?"] * 3}]
+    for change in changes:
         (folder / QUERY).write_text(json.dumps(meta | change))
         assert not index_complete(folder)
         index = open_index(folder)
