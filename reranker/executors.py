@@ -291,10 +291,9 @@ _LOCAL_CLUSTER = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     # no sampling of the running task's stack every 10 ms in the worker's event loop
     "distributed.worker.profile.enabled": False,
-    # a task goes to a worker when it is free, as in a process pool: nothing queued on a busy
-    # worker, so nothing to steal
+    # a queued task goes to a worker when it is free, as in a process pool (tasks the scheduler
+    # places at once are still stolen by an idle worker)
     "distributed.scheduler.worker-saturation": 1.0,
-    "distributed.scheduler.work-stealing": False,
     # monitors of the scheduler, nannies and workers at a pace that costs no CPU
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",

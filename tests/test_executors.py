@@ -49,7 +49,7 @@ def test_local_dask_cluster_workers_import_only_the_command_modules() -> None:
         loaded = executor.client.run(_loaded, names)
         assert len(loaded) == 2
         assert all(v == {names[0]: True, names[1]: False} for v in loaded.values())
-        # the worker profiler, work stealing and frequent monitors are off on a local cluster
+        # the worker profiler and frequent monitors are off on a local cluster
         assert all(
             s == {"profile": False, "monitor": "1s", "arrow threads": 1, "forked": True}
             for s in executor.client.run(_settings).values()
@@ -57,7 +57,7 @@ def test_local_dask_cluster_workers_import_only_the_command_modules() -> None:
         # forked from the forkserver (which imported Dask and the pipeline), not from here
         assert os.getpid() not in executor.client.run(os.getppid).values()
         scheduler = executor.client.run_on_scheduler(_scheduler_settings)
-        assert scheduler == {"stealing": False, "saturation": 1.0}
+        assert scheduler == {"stealing": True, "saturation": 1.0}
         # each task goes to the worker that is free: every call runs, results in order
         assert run_all(executor, _square, [(i,) for i in range(7)], phase="x") == [
             i * i for i in range(7)
