@@ -21,9 +21,11 @@ utterance, devices); R2 weights are trained on a 10% sample of it.
 
 With ``--dataset DIR`` (a partitioned Parquet dataset, e.g. written by ``reranker synth``; read
 only), the large-dataset mode instead (:func:`run_large`): the statistics are
-computed once by the partitioned engine in a child process (with the utterance index), then the
-pages are timed in this process (the server) with their peak memory, and a query of the
-utterance index is compared with pandas filtering the same utterance rows in memory.
+computed once by the partitioned engine in a child process (with the utterance index; with
+``--keep`` on a folder written by an older version, only what changed is written there, and
+said), then the pages are timed in this process (the server) with their peak memory, and a query
+of the utterance index is compared with pandas filtering the same utterance rows in memory.
+Usage: ``python benchmarks/bench_dashboard.py --dataset DIR [--keep WORK_DIR]``.
 """
 
 from __future__ import annotations
@@ -269,8 +271,11 @@ def page_level_large(root: Path) -> list[tuple[str, float]]:
         ("Utterances: sort by top-1 score", lambda: at.selectbox(key="utt_sort").set_value("top_score")),
         ("Utterances: search text", lambda: at.text_input(key="utt_search").set_value("play")),
         ("Utterances: loss R2 -> R0", lambda: at.radio(key="loss").set_value("r0")),
-        ("open Devices (R0)", lambda: at.switch_page("app_pages/devices.py")),
-        ("open Data (R0)", lambda: at.switch_page("app_pages/data.py")),
+        # a search with matches, then a loss switch that draws the first of them
+        ("Utterances: search text 'zou'", lambda: at.text_input(key="utt_search").set_value("zou")),
+        ("Utterances: loss R0 -> R2, rows shown", lambda: at.radio(key="loss").set_value("r2")),
+        ("open Devices (R2)", lambda: at.switch_page("app_pages/devices.py")),
+        ("open Data (R2)", lambda: at.switch_page("app_pages/data.py")),
     ]  # fmt: skip
     for name, change in steps:
         change()
