@@ -46,6 +46,7 @@ __all__ = [
     "make_problem",
     "objective",
     "r2_newton_terms",
+    "utterance_losses",
 ]
 
 Loss = Literal["r1", "r2", "r3"]
@@ -444,3 +445,41 @@ def loss_parts(theta: ArrayLike, problem: LossProblem) -> dict[str, float]:
     r1, _ = _r1(z, problem, problem.temperature)
     r2, _, _ = _r2(z, problem)
     return {"expected_semer": r1, "cross_entropy": r2}
+
+
+def utterance_losses(
+    theta: ArrayLike, problem: LossProblem, *, loss: Loss = "r2", alpha: float = 1.0
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Each utterance's unpenalised loss at ``theta``; their mean is :func:`objective` with λ = 0.
+
+    Returns
+    -------
+    rows : ndarray of shape (U,)
+        For each utterance, the index (in the caller's rows given to :func:`make_problem`) of
+        one of its rows, which identifies it.
+    losses : ndarray of shape (U,)
+        R1 (expected SemER), R2 (cross-entropy summed over the utterance's hypotheses) or
+        R1 + α·R2 of each utterance.
+    """
+    _check_options(loss, alpha, 0.0)
+    t = np.asarray(theta, dtype=np.float64).ravel()
+    u = problem.n_utterances
+    z = problem.X @ t[:-1] + t[-1]
+    out = np.zeros(u)
+    if loss in ("r2", "r3"):
+        cross_entropy = np.logaddexp(0.0, z) - problem.y * z
+        out += (alpha if loss == "r3" else 1.0) * np.bincount(
+            problem.group, weights=cross_entropy, minlength=u
+        )
+    if loss in ("r1", "r3"):
+        a = z / problem.temperature
+        peak = problem.other_log_mass.copy()
+        np.maximum.at(peak, problem.group, a)
+        e = np.exp(a - peak[problem.group])
+        other = np.exp(problem.other_log_mass - peak)
+        den = np.bincount(problem.group, weights=e, minlength=u) + other
+        num = np.bincount(problem.group, weights=e * problem.semer, minlength=u)
+        out += (num + other * problem.other_semer) / den
+    rows = np.empty(u, dtype=np.int64)
+    rows[problem.group] = problem.order
+    return rows, out
