@@ -4,8 +4,8 @@ Reading a Parquet table of millions of strings and hashing and splitting its tex
 allocate gigabytes of short-lived Arrow buffers. pyarrow's default allocator on Linux
 (mimalloc) hands freed pages back to the system and faults them in again: reading a 6M-row
 table spent 7 to 8 CPU seconds in the kernel with it, 2 with Arrow's bundled jemalloc (which
-Arrow configures to return freed pages at once, so the peak memory did not grow: it fell from
-3.75 to 3.49 GB for the whole ``evaluate``). :func:`arrow_allocator` makes jemalloc Arrow's
+Arrow configures to return freed pages at once, so the peak memory did not grow: that of the
+whole ``evaluate`` fell from 3,754 to 3,487 MiB). :func:`arrow_allocator` makes jemalloc Arrow's
 default allocator while a block runs, and only when nobody chose another one: not when
 ``ARROW_DEFAULT_MEMORY_POOL`` names one, not when the process set its own default (worker
 processes use the system allocator, :mod:`reranker.executors`), and not where pyarrow was built
