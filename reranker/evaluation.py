@@ -34,6 +34,7 @@ from reranker.hypotheses import has_references
 from reranker.kernel_calibration import smooth_ece
 from reranker.scored_pairs import ScoredPairs, check_pair
 from reranker.tables import ScoredTable, score_table
+from reranker.text_codes import joint_text_codes
 
 __all__ = ["METRIC_KEYS", "Population", "evaluate", "reliability_json"]
 
@@ -218,16 +219,17 @@ def _by_domain_and_device(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The metrics of every domain slice and every device slice, each sorted by name."""
     frame = t.hypotheses
-    # Slices compare integer codes, not strings: one factorisation per column.
-    domain_codes, domain_names = pd.factorize(
-        pd.concat([frame["domain"], frame["ref_domain"]], ignore_index=True)
+    # Slices compare integer codes, not strings: those validation kept for each column, or one
+    # factorisation of it (reranker.text_codes).
+    (hyp_domain, ref_domain), domains = joint_text_codes(
+        [frame["domain"], frame["ref_domain"]], ["domain", "ref_domain"], missing_as_empty=False
     )
-    hyp_domain = domain_codes[: len(frame)]
-    top_ref_domain = domain_codes[len(frame) :][t.top]
-    device_codes, device_names = pd.factorize(frame["device"])
+    (device_codes,), devices = joint_text_codes(
+        [frame["device"]], ["device"], missing_as_empty=False
+    )
     slicings = (
-        (hyp_domain, top_ref_domain, domain_names),
-        (device_codes, device_codes[t.top], device_names),
+        (hyp_domain, ref_domain[t.top], domains.to_pylist()),
+        (device_codes, device_codes[t.top], devices.to_pylist()),
     )
     out = []
     for hyp_code, utt_code, names in slicings:
