@@ -20,6 +20,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from reranker._validation import POPULATIONS, check_choice, references_needed, require_references
+from reranker.arrow_memory import arrow_allocator
 from reranker.bootstrap import bootstrap_intervals, weight_chunks
 from reranker.calibration import (
     Strategy,
@@ -152,7 +153,8 @@ def evaluate(
         if scores is None:
             raise DataError("evaluate needs scores for a plain hypothesis table")
         require_references(has_references(hypotheses), "evaluation")
-        t = score_table(hypotheses, scores)
+        with arrow_allocator():  # SemER's string kernels on a large table
+            t = score_table(hypotheses, scores)
     require_references(t.correct is not None, "evaluation")
     check_choice("population", population, POPULATIONS)
     opts: dict[str, Any] = {"n_bins": n_bins, "strategy": strategy, "population": population}

@@ -27,7 +27,6 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from reranker.annotation import normalize_value, parse_slots
-from reranker.arrow_memory import arrow_allocator
 from reranker.errors import DataError
 from reranker.label_sequences import LabelSequences, encode_annotations
 from reranker.text_codes import drop_dictionary, joint_text_codes
@@ -239,10 +238,9 @@ def table_errors(hypotheses: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray
         raise DataError(
             "the hypothesis table has no reference columns (ref_domain, ref_intent, ref_slots)"
         )
-    with arrow_allocator():
-        ref_intents, hyp_intents = _qualified_intents(hypotheses)
-        slots = hypotheses["ref_slots"], hypotheses["slots"]
-        semer, same = _errors(ref_intents, slots[0], hyp_intents, slots[1])
+    ref_intents, hyp_intents = _qualified_intents(hypotheses)
+    slots = hypotheses["ref_slots"], hypotheses["slots"]
+    semer, same = _errors(ref_intents, slots[0], hyp_intents, slots[1])
     for column in slots:  # parsed: validation's distinct annotations are not needed again
         drop_dictionary(column)
     return semer, same.astype(np.int64)
