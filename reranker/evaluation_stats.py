@@ -93,15 +93,15 @@ def _bin_entries(
     return hyp_cols, hyp_values, top_cols, top_values
 
 
-def _sums(
+def _entries(
     t: ScoredTable,
     rows: tuple[NDArray[np.int64], NDArray[np.int64], int],
     bins: tuple[NDArray[np.int64], NDArray[np.int64]],
     n_bins: int,
     grid: int,
     population: str,
-) -> sparse.csr_matrix:
-    """Statistics vectors as rows of a sparse matrix.
+) -> tuple[NDArray[np.int64], NDArray[np.int64], FloatArray, tuple[int, int]]:
+    """Row, column and value of every addition to the statistics vectors, and their shape.
 
     ``rows = (hyp_row, utt_row, n_rows)``: hypothesis i adds to row ``hyp_row[i]``, utterance u
     (its top hypothesis) to row ``utt_row[u]``; negative rows are left out. With ``grid > 0``
@@ -124,10 +124,22 @@ def _sums(
         cols += [g0 + j, g0 + j + 1]
         values += [(t.correct[which] - t.score[which]) - right, right]
     shape = (n_rows, _width(n_bins, grid))
-    matrix = sparse.coo_matrix(
-        (np.concatenate(values), (np.concatenate(row_list), np.concatenate(cols))), shape=shape
-    )
-    return matrix.tocsr()
+    return np.concatenate(row_list), np.concatenate(cols), np.concatenate(values), shape
+
+
+def _dense_sums(*args: Any) -> FloatArray:
+    """The statistics vectors of :func:`_entries` (same arguments) as a dense array: one
+    ``bincount`` over ``row * width + column`` (a few slices, so the array is small)."""
+    row, col, values, (n_rows, width) = _entries(*args)
+    flat = np.bincount(row * width + col, weights=values, minlength=n_rows * width)
+    return np.asarray(flat, dtype=np.float64).reshape(n_rows, width)
+
+
+def _sparse_sums(*args: Any) -> sparse.csr_matrix:
+    """The statistics vectors of :func:`_entries` (same arguments) as rows of a sparse matrix
+    (one row per utterance for the bootstrap)."""
+    row, col, values, shape = _entries(*args)
+    return sparse.coo_matrix((values, (row, col)), shape=shape).tocsr()
 
 
 def _bins(
@@ -167,7 +179,7 @@ def _family(t: ScoredTable, family: str, sl: Slices, o: _Options) -> dict[str, F
     hyp_bin = _bins(t.score, sl.hyp, [f"hyp:{k}" for k in keys], o.n_bins, edges)
     top_bin = _bins(t.score[t.top], sl.top, [f"top:{k}" for k in keys], o.n_bins, edges)
     rows = (sl.hyp, sl.top, len(keys))
-    dense = _sums(t, rows, (hyp_bin, top_bin), o.n_bins, o.grid, o.population).toarray()
+    dense = _dense_sums(t, rows, (hyp_bin, top_bin), o.n_bins, o.grid, o.population)
     return {name: dense[k] for k, name in enumerate(sl.names)}
 
 
@@ -418,7 +430,7 @@ def _replicates(t: ScoredTable, overall: Slices, o: _Options, n_boot: int, seed:
     hyp_bin = _bins(t.score, overall.hyp, ["hyp:all"], o.n_bins, edges)
     top_bin = _bins(t.score[t.top], overall.top, ["top:all"], o.n_bins, edges)
     rows = (t.codes, np.arange(n_utt), n_utt)
-    per_utterance = _sums(t, rows, (hyp_bin, top_bin), o.n_bins, 0, o.population)
+    per_utterance = _sparse_sums(t, rows, (hyp_bin, top_bin), o.n_bins, 0, o.population)
     out = np.empty((n_boot, _width(o.n_bins, 0)))
     transposed = per_utterance.T.tocsr()
     for start, weights in weight_chunks(t.utterance_keys, n_boot, seed=seed):
