@@ -37,7 +37,7 @@ from reranker._files import (
 from reranker.arrow_memory import arrow_allocator
 from reranker.errors import DataError
 from reranker.label_sequences import first_malformed
-from reranker.text_codes import kept_codes, text_codes
+from reranker.text_codes import factorize, kept_codes, text_codes
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -422,12 +422,6 @@ def _check_columns(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, bool
     return frame, bool(present_refs)
 
 
-def _factorize(values: pd.Series) -> np.ndarray:
-    """Codes of a column in order of first appearance (kept per column for Arrow strings)."""
-    codes = kept_codes(values)
-    return pd.factorize(values)[0] if codes is None else codes
-
-
 _KEY_SPAN = 2**62  # combined key codes stay below this
 
 
@@ -480,13 +474,13 @@ def reference_problem(frame: pd.DataFrame, loc: RowLocator) -> tuple[int, int, s
     """
     if not has_references(frame) or len(frame) == 0:
         return None
-    codes = _factorize(frame["utterance_id"])
+    codes = factorize(frame["utterance_id"])
     first_of = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
     np.minimum.at(first_of, codes, np.arange(len(codes)))
     first_idx = first_of[codes]
     for k, column in enumerate(REFERENCE_COLUMNS):
         values = frame[column]
-        ref_codes = _factorize(values)  # Arrow strings: no Python object per row
+        ref_codes = factorize(values)  # Arrow strings: no Python object per row
         differs = ref_codes != ref_codes[first_idx]
         if differs.any():
             row = int(np.flatnonzero(differs)[0])

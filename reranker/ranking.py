@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from reranker.errors import DataError
 from reranker.kernel_ranking import rank_and_top_grouped
-from reranker.text_codes import kept_codes
+from reranker.text_codes import factorize
 
 __all__ = [
     "best_first_order",
@@ -42,8 +42,7 @@ def utterance_codes(utterance_ids: ArrayLike) -> NDArray[np.int64]:
         if isinstance(utterance_ids, pd.Series)
         else pd.Series(np.asarray(utterance_ids, dtype=object))
     )
-    kept = kept_codes(ids)  # an Arrow text column's codes are made once per column
-    codes = pd.factorize(ids)[0] if kept is None else kept
+    codes = factorize(ids)  # an Arrow text column's codes are made once per column
     return codes.astype(np.int64)
 
 

@@ -22,7 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["SMALL_DICTIONARY", "drop_dictionary", "joint_text_codes", "kept_codes", "text_codes"]
+__all__ = [
+    "SMALL_DICTIONARY",
+    "drop_dictionary",
+    "factorize",
+    "joint_text_codes",
+    "kept_codes",
+    "text_codes",
+]
 
 IntArray = NDArray[np.int64]
 
@@ -109,6 +116,15 @@ def kept_codes(values: ArrayLike) -> NDArray[np.signedinteger[Any]] | None:
         return None
     kept = _MEMO.get(id(chunked))
     return kept[0] if kept is not None else text_codes(values)[0]  # type: ignore[index]
+
+
+def factorize(values: Any) -> NDArray[np.signedinteger[Any]]:
+    """Codes of a column in order of first appearance: the kept codes of an Arrow text column
+    (:func:`kept_codes`), else ``pandas.factorize``'s."""
+    import pandas as pd
+
+    codes = kept_codes(values)
+    return pd.factorize(values)[0] if codes is None else codes
 
 
 def joint_text_codes(
