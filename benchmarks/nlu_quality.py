@@ -1,9 +1,9 @@
 """NLU quality on the real-corpus demo's test split: where do the n-best hypotheses go wrong?
 
 Builds the real-corpus demo's corpora exactly as ``reranker demo`` does (NLU trained on every
-HWU64 utterance, hypotheses on SLURP devel, split at random into ``dev`` and ``test`` halves with
-the demo's seed) and reports, on the ``test`` half, for the R0 top-1 hypothesis of each utterance
-(``domain_score * intent_score * slot_score``):
+HWU64 utterance, ``test`` = SLURP devel, devices simulated with the demo's seed) and reports, on
+``test``, for the R0 top-1 hypothesis of each utterance (``domain_score * intent_score *
+slot_score``):
 
 - domain accuracy (top-1 domain = reference domain), intent accuracy (domain and intent right),
   exact slot match (the slot list equals the reference's, whatever the intent);

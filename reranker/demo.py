@@ -12,14 +12,14 @@ plus ``DIR/sample/hypotheses.csv`` (the first utterances of the real test split)
 ``DIR/ATTRIBUTION.md`` (the corpora the data are derived from, their authors and licences). The
 source corpora ship inside the package (``reranker/data/corpora``, see :func:`default_sources`).
 
-**media** (`Media demo`): a generated corpus for Music, Video, Books, Weather, Shopping and
 **media** (`Media demo`, :mod:`reranker.media_corpus`): a generated media-assistant corpus whose
 **simulated** device decides the true domain of an ambiguous title ("play mary poppins" is
 mostly Video on ``fire_tv``, mostly Music or Books on ``echo_dot``).
 
-**real** (`Real corpora demo`, :mod:`reranker.demo_sources`): NLU models trained on HWU64,
-hypotheses on SLURP's devel split cut into ``dev`` and ``test`` halves, devices simulated
-independently of the content.
+**real** (`Real corpora demo`, :mod:`reranker.demo_sources`): NLU models trained on HWU64;
+``dev`` is HWU64 again, its hypotheses cross-fitted (each utterance predicted by an NLU trained
+on the other folds, :mod:`reranker.nlu.cross_fit`); ``test`` is SLURP's devel split; devices
+simulated independently of the content.
 
 Everything is seeded; two builds write byte-identical corpora and hypothesis files.
 """
@@ -59,6 +59,7 @@ from reranker.media_corpus import (
     media_catalogues,
 )
 from reranker.nlu.corpus import read_corpus, write_corpus
+from reranker.nlu.cross_fit import cross_fitted_hypotheses
 from reranker.nlu.models import NluModels, predict_corpus, train_models
 from reranker.options import LOSSES, SCOPES
 
@@ -140,14 +141,37 @@ def _train_nlu(name: str, target: Path, splits: DemoSplits, build: _Build) -> Nl
     )
 
 
-def _write_hypotheses(name: str, target: Path, models: NluModels) -> dict[str, dict[str, int]]:
+def _predict_split(
+    name: str,
+    split: str,
+    corpus: pd.DataFrame,
+    models: NluModels,
+    splits: DemoSplits,
+    build: _Build,
+) -> pd.DataFrame:
+    """One split's hypotheses: from ``models``, or cross-fitted for a cross-fitted ``dev``."""
+    if split != "dev" or splits.dev_cross_fit is None:
+        return predict_corpus(models, corpus)
+    return cross_fitted_hypotheses(
+        corpus,
+        folds=splits.dev_cross_fit,
+        settings=splits.settings,
+        jobs=build.jobs,
+        progress=lambda message: build.report(f"{name}: dev hypotheses cross-fitted, {message}"),
+    )
+
+
+def _write_hypotheses(
+    name: str, target: Path, models: NluModels, splits: DemoSplits, build: _Build
+) -> dict[str, dict[str, int]]:
     """Predict every split's n-best hypotheses into ``target/hypotheses``; their sizes."""
     hyp_dir = target / "hypotheses"
     hyp_dir.mkdir()
     counts: dict[str, dict[str, int]] = {}
     for split in ("train", "dev", "test"):
         corpus = read_corpus(target / "corpus" / f"{split}.jsonl")
-        hyps = validate_hypotheses(predict_corpus(models, corpus), source=f"{name}/{split}")
+        predicted = _predict_split(name, split, corpus, models, splits, build)
+        hyps = validate_hypotheses(predicted, source=f"{name}/{split}")
         write_table(hyps, hyp_dir / f"{split}.parquet")
         counts[split] = {"utterances": len(corpus), "hypotheses": len(hyps)}
     return counts
@@ -215,7 +239,7 @@ def _build_dataset(name: str, target: Path, sources: Path, build: _Build) -> dic
     models = _train_nlu(name, target, splits, build)
     nlu_seconds = time.perf_counter() - started
     build.report(f"{name}: NLU models trained in {nlu_seconds:.1f}s")
-    counts = _write_hypotheses(name, target, models)
+    counts = _write_hypotheses(name, target, models, splits, build)
     build.report(f"{name}: hypotheses written")
     trained = _train_weights(name, target, build) if build.weights else {}
     _write_json(target / "dataset.json", _dataset_info(splits, models, counts, trained, build))

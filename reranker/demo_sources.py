@@ -5,11 +5,13 @@ with their attribution and licences. Two datasets are made from them:
 
 - **media**: the simulated media assistant of :mod:`reranker.media_corpus`, generated from the
   SNIPS titles (train, dev and test generated with different seeds);
-- **real**: NLU models trained on HWU64 (CC BY 4.0), hypotheses on SLURP's devel split (CC BY
-  4.0) cut in two halves, ``dev`` and ``test``; corpus domains mapped to product domains
-  (SLURP's ``play`` split into Music, Books, Podcasts, Radio and Games by intent). Real corpora
-  have no device; each utterance gets a **simulated** device drawn uniformly at random,
-  independent of its content, so the device features carry no information there.
+- **real**: NLU models trained on HWU64 (CC BY 4.0); the re-rankers' ``dev`` hypotheses are
+  HWU64's own, cross-fitted over 5 folds (each utterance predicted by an NLU trained on the other
+  folds); ``test`` is SLURP's devel split (CC BY 4.0), which neither the NLU nor the re-rankers
+  see. Corpus domains are mapped to product domains (SLURP's ``play`` split into Music, Books,
+  Podcasts, Radio and Games by intent). Real corpora have no device; each utterance gets a
+  **simulated** device drawn uniformly at random, independent of its content, so the device
+  features carry no information there.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def check_sources(sources: Path, names: Sequence[str]) -> None:
             raise DataError(f"{sources}: missing {name} (pass --sources with the real corpora)")
 
 
+_CROSS_FIT_FOLDS = 5
+"""Folds of the real-corpus demo's cross-fitted ``dev`` hypotheses."""
+
+
 def _simulated_devices(n: int, rng: np.random.Generator) -> list[str]:
     return [DEVICES[int(i)] for i in rng.integers(0, len(DEVICES), n)]
 
@@ -119,6 +125,10 @@ class DemoSplits:
     test: pd.DataFrame
     info: dict[str, Any]
     settings: Mapping[str, Mapping[str, Any]] | None
+    dev_cross_fit: int | None = None
+    """When set, ``dev`` is ``train`` itself and its hypotheses are cross-fitted over this many
+    folds (:func:`reranker.nlu.cross_fit.cross_fitted_hypotheses`): the re-rankers learn from
+    NLU output on utterances the NLU did not train on."""
 
 
 def media_splits(sources: Path, *, small: bool, seed: int) -> DemoSplits:
@@ -151,7 +161,7 @@ def media_splits(sources: Path, *, small: bool, seed: int) -> DemoSplits:
 
 
 def real_splits(sources: Path, *, small: bool, seed: int) -> DemoSplits:
-    """The real-corpus dataset: train from HWU64, dev and test the halves of SLURP devel."""
+    """The real-corpus dataset: train and (cross-fitted) dev from HWU64, test SLURP devel."""
     check_sources(sources, ["hwu64.jsonl", "slurp_devel.jsonl"])
     map_path = sources.parent / "domain_maps" / "slurp_to_product.json"
     domain_map = read_domain_map(map_path if map_path.is_file() else default_domain_map())
@@ -164,19 +174,17 @@ def real_splits(sources: Path, *, small: bool, seed: int) -> DemoSplits:
         held = held[held["domain"].isin(keep)].head(240).reset_index(drop=True)
     rng = np.random.default_rng(seed)
     train = train.assign(device=_simulated_devices(len(train), rng))
-    held = held.assign(device=_simulated_devices(len(held), rng))
-    order = rng.permutation(len(held))
-    half = len(held) // 2
-    dev = held.iloc[np.sort(order[:half])].reset_index(drop=True)
-    test = held.iloc[np.sort(order[half:])].reset_index(drop=True)
+    test = held.assign(device=_simulated_devices(len(held), rng))
     info = {
         "name": "Real corpora demo",
         "description": (
-            "NLU models trained on HWU64; hypotheses on SLURP's devel split, cut at random into "
-            "dev (re-ranker training) and test (evaluation) halves. Corpus scenarios are mapped "
-            "to product domains (SLURP's 'play' split into Music, Books, Podcasts, Radio and "
-            "Games by intent). Devices are simulated: drawn uniformly at random, independent "
-            "of the utterance, so they carry no information."
+            f"NLU models trained on HWU64. The re-rankers train on dev: HWU64's own utterances, "
+            f"their hypotheses cross-fitted over {_CROSS_FIT_FOLDS} folds (each utterance "
+            f"predicted by an NLU trained on the other folds). Test is SLURP's devel split, "
+            "seen by neither the NLU nor the re-rankers. Corpus scenarios are mapped to product "
+            "domains (SLURP's 'play' split into Music, Books, Podcasts, Radio and Games by "
+            "intent). Devices are simulated: drawn uniformly at random, independent of the "
+            "utterance, so they carry no information."
         ),
         "devices": "simulated",
         "device_simulation": {
@@ -184,10 +192,14 @@ def real_splits(sources: Path, *, small: bool, seed: int) -> DemoSplits:
             "independent_of_content": True,
         },
         "domain_map": domain_map.description,
-        "sources": ["HWU64 (CC BY 4.0): training corpus", "SLURP devel (CC BY 4.0): dev and test"],
+        "sources": [
+            "HWU64 (CC BY 4.0): NLU training corpus; cross-fitted, re-ranker training (dev)",
+            "SLURP devel (CC BY 4.0): test",
+        ],
+        "dev_hypotheses": {"cross_fitted_on": "train", "folds": _CROSS_FIT_FOLDS},
         "attribution": ATTRIBUTION[:2],
     }
-    return DemoSplits(train, dev, test, info, None)
+    return DemoSplits(train, train, test, info, None, dev_cross_fit=_CROSS_FIT_FOLDS)
 
 
 def real_corpus_splits(
@@ -195,8 +207,9 @@ def real_corpus_splits(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The real-corpus demo's corpora, as :func:`reranker.demo.build_demo` makes them: ``(train, dev, test)``.
 
-    ``train`` is HWU64 (every utterance), ``dev`` and ``test`` the two halves of SLURP devel,
-    domains mapped to product domains, devices simulated; ``seed`` as in :func:`reranker.demo.build_demo`.
+    ``train`` is HWU64 (every utterance), ``dev`` the same utterances (the demo predicts them
+    cross-fitted), ``test`` SLURP devel; domains mapped to product domains, devices simulated;
+    ``seed`` as in :func:`reranker.demo.build_demo`.
     """
     src = Path(sources) if sources is not None else default_sources()
     splits = real_splits(src, small=False, seed=seed)

@@ -77,6 +77,27 @@ def test_nlu_train_and_predict(corpus_files: tuple[Path, Path], tmp_path: Path) 
     }
 
 
+def test_nlu_cross_fit_predicts_every_training_utterance(
+    corpus_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from reranker.nlu import read_corpus
+
+    train, _ = corpus_files
+    out = tmp_path / "oof.parquet"
+    result = run("nlu", "cross-fit", "-c", str(train), "-o", str(out), "--folds", "3")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "fold 3/3" in result.stderr and "cross-fitted hypotheses of 240 utterances" in result.stderr
+    )
+    table = read_hypotheses(out)
+    corpus = read_corpus(train)
+    assert table["utterance_id"].drop_duplicates().tolist() == corpus["id"].tolist()
+    assert {"ref_domain", "ref_intent", "ref_slots"} <= set(table.columns)
+    # The corpus's own devices are kept.
+    devices = table.groupby("utterance_id", sort=False)["device"].first()
+    assert devices.tolist() == corpus["device"].tolist()
+
+
 def test_nlu_train_with_domain_map_and_settings(tmp_path: Path) -> None:
     corpus = tmp_path / "c.jsonl"
     rows = [
@@ -169,6 +190,14 @@ def test_nlu_train_with_domain_map_and_settings(tmp_path: Path) -> None:
         (
             ["demo", "--out", "{tmp}/d", "--dataset", "media", "--sources", "{tmp}"],
             "missing snips.jsonl",
+        ),
+        (
+            ["nlu", "cross-fit", "-c", "{tmp}/one.jsonl", "-o", "{tmp}/h.parquet", "--folds", "2"],
+            "over 2 folds needs at least 2 utterances, got 1",
+        ),
+        (
+            ["nlu", "cross-fit", "-c", "{tmp}/one.jsonl", "-o", "{tmp}/h.txt"],
+            "unknown output extension",
         ),
     ],
 )

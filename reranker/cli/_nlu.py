@@ -1,4 +1,4 @@
-"""``reranker nlu train|predict``, ``reranker demo`` and ``reranker probe``."""
+"""``reranker nlu train|predict|cross-fit``, ``reranker demo`` and ``reranker probe``."""
 
 from __future__ import annotations
 
@@ -159,6 +159,76 @@ def nlu_predict(
     write_table(hyps, out)
     err_console.print(
         f"wrote {len(hyps):,} hypotheses of {len(frame):,} utterances to {out}", highlight=False
+    )
+
+
+@nlu_app.command("cross-fit")
+def nlu_cross_fit(
+    corpus: Annotated[
+        list[Path],
+        typer.Option(
+            "--corpus", "-c", help="Annotated training corpus (.jsonl or .csv); repeatable."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Hypothesis table; format by extension.")
+    ],
+    folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds (NLU trainings).")] = 5,
+    domain_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--domain-map", help="JSON map from corpus domains (or intents) to product domains."
+        ),
+    ] = None,
+    settings: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings", help="JSON per-domain settings overrides ({Domain or '*': {...}})."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device", help="Device of utterances whose corpus line has none (default 'unknown')."
+        ),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, help="Worker processes (domains train in parallel)."),
+    ] = 1,
+) -> None:
+    """Hypotheses of a training corpus from NLU models that did not train on them.
+
+    The corpus is cut into K folds by a hash of the utterance id; the NLU is trained K times on
+    K - 1 folds and predicts the n-best (6 hypotheses: 3 domains, 2 intents each) of the fold it
+    did not see. The result is a hypothesis table with references, to train re-rankers on.
+    """
+    from reranker.hypotheses import validate_hypotheses, write_table
+    from reranker.nlu import read_corpora, read_domain_map, read_settings_file
+    from reranker.nlu.cross_fit import cross_fitted_hypotheses
+
+    check_output_path(out, inputs=[*corpus, domain_map, settings])
+    mapping = read_domain_map(domain_map) if domain_map is not None else None
+    overrides = read_settings_file(settings) if settings is not None else None
+    with status("reading the corpus"):
+        frame = read_corpora(corpus, domain_map=mapping)
+    if device is not None:
+        own = frame["device"].astype(str).str.strip()
+        frame = frame.assign(device=own.where(own != "", device))
+    started = time.perf_counter()
+    hyps = cross_fitted_hypotheses(
+        frame,
+        folds=folds,
+        settings=overrides,
+        jobs=jobs,
+        progress=lambda message: err_console.print(f"  {message}", highlight=False),
+    )
+    validate_hypotheses(hyps, source=str(out))
+    write_table(hyps, out)
+    err_console.print(
+        f"wrote {len(hyps):,} cross-fitted hypotheses of {len(frame):,} utterances to {out} "
+        f"({folds} folds, {time.perf_counter() - started:.1f}s)",
+        highlight=False,
     )
 
 
