@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/mypy
 
 demo: install
-	$(BIN)/reranker demo --out demo_data
+	$(BIN)/reranker demo --out demo_data --jobs 2
 
 bench: install
 	$(BIN)/python benchmarks/bench_metrics.py

@@ -121,3 +121,22 @@ def test_shipped_sample_is_the_start_of_the_real_test_split() -> None:
     assert sample["utterance_id"].nunique() == 100
     head = test[test["utterance_id"].isin(set(sample["utterance_id"]))].reset_index(drop=True)
     pd.testing.assert_frame_equal(sample, head, check_exact=False, rtol=1e-12)
+
+
+def test_shipped_real_demo_results_hold() -> None:
+    """What the README claims of the real-corpus demo: the NLU's R0 top-1 IE is at most 0.43 on
+    the test split, and the shipped R1 and R3 weights lower top-1 SemER against R0 with a 90%
+    paired utterance-bootstrap interval below 0 (the README's 500 resamples)."""
+    from reranker.compare import compare_scorings
+    from reranker.evaluation import evaluate
+    from reranker.ranking import r0_score
+    from reranker.scoring import score_with_registry
+    from reranker.tables import score_table
+
+    test = read_hypotheses(DEMO / "real" / "hypotheses" / "test.parquet")
+    r0 = r0_score(test)
+    assert evaluate(score_table(test, r0), n_boot=0)["top1_ie"] <= 0.43
+    for loss in ("r1", "r3"):
+        scores = score_with_registry(test, DEMO / "real" / "weights" / loss).score
+        semer = compare_scorings(test, r0, scores, n_boot=500).metrics.loc["top1_semer"]
+        assert semer["difference"] < 0 and semer["high"] < 0, (loss, semer.to_dict())
