@@ -137,6 +137,7 @@ def _train_nlu(name: str, target: Path, splits: DemoSplits, build: _Build) -> Nl
         read_corpus(corpus_dir / "train.jsonl"),
         target / "models",
         settings=splits.settings,
+        jobs=build.jobs,
         progress=lambda d, m, f: build.report(f"{name}: NLU {d}: {m}") if m != "training" else None,
     )
 
@@ -317,7 +318,8 @@ def build_demo(
         Train the R1, R2, R3 re-rankers on the dev hypotheses (:func:`reranker.training.train_domains`).
     seed : int
     jobs : int, optional
-        Worker processes for re-ranker training (1: in this process).
+        Worker processes for NLU and re-ranker training (1: in this process); the data built do
+        not depend on it.
     scope : {"utterance", "domain"}
         Softmax scope of the R1 and R3 losses (see :func:`reranker.training.train_domains`).
     sample_utterances : int

@@ -21,7 +21,7 @@ utterances; competitors (``scope="utterance"``) follow their utterance into its 
   error of the best wins, otherwise the largest λ_dev (device terms silenced). The standard
   error is paired: every candidate is scored on the same utterances, so it is the spread over
   utterances of the candidate's loss minus the best one's. Splits are repeated because in a
-  small domain one split's luck decides the choice (the real-corpus DateTime domain, 58
+  small domain one split's luck decides the choice (a DateTime domain of 58 SLURP devel
   utterances: the device terms' held-out gain was 0.038 with one split, 0.007 to 0.038 over
   five); the keep test is separate from the one-standard-error choice because chance patterns
   sit near one standard error (so one standard error alone keeps some of them) while a stricter

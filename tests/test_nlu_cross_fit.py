@@ -76,3 +76,26 @@ def test_a_fold_without_two_domains_to_train_on_is_an_error(corpus: pd.DataFrame
     lonely = pd.concat([music, corpus[corpus["domain"] == "Alarm"].head(1)], ignore_index=True)
     with pytest.raises(DataError, match=r"fold \d of 3: the other folds hold 1 domain"):
         cross_fitted_hypotheses(lonely, folds=3)
+
+
+def test_settings_of_a_domain_missing_from_a_fold_and_the_default_device(
+    corpus: pd.DataFrame,
+) -> None:
+    """A domain with one utterance is absent from the training part of the fold that holds it:
+    its settings are left out there, not an error; devices default as in ``predict_corpus``."""
+    general = read_corpus(
+        default_sources() / "hwu64.jsonl", domain_map=read_domain_map(default_domain_map())
+    )
+    one = general[general["domain"] == "General"].head(1)
+    both = pd.concat([corpus.head(60), one], ignore_index=True)
+    hyps = cross_fitted_hypotheses(
+        both, folds=3, settings={"General": {"profile": "cautious"}}, device="fire_tv"
+    )
+    assert hyps["utterance_id"].drop_duplicates().tolist() == both["id"].tolist()
+    assert set(hyps["device"]) == {"fire_tv"}
+
+
+def test_a_duplicated_id_is_an_error(corpus: pd.DataFrame) -> None:
+    doubled = pd.concat([corpus, corpus.head(1)], ignore_index=True)
+    with pytest.raises(DataError, match="appears twice"):
+        cross_fitted_hypotheses(doubled, folds=3)

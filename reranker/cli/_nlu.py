@@ -173,7 +173,12 @@ def nlu_cross_fit(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Hypothesis table; format by extension.")
     ],
-    folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds (NLU trainings).")] = 5,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Folds (NLU trainings).")] = 5,
+    nbest: Annotated[int, typer.Option("--nbest", min=1, help="Hypotheses per utterance.")] = 6,
+    domains: Annotated[
+        int, typer.Option("--domains", min=1, help="Top domains per utterance.")
+    ] = 3,
+    intents: Annotated[int, typer.Option("--intents", min=1, help="Top intents per domain.")] = 2,
     domain_map: Annotated[
         Path | None,
         typer.Option(
@@ -200,9 +205,10 @@ def nlu_cross_fit(
     """Hypotheses of a training corpus from NLU models that did not train on them.
 
     The corpus is cut into K folds by a hash of the utterance id; the NLU is trained K times on
-    K - 1 folds and predicts the n-best (6 hypotheses: 3 domains, 2 intents each) of the fold it
-    did not see. The result is a hypothesis table with references, to train re-rankers on.
+    K - 1 folds and predicts the n-best of the fold it did not see. The result is a hypothesis
+    table with references, to train re-rankers on.
     """
+    from reranker.errors import DataError
     from reranker.hypotheses import validate_hypotheses, write_table
     from reranker.nlu import read_corpora, read_domain_map, read_settings_file
     from reranker.nlu.cross_fit import cross_fitted_hypotheses
@@ -212,17 +218,21 @@ def nlu_cross_fit(
     overrides = read_settings_file(settings) if settings is not None else None
     with status("reading the corpus"):
         frame = read_corpora(corpus, domain_map=mapping)
-    if device is not None:
-        own = frame["device"].astype(str).str.strip()
-        frame = frame.assign(device=own.where(own != "", device))
     started = time.perf_counter()
-    hyps = cross_fitted_hypotheses(
-        frame,
-        folds=folds,
-        settings=overrides,
-        jobs=jobs,
-        progress=lambda message: err_console.print(f"  {message}", highlight=False),
-    )
+    try:
+        hyps = cross_fitted_hypotheses(
+            frame,
+            folds=folds,
+            settings=overrides,
+            jobs=jobs,
+            device=device,
+            nbest=nbest,
+            domains=domains,
+            intents=intents,
+            progress=lambda message: err_console.print(message, highlight=False),
+        )
+    except DataError as error:
+        raise DataError(f"{', '.join(str(c) for c in corpus)}: {error}") from error
     validate_hypotheses(hyps, source=str(out))
     write_table(hyps, out)
     err_console.print(
@@ -258,7 +268,10 @@ def demo_cmd(
         str, typer.Option("--scope", help="Softmax scope of R1/R3: utterance or domain.")
     ] = "utterance",
     jobs: Annotated[
-        int, typer.Option("--jobs", min=1, help="Worker processes for re-ranker training.")
+        int,
+        typer.Option(
+            "--jobs", min=1, help="Worker processes for NLU and re-ranker training (same results)."
+        ),
     ] = 1,
 ) -> None:
     """Build the media demo (simulated devices) and the real-corpus demo: corpus, NLU models,

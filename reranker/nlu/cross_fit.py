@@ -12,6 +12,7 @@ saw it, from an NLU trained on (K - 1)/K of the data, as a production re-ranker 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from reranker.bootstrap import utterance_keys
-from reranker.errors import DataError
+from reranker.errors import DataError, RerankerError
 from reranker.nlu.corpus import is_labelled
 from reranker.nlu.models import predict_corpus, train_models
 
@@ -46,6 +47,9 @@ def _check_folds(corpus: pd.DataFrame, folds: int) -> NDArray[np.int64]:
         raise DataError("corpus is empty")
     if not is_labelled(corpus):
         raise DataError("the corpus has no domain and intent labels: nothing to cross-fit")
+    duplicated = corpus["id"].astype(str).duplicated()
+    if duplicated.any():
+        raise DataError(f"utterance id {corpus['id'][duplicated].iloc[0]!r} appears twice")
     fold = cross_fit_folds(corpus["id"], folds)
     if len(corpus) < folds:
         raise DataError(
@@ -62,12 +66,44 @@ def _check_folds(corpus: pd.DataFrame, folds: int) -> NDArray[np.int64]:
     return fold
 
 
+def _fold_settings(
+    settings: Mapping[str, Mapping[str, Any]] | None, domains: set[str]
+) -> dict[str, Mapping[str, Any]] | None:
+    """``settings`` without the domains a fold's training part lacks (a domain whose every
+    utterance is held out is not trained in that fold, so its settings do not apply)."""
+    if settings is None:
+        return None
+    return {name: value for name, value in settings.items() if name == "*" or name in domains}
+
+
+def _predict_fold(
+    corpus: pd.DataFrame,
+    held: NDArray[np.bool_],
+    target: Path,
+    *,
+    settings: Mapping[str, Mapping[str, Any]] | None,
+    jobs: int | None,
+    predict: dict[str, Any],
+) -> pd.DataFrame:
+    """Train the NLU on the rows not ``held`` (into ``target``, removed after) and predict the
+    held rows."""
+    train = corpus[~held].reset_index(drop=True)
+    try:
+        models = train_models(
+            train, target, settings=_fold_settings(settings, set(train["domain"])), jobs=jobs
+        )
+        return predict_corpus(models, corpus[held].reset_index(drop=True), **predict)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
 def cross_fitted_hypotheses(
     corpus: pd.DataFrame,
     *,
     folds: int = FOLDS,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     jobs: int | None = 1,
+    device: str | None = None,
     nbest: int = 6,
     domains: int = 3,
     intents: int = 2,
@@ -82,11 +118,12 @@ def cross_fitted_hypotheses(
     folds : int
         K: the NLU is trained K times, on K - 1 folds each.
     settings, jobs
-        As for :func:`reranker.nlu.train_models`.
-    nbest, domains, intents
+        As for :func:`reranker.nlu.train_models` (settings of a domain absent from a fold's
+        training part are left out for that fold).
+    device, nbest, domains, intents
         As for :func:`reranker.nlu.predict_corpus`.
     progress : callable, optional
-        Called with a one-line message as each fold is done.
+        Called with a one-line message as each fold starts and ends.
 
     Returns
     -------
@@ -97,27 +134,33 @@ def cross_fitted_hypotheses(
     Raises
     ------
     DataError
-        Fewer than two folds, or a fold whose complement cannot train an NLU (e.g. one domain).
+        Fewer than two folds or utterances than folds, a duplicated id, an unlabelled corpus, or
+        a fold whose complement cannot train an NLU (one domain); checked before any training.
+    RerankerError
+        A fold's training failed (the message starts with the fold).
     """
     fold = _check_folds(corpus, folds)
+    predict = {"device": device, "nbest": nbest, "domains": domains, "intents": intents}
+    report = progress or (lambda message: None)
     parts = []
     with tempfile.TemporaryDirectory(prefix="reranker-cross-fit-") as tmp:
-        for k in range(folds):
+        for k in np.unique(fold).tolist():
             held = fold == k
-            if not held.any():
-                continue
-            models = train_models(
-                corpus[~held].reset_index(drop=True),
-                Path(tmp) / f"fold{k}",
-                settings=settings,
-                jobs=jobs,
-            )
-            part = corpus[held].reset_index(drop=True)
-            parts.append(
-                predict_corpus(models, part, nbest=nbest, domains=domains, intents=intents)
-            )
-            if progress is not None:
-                progress(f"fold {k + 1}/{folds}: {int(held.sum())} utterances predicted")
+            label = f"fold {k + 1}/{folds}"
+            report(f"{label}: training on {int((~held).sum()):,} utterances")
+            try:
+                hyps = _predict_fold(
+                    corpus,
+                    held,
+                    Path(tmp) / f"fold{k}",
+                    settings=settings,
+                    jobs=jobs,
+                    predict=predict,
+                )
+            except RerankerError as error:
+                raise type(error)(f"{label}: {error}") from error
+            parts.append(hyps)
+            report(f"{label}: {int(held.sum()):,} utterances predicted")
     hyps = pd.concat(parts, ignore_index=True)
     position = pd.Series(np.arange(len(corpus)), index=corpus["id"].to_numpy())
     order = np.argsort(position.loc[hyps["utterance_id"].to_numpy()].to_numpy(), kind="stable")
