@@ -30,6 +30,29 @@ nlu_app = typer.Typer(
 app.add_typer(nlu_app, name="nlu")
 
 
+DomainMapOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--domain-map", help="JSON map from corpus domains (or intents) to product domains."
+    ),
+]
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option("--settings", help="JSON per-domain settings overrides ({Domain or '*': {...}})."),
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device", help="Device of utterances whose corpus line has none (default 'unknown')."
+    ),
+]
+JobsOption = Annotated[
+    int, typer.Option("--jobs", "-j", min=1, help="Worker processes (domains train in parallel).")
+]
+DomainsOption = Annotated[int, typer.Option("--domains", min=1, help="Top domains per utterance.")]
+IntentsOption = Annotated[int, typer.Option("--intents", min=1, help="Top intents per domain.")]
+
+
 def _progress_bar() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -49,25 +72,12 @@ def nlu_train(
         typer.Option("--corpus", "-c", help="Annotated corpus (.jsonl or .csv); repeatable."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
-    domain_map: Annotated[
-        Path | None,
-        typer.Option(
-            "--domain-map", help="JSON map from corpus domains (or intents) to product domains."
-        ),
-    ] = None,
-    settings: Annotated[
-        Path | None,
-        typer.Option(
-            "--settings", help="JSON per-domain settings overrides ({Domain or '*': {...}})."
-        ),
-    ] = None,
+    domain_map: DomainMapOption = None,
+    settings: SettingsOption = None,
     domain: Annotated[
         list[str] | None, typer.Option("--domain", "-d", help="Train only this domain; repeatable.")
     ] = None,
-    jobs: Annotated[
-        int,
-        typer.Option("--jobs", "-j", min=1, help="Worker processes (domains train in parallel)."),
-    ] = 1,
+    jobs: JobsOption = 1,
 ) -> None:
     """Train each domain's domain classifier, intent classifier and CRF slot tagger."""
     from reranker.nlu import read_corpora, read_domain_map, read_settings_file, train_models
@@ -120,16 +130,9 @@ def nlu_predict(
     nbest: Annotated[
         int, typer.Option("--nbest", "-k", min=1, help="Hypotheses per utterance, at most.")
     ] = 6,
-    domains: Annotated[
-        int, typer.Option("--domains", min=1, help="Top domains per utterance.")
-    ] = 3,
-    intents: Annotated[int, typer.Option("--intents", min=1, help="Top intents per domain.")] = 2,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device", help="Device of utterances whose corpus line has none (default 'unknown')."
-        ),
-    ] = None,
+    domains: DomainsOption = 3,
+    intents: IntentsOption = 2,
+    device: DeviceOption = None,
     domain_map: Annotated[
         Path | None,
         typer.Option("--domain-map", help="Domain map applied to the corpus references."),
@@ -175,38 +178,20 @@ def nlu_cross_fit(
     ],
     folds: Annotated[int, typer.Option("--folds", min=2, help="Folds (NLU trainings).")] = 5,
     nbest: Annotated[int, typer.Option("--nbest", min=1, help="Hypotheses per utterance.")] = 6,
-    domains: Annotated[
-        int, typer.Option("--domains", min=1, help="Top domains per utterance.")
-    ] = 3,
-    intents: Annotated[int, typer.Option("--intents", min=1, help="Top intents per domain.")] = 2,
-    domain_map: Annotated[
-        Path | None,
-        typer.Option(
-            "--domain-map", help="JSON map from corpus domains (or intents) to product domains."
-        ),
-    ] = None,
-    settings: Annotated[
-        Path | None,
-        typer.Option(
-            "--settings", help="JSON per-domain settings overrides ({Domain or '*': {...}})."
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device", help="Device of utterances whose corpus line has none (default 'unknown')."
-        ),
-    ] = None,
-    jobs: Annotated[
-        int,
-        typer.Option("--jobs", "-j", min=1, help="Worker processes (domains train in parallel)."),
-    ] = 1,
+    domains: DomainsOption = 3,
+    intents: IntentsOption = 2,
+    domain_map: DomainMapOption = None,
+    settings: SettingsOption = None,
+    device: DeviceOption = None,
+    jobs: JobsOption = 1,
 ) -> None:
     """Hypotheses of a training corpus from NLU models that did not train on them.
 
-    The corpus is cut into K folds by a hash of the utterance id; the NLU is trained K times on
-    K - 1 folds and predicts the n-best of the fold it did not see. The result is a hypothesis
-    table with references, to train re-rankers on.
+    The corpus is cut into K folds by a hash of the utterance id.
+
+    The NLU is trained K times on K - 1 folds and predicts the n-best of the fold it did not see.
+
+    The result is a hypothesis table with references, to train re-rankers on.
     """
     from reranker.errors import DataError
     from reranker.hypotheses import validate_hypotheses, write_table
@@ -369,12 +354,7 @@ def nlu_import(
     files: Annotated[list[Path], typer.Argument(help="Upstream corpus files.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="slurp, hwu64 or snips.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Annotated corpus to write (.jsonl).")],
-    domain_map: Annotated[
-        Path | None,
-        typer.Option(
-            "--domain-map", help="JSON map from corpus domains (or intents) to product domains."
-        ),
-    ] = None,
+    domain_map: DomainMapOption = None,
 ) -> None:
     """Convert upstream SLURP, HWU64 or SNIPS files to an annotated corpus (docs/formats.md)."""
     from reranker.errors import DataError
