@@ -199,6 +199,32 @@ def test_nlu_train_with_domain_map_and_settings(tmp_path: Path) -> None:
             ["nlu", "cross-fit", "-c", "{tmp}/one.jsonl", "-o", "{tmp}/h.txt"],
             "unknown output extension",
         ),
+        (
+            [
+                "nlu",
+                "cross-fit",
+                "-c",
+                "{tmp}/one.jsonl",
+                "-o",
+                "{tmp}/h.csv",
+                "--settings",
+                "{tmp}/stray.json",
+            ],
+            "stray.json: settings name domain 'Nowhere', which has no utterance",
+        ),
+        (
+            [
+                "nlu",
+                "train",
+                "-c",
+                "{tmp}/one.jsonl",
+                "-o",
+                "{tmp}/m2",
+                "--settings",
+                "{tmp}/profile.json",
+            ],
+            "unknown settings profile 'nosuch'",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_errors(
@@ -215,6 +241,8 @@ def test_bad_input_gives_one_line_errors(
         json.dumps({**good, "annotation": "weather in [city : rome]"})
     )
     (tmp_path / "one.jsonl").write_text(json.dumps(good))
+    (tmp_path / "stray.json").write_text(json.dumps({"Nowhere": {"profile": "standard"}}))
+    (tmp_path / "profile.json").write_text(json.dumps({"Weather": {"profile": "nosuch"}}))
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "manifest.json").write_text(
         json.dumps({"format": "reranker-nlu-models", "format_version": 0, "domains": []})

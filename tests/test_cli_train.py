@@ -122,6 +122,25 @@ def test_train_reports_non_convergence_as_one_warning_line(hyps: Path, tmp_path:
     assert len(warning_lines) == 1 and warning_lines[0].startswith("warning: Music:")
 
 
+def test_a_domain_trained_on_a_handful_of_utterances_is_flagged(hyps: Path, tmp_path: Path) -> None:
+    """Published, since a team may want it, but with a warning naming the domain and its count."""
+    import pandas as pd
+
+    table = pd.read_csv(hyps, keep_default_na=False)
+    music = table["domain"] == "Music"
+    few = set(table.loc[music, "utterance_id"].drop_duplicates().head(3))
+    thin = table[~music | table["utterance_id"].isin(few)]
+    path = tmp_path / "thin.csv"
+    write_table(thin.reset_index(drop=True), path)
+    result = run("train", "-H", path, "--loss", "r2", "--out", tmp_path / "w", "--engine", "serial")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "too little data" in line]
+    assert warnings == [
+        "warning: Music: trained on 3 utterances (fewer than 20): its weights rest on too little "
+        "data to be trusted; compare it with R0"
+    ]
+
+
 def test_device_penalty_from_the_command_line(hyps: Path, tmp_path: Path) -> None:
     out = tmp_path / "weights"
     trained = run(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -106,3 +108,32 @@ def test_cli_compare_json(table: pd.DataFrame, tmp_path: Path) -> None:
         check=False,
     )  # fmt: skip
     assert bad.returncode != 0 and bad.stderr.startswith("reranker: error:")
+
+
+def test_cli_compare_lists_the_changed_utterances_as_plain_text(tmp_path: Path) -> None:
+    """The text output names the utterances that flipped (their text never read as markup)."""
+    demo = Path(__file__).resolve().parent.parent / "demo_data" / "real"
+    table = pd.read_parquet(demo / "hypotheses" / "test.parquet")
+    r3 = str(demo / "weights" / "r3")
+    from reranker.scoring import score_hypotheses
+
+    expected = compare_scorings(
+        table, r0_score(table), score_hypotheses(table, r3).score, n_boot=20
+    ).changed
+    assert len(expected) > 20
+    first = expected["utterance_id"].iloc[0]
+    table["text"] = table["text"].where(table["utterance_id"] != first, "[bold]play[/bold] x")
+    path = tmp_path / "h.parquet"
+    table.to_parquet(path)
+    done = subprocess.run(
+        [*reranker_cli(), "compare", "-H", str(path), "--a", "r0", "--b", r3, "--bootstrap", "20"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr
+    shown = set(re.findall(r"slurp-devel-\d+", done.stdout))
+    assert shown == set(expected["utterance_id"].head(20))
+    assert "[bold]play[/bold] x" in done.stdout
+    assert f"... and {len(expected) - 20} more (--json lists them all)" in done.stdout

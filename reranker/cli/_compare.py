@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from reranker.cli._app import app
 from reranker.cli._common import out_console, status
@@ -72,3 +74,25 @@ def compare(
         f"wrong to right: {int(counts.get('wrong to right', 0))}",
         highlight=False,
     )
+    _print_changed(result.changed)
+
+
+SHOWN_CHANGES = 20
+"""Changed utterances listed in the text output (``--json`` lists them all)."""
+
+
+def _print_changed(changed: pd.DataFrame) -> None:
+    """The first changed utterances: id, change and text (plain text, never markup)."""
+    if changed.empty:
+        return
+    grid = Table(title="Utterances whose top hypothesis changed")
+    for column in ("utterance_id", "change", "text"):
+        grid.add_column(column)
+    for row in changed.head(SHOWN_CHANGES).itertuples(index=False):
+        text = str(getattr(row, "text", "") or "")
+        grid.add_row(Text(str(row.utterance_id)), Text(str(row.change)), Text(text))
+    out_console.print(grid)
+    if len(changed) > SHOWN_CHANGES:
+        out_console.print(
+            f"... and {len(changed) - SHOWN_CHANGES} more (--json lists them all)", highlight=False
+        )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -65,6 +66,21 @@ def _progress_bar() -> Progress:
     )
 
 
+def _check_settings_file(
+    path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None, domains: list[str]
+) -> None:
+    """Settings that fit the corpus's domains, else a one-line error naming the settings file."""
+    from reranker.errors import DataError
+    from reranker.nlu.settings import check_settings
+
+    if path is None:
+        return
+    try:
+        check_settings(overrides, domains)
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from error
+
+
 @nlu_app.command("train")
 def nlu_train(
     corpus: Annotated[
@@ -87,6 +103,7 @@ def nlu_train(
     overrides = read_settings_file(settings) if settings is not None else None
     with status("reading the corpus"):
         frame = read_corpora(corpus, domain_map=mapping)
+    _check_settings_file(settings, overrides, frame["domain"].tolist())
     started = time.perf_counter()
     with _progress_bar() as bar:
         task = bar.add_task("training", total=1.0)
@@ -203,6 +220,7 @@ def nlu_cross_fit(
     overrides = read_settings_file(settings) if settings is not None else None
     with status("reading the corpus"):
         frame = read_corpora(corpus, domain_map=mapping)
+    _check_settings_file(settings, overrides, frame["domain"].tolist())
     started = time.perf_counter()
     try:
         hyps = cross_fitted_hypotheses(

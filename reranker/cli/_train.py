@@ -316,11 +316,28 @@ def _train_dataset(run: _Run) -> dict[str, DomainResult]:
         )
 
 
+FEW_UTTERANCES = 20
+"""Below this many training utterances a domain's published weights get a warning."""
+
+
+def _few_utterances(result: DomainResult) -> str | None:
+    """A warning when ``result``'s weights were learnt from fewer than :data:`FEW_UTTERANCES`."""
+    data = (result.document or {}).get("training_data") or {}
+    n = data.get("n_utterances")
+    if n is None or n >= FEW_UTTERANCES:
+        return None
+    return (
+        f"{result.domain}: trained on {n} utterance{'s' if n != 1 else ''} (fewer than "
+        f"{FEW_UTTERANCES}): its weights rest on too little data to be trusted; compare it with R0"
+    )
+
+
 def _report_results(results: dict[str, DomainResult], out: Path) -> None:
     print_table(err_console, _summary(results, out))
     for r in results.values():
-        for note in r.notes:
-            err_console.print(f"warning: {note}", highlight=False, soft_wrap=True)
+        for note in [*r.notes, _few_utterances(r)]:
+            if note:
+                err_console.print(f"warning: {note}", highlight=False, soft_wrap=True)
     failed = {d: r.error for d, r in results.items() if not r.ok}
     if failed:
         kept = len(results) - len(failed)

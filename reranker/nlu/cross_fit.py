@@ -26,6 +26,7 @@ from reranker.bootstrap import utterance_keys
 from reranker.errors import DataError, RerankerError
 from reranker.nlu.corpus import is_labelled
 from reranker.nlu.models import predict_corpus, train_models
+from reranker.nlu.settings import check_settings
 
 __all__ = ["FOLDS", "cross_fit_folds", "cross_fitted_hypotheses"]
 
@@ -41,7 +42,9 @@ def cross_fit_folds(ids: pd.Series, folds: int) -> NDArray[np.int64]:
     return (keys % np.uint64(folds)).astype(np.int64)
 
 
-def _check_folds(corpus: pd.DataFrame, folds: int) -> NDArray[np.int64]:
+def _check_folds(
+    corpus: pd.DataFrame, folds: int, settings: Mapping[str, Mapping[str, Any]] | None
+) -> NDArray[np.int64]:
     """Each utterance's fold, after checking, before any training, that every fold can be done."""
     if len(corpus) == 0:
         raise DataError("corpus is empty")
@@ -56,6 +59,7 @@ def _check_folds(corpus: pd.DataFrame, folds: int) -> NDArray[np.int64]:
             f"cross-fitting over {folds} folds needs at least {folds} utterances, got {len(corpus)}"
         )
     domains = corpus["domain"].to_numpy()
+    check_settings(settings, domains.tolist())
     for k in range(folds):
         rest = np.unique(domains[fold != k])
         if rest.size < 2:
@@ -139,7 +143,7 @@ def cross_fitted_hypotheses(
     RerankerError
         A fold's training failed (the message starts with the fold).
     """
-    fold = _check_folds(corpus, folds)
+    fold = _check_folds(corpus, folds, settings)
     predict = {"device": device, "nbest": nbest, "domains": domains, "intents": intents}
     report = progress or (lambda message: None)
     parts = []

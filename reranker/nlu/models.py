@@ -43,7 +43,7 @@ from reranker._files import staged_directory
 from reranker.errors import DataError, RerankerError, TrainingError
 from reranker.nlu.classifiers import TextClassifier, fit_text_classifier
 from reranker.nlu.corpus import corpus_sha256, is_labelled
-from reranker.nlu.settings import DomainSettings, settings_for
+from reranker.nlu.settings import DomainSettings, check_settings, settings_for
 from reranker.nlu.store import (
     CRF_FILE,
     DOMAIN_FILE,
@@ -266,9 +266,7 @@ def _check_training(
     if unknown:
         raise DataError(f"domain {unknown[0]!r} has no utterance in the corpus")
     overrides = dict(settings or {})
-    stray = [k for k in overrides if k != "*" and k not in all_domains]
-    if stray:
-        raise DataError(f"settings name domain {stray[0]!r}, which has no utterance in the corpus")
+    check_settings(overrides, all_domains)
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise DataError(f"{target}: exists and is not a directory")

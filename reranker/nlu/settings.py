@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,14 @@ from typing import Any
 from reranker._files import read_json_file
 from reranker.errors import DataError
 
-__all__ = ["PROFILES", "DomainSettings", "default_settings", "read_settings_file", "settings_for"]
+__all__ = [
+    "PROFILES",
+    "DomainSettings",
+    "check_settings",
+    "default_settings",
+    "read_settings_file",
+    "settings_for",
+]
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,19 @@ def settings_for(
     doc = base.to_dict()
     doc.update(merged)
     return DomainSettings.from_dict(doc, source=f"settings of domain {domain!r}")
+
+
+def check_settings(
+    overrides: Mapping[str, Mapping[str, Any]] | None, domains: Iterable[str]
+) -> None:
+    """Raise :class:`DataError` unless ``overrides`` name only ``domains`` (or ``"*"``) and give
+    every one of ``domains`` valid settings (known profile, valid values)."""
+    names = sorted(set(domains))
+    stray = [k for k in (overrides or {}) if k != "*" and k not in names]
+    if stray:
+        raise DataError(f"settings name domain {stray[0]!r}, which has no utterance in the corpus")
+    for name in names:
+        settings_for(name, overrides)
 
 
 def read_settings_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

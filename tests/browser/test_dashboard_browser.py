@@ -142,9 +142,12 @@ def test_filters_survive_page_switches(server: str, page) -> None:  # type: igno
     before = caption.inner_text()
     page.get_by_text("Misranked only").click()
     page.wait_for_url("**utt_misranked=true**")
+    # The URL changes before the rerun ends: wait for the caption itself (it must change).
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("utterances match")).not_to_have_text(before)
     _settle(page)
     filtered = page.get_by_text("utterances match").inner_text()
-    assert filtered != before
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_role("link", name="Calibration").click()
     page.wait_for_url("**/calibration**")
