@@ -99,6 +99,11 @@ class _Build:
     report: Progress
 
 
+def _processes(jobs: int | None) -> int:
+    """Worker processes of a build: ``jobs``, or every core when None."""
+    return int(jobs) if jobs is not None else max(1, os.cpu_count() or 1)
+
+
 def _write_json(path: Path, doc: object) -> None:
     path.write_text(
         json.dumps(doc, indent=1, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -137,7 +142,7 @@ def _train_nlu(name: str, target: Path, splits: DemoSplits, build: _Build) -> Nl
         read_corpus(corpus_dir / "train.jsonl"),
         target / "models",
         settings=splits.settings,
-        jobs=build.jobs,
+        jobs=_processes(build.jobs),
         progress=lambda d, m, f: build.report(f"{name}: NLU {d}: {m}") if m != "training" else None,
     )
 
@@ -157,7 +162,7 @@ def _predict_split(
         corpus,
         folds=splits.dev_cross_fit,
         settings=splits.settings,
-        jobs=build.jobs,
+        jobs=_processes(build.jobs),
         progress=lambda message: build.report(f"{name}: dev hypotheses cross-fitted, {message}"),
     )
 
@@ -318,8 +323,8 @@ def build_demo(
         Train the R1, R2, R3 re-rankers on the dev hypotheses (:func:`reranker.training.train_domains`).
     seed : int
     jobs : int, optional
-        Worker processes for NLU and re-ranker training (1: in this process); the data built do
-        not depend on it.
+        Worker processes for NLU and re-ranker training (1: in this process; None: every core);
+        the data built do not depend on it.
     scope : {"utterance", "domain"}
         Softmax scope of the R1 and R3 losses (see :func:`reranker.training.train_domains`).
     sample_utterances : int

@@ -271,11 +271,14 @@ def demo_cmd(
         str, typer.Option("--scope", help="Softmax scope of R1/R3: utterance or domain.")
     ] = "utterance",
     jobs: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--jobs", min=1, help="Worker processes for NLU and re-ranker training (same results)."
+            "--jobs",
+            min=1,
+            help="Worker processes for NLU and re-ranker training (default: all cores; the data "
+            "built do not depend on it).",
         ),
-    ] = 1,
+    ] = None,
 ) -> None:
     """Build the media demo (simulated devices) and the real-corpus demo: corpus, NLU models,
     hypotheses and re-ranker weights, deterministically."""
