@@ -35,6 +35,7 @@ from reranker.errors import DataError
 __all__ = [
     "bootstrap_interval",
     "bootstrap_intervals",
+    "hashed_folds",
     "poisson_weights",
     "utterance_keys",
     "weight_chunks",
@@ -67,6 +68,12 @@ def utterance_keys(utterance_ids: ArrayLike) -> NDArray[np.uint64]:
     """
     ids = pd.Series(np.asarray(utterance_ids, dtype=object)).astype(str).to_numpy(dtype=object)
     return np.asarray(pd.util.hash_array(ids, categorize=True), dtype=np.uint64)
+
+
+def hashed_folds(utterance_ids: ArrayLike, folds: int) -> NDArray[np.int64]:
+    """Fold (0 .. folds-1) of each utterance id: its :func:`utterance_keys` key modulo ``folds``,
+    so the folds depend on the ids only, never on row order or partitioning."""
+    return (utterance_keys(utterance_ids) % np.uint64(folds)).astype(np.int64)
 
 
 def _replicate_salts(n_boot: int, seed: int, start: int) -> NDArray[np.uint64]:

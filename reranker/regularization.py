@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
 from reranker._validation import check_choice
-from reranker.bootstrap import utterance_keys
+from reranker.bootstrap import hashed_folds
 from reranker.errors import ParameterError
 from reranker.estimator import Competitors, DomainReranker
 from reranker.features import DEVICE_PREFIX
@@ -142,7 +142,7 @@ def _folds(ids: NDArray[np.object_], folds: int, split: int) -> NDArray[np.int64
     """Fold of each utterance id in split ``split`` (split 0: the hash of the id itself, the
     others: the hash of the id salted with the split's number)."""
     names = ids if split == 0 else np.array([f"{split}\x1f{u}" for u in ids], dtype=object)
-    return (utterance_keys(names) % np.uint64(folds)).astype(np.int64)
+    return hashed_folds(names, folds)
 
 
 @dataclass(frozen=True)

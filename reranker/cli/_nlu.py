@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -23,6 +22,9 @@ from reranker.cli._common import (
     refuse_input_as_output,
     status,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 nlu_app = typer.Typer(
     help="Train the per-domain NLU models and predict n-best hypotheses.",
@@ -66,19 +68,25 @@ def _progress_bar() -> Progress:
     )
 
 
-def _check_settings_file(
-    path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None, domains: list[str]
-) -> None:
-    """Settings that fit the corpus's domains, else a one-line error naming the settings file."""
+def _read_training_corpus(
+    corpus: list[Path], domain_map: Path | None, settings: Path | None
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]] | None]:
+    """The labelled corpus (domains mapped) and the settings overrides of a training command,
+    the settings checked against the corpus's domains (an error names the settings file)."""
     from reranker.errors import DataError
+    from reranker.nlu import read_corpora, read_domain_map, read_settings_file
     from reranker.nlu.settings import check_settings
 
-    if path is None:
-        return
-    try:
-        check_settings(overrides, domains)
-    except DataError as error:
-        raise DataError(f"{path}: {error}") from error
+    mapping = read_domain_map(domain_map) if domain_map is not None else None
+    overrides = read_settings_file(settings) if settings is not None else None
+    with status("reading the corpus"):
+        frame = read_corpora(corpus, domain_map=mapping)
+    if settings is not None:
+        try:
+            check_settings(overrides, frame["domain"].tolist())
+        except DataError as error:
+            raise DataError(f"{settings}: {error}") from error
+    return frame, overrides
 
 
 @nlu_app.command("train")
@@ -96,14 +104,10 @@ def nlu_train(
     jobs: JobsOption = 1,
 ) -> None:
     """Train each domain's domain classifier, intent classifier and CRF slot tagger."""
-    from reranker.nlu import read_corpora, read_domain_map, read_settings_file, train_models
+    from reranker.nlu import train_models
 
     check_output_target(out, inputs=[*corpus, domain_map, settings], directory=True)
-    mapping = read_domain_map(domain_map) if domain_map is not None else None
-    overrides = read_settings_file(settings) if settings is not None else None
-    with status("reading the corpus"):
-        frame = read_corpora(corpus, domain_map=mapping)
-    _check_settings_file(settings, overrides, frame["domain"].tolist())
+    frame, overrides = _read_training_corpus(corpus, domain_map, settings)
     started = time.perf_counter()
     with _progress_bar() as bar:
         task = bar.add_task("training", total=1.0)
@@ -212,15 +216,10 @@ def nlu_cross_fit(
     """
     from reranker.errors import DataError
     from reranker.hypotheses import validate_hypotheses, write_table
-    from reranker.nlu import read_corpora, read_domain_map, read_settings_file
     from reranker.nlu.cross_fit import cross_fitted_hypotheses
 
     check_output_path(out, inputs=[*corpus, domain_map, settings])
-    mapping = read_domain_map(domain_map) if domain_map is not None else None
-    overrides = read_settings_file(settings) if settings is not None else None
-    with status("reading the corpus"):
-        frame = read_corpora(corpus, domain_map=mapping)
-    _check_settings_file(settings, overrides, frame["domain"].tolist())
+    frame, overrides = _read_training_corpus(corpus, domain_map, settings)
     started = time.perf_counter()
     try:
         hyps = cross_fitted_hypotheses(

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from reranker.bootstrap import utterance_keys
+from reranker.bootstrap import hashed_folds
 from reranker.errors import DataError, RerankerError
 from reranker.nlu.corpus import is_labelled
 from reranker.nlu.models import predict_corpus, train_models
@@ -38,8 +38,7 @@ def cross_fit_folds(ids: pd.Series, folds: int) -> NDArray[np.int64]:
     """Fold (0 .. folds-1) of each utterance id: its stable hash modulo ``folds``."""
     if folds < 2:
         raise DataError(f"cross-fitting needs at least 2 folds, got {folds}")
-    keys = utterance_keys(np.asarray(ids, dtype=object))
-    return (keys % np.uint64(folds)).astype(np.int64)
+    return hashed_folds(ids, folds)
 
 
 def _check_folds(
